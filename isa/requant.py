@@ -1,0 +1,133 @@
+"""Requantization: accumulator -> output integer, in the three named modes.
+
+* ``fp32``          ONNX Runtime (MLAS ``MlasRequantizeOutput``), Gemmini, XNNPACK:
+                    ``v = float32(acc + bias) * float32 scale``; clamp to [qmin-zp, qmax-zp] in
+                    float (NaN -> qmin-zp); round half to even; add zp.
+* ``fixed_double``  TFLite reference default / gemmlowp: SaturatingRoundingDoublingHighMul then
+                    RoundingDivideByPOT, both rounding half away from zero.
+* ``fixed_single``  TFLite built with TFLITE_SINGLE_ROUNDING:
+                    ``(int64(x) * M0 + 2^(t-1)) >> t`` with ``t = 31 - shift``.
+
+Integers are int64 numpy arrays; 32-bit operations wrap like two's-complement hardware
+(:func:`wrap`).  Accumulators wider than 32 bits use TFLite's int64 MultiplyByQuantizedMultiplier
+(16-bit reduced multiplier, one rounding) in both fixed modes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+MODES = ("fp32", "fixed_double", "fixed_single")
+
+
+def wrap(x: np.ndarray | int, bits: int) -> np.ndarray:
+    """Two's-complement wrap of integers to ``bits`` bits (1..64)."""
+    x = np.asarray(x, dtype=np.int64)
+    if bits == 64:
+        return x
+    m = np.int64(1) << np.int64(bits)
+    half = np.int64(1) << np.int64(bits - 1)
+    return ((x + half) & (m - 1)) - half
+
+
+def quantize_multiplier(real: float, *, single_rounding: bool = False) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier``: real = M0 * 2^(shift - 31), M0 in [2^30, 2^31).
+
+    ``q, shift = frexp(real)``; ``M0 = round_half_away(q * 2^31)``; M0 == 2^31 -> 2^30 with
+    shift + 1; shift < -31 flushes to (0, 0); with single rounding shift > 30 saturates to
+    (2^31 - 1, 30).  ``real == 0`` gives (0, 0).
+    """
+    if real == 0.0:
+        return 0, 0
+    if not math.isfinite(real):
+        raise ValueError(f"multiplier {real} is not finite")
+    q, shift = math.frexp(real)
+    q_fixed = int(math.copysign(math.floor(abs(q) * (1 << 31) + 0.5), q))  # round half away
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    if single_rounding and shift > 30:
+        shift, q_fixed = 30, (1 << 31) - 1
+    return q_fixed, shift
+
+
+def srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul of int32 values.
+
+    ``(a*b + nudge) / 2^31`` with C's truncating division, nudge = 2^30 if a*b >= 0 else
+    1 - 2^30; the single overflow case a == b == INT32_MIN gives INT32_MAX.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    num = ab + nudge
+    q = num >> 31  # floor
+    q = q + ((num < 0) & ((num & ((1 << 31) - 1)) != 0))  # to truncation toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), np.int64(INT32_MAX), q)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero (0 <= exp <= 31)."""
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x: np.ndarray, m0: np.ndarray, shift: np.ndarray,
+                                     *, single_rounding: bool, wide: bool = False) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier`` (int32 result, wrapped like C++ int32).
+
+    Double rounding (int32 x): ``RDBPOT(SRDHM(wrap32(x << max(shift, 0)), m0), max(-shift, 0))``.
+    Single rounding (int32 x): ``(x * m0 + 2^(t-1)) >> t``, ``t = 31 - shift``.
+    ``wide`` (int64 x, both builds): m0 reduced to 16 bits, ``rm = m0 < 0x7FFF0000 ?
+    (m0 + 2^15) >> 16 : 0x7FFF``; ``(x * rm + 2^(t-1)) >> t`` with ``t = 15 - shift``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    m0 = np.asarray(m0, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if wide:
+        rm = np.where(m0 < 0x7FFF0000, (m0 + (1 << 15)) >> 16, np.int64(0x7FFF))
+        t = 15 - shift
+        return wrap((x * rm + (np.int64(1) << (t - 1))) >> t, 32)
+    if single_rounding:
+        t = 31 - shift
+        return wrap((x * m0 + (np.int64(1) << (t - 1))) >> t, 32)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    return rounding_divide_by_pot(srdhm(wrap(x << left, 32), m0), right)
+
+
+def requant_fp32(x: np.ndarray, scale: np.ndarray, zp: int, qmin: int, qmax: int) -> np.ndarray:
+    """MLAS float requantization of integers ``x`` (acc + bias) with float32 ``scale``."""
+    v = np.asarray(x, dtype=np.int64).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+    lo, hi = np.float32(qmin - zp), np.float32(qmax - zp)
+    v = np.where(np.isnan(v), lo, np.clip(v, lo, hi))
+    return np.rint(v).astype(np.int64) + zp
+
+
+def requantize(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+               scale: np.ndarray, *, mode: str, acc_bits: int, zp: int, qmin: int,
+               qmax: int) -> np.ndarray:
+    """Requantize accumulators (last axis = channel) with per-channel parameters.
+
+    ``x = wrap(acc + bias, acc_bits)``; then ``fp32``: :func:`requant_fp32` with ``scale``;
+    fixed modes: ``wrap32(MBQM(x, mult, shift) + zp)`` clamped to [qmin, qmax].
+    """
+    x = wrap(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64), acc_bits)
+    if mode == "fp32":
+        return requant_fp32(x, scale, zp, qmin, qmax)
+    if mode not in MODES:
+        raise ValueError(f"unknown requant mode {mode!r}")
+    y = multiply_by_quantized_multiplier(x, mult, shift, single_rounding=mode == "fixed_single",
+                                         wide=acc_bits > 32)
+    return np.clip(wrap(y + zp, 32), qmin, qmax)

@@ -1,0 +1,379 @@
+"""Golden semantics: what each instruction does to the machine state, in plain numpy.
+
+The machine state is DRAM (bytes), five on-chip buffers of words and two register sets:
+
+* ``INP``, ``WGT``, ``OUT``, ``PRM``: 32-bit words (a write keeps the low 32 bits, signed);
+* ``ACC``: 64-bit words;
+* ``config``: the fields of the last CONFIG (reset values: :data:`RESET_CONFIG`);
+* ``window``: the fields of the last SETWIN (none at reset: LOADWIN needs one).
+
+Instructions execute in program order; every operand is read before any result is written, and
+every address is checked before anything is written, so an :class:`ExecError` leaves the state
+unchanged.  Dependency tokens do not change values, only timing.  Each golden function below is
+named after its instruction (``gemm`` for GEMM) and its kernel in ``kernels/`` carries the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional, Union
+
+import numpy as np
+
+from .asm import format_instruction
+from .encoding import Instruction, decode_program
+from .errors import ExecError
+from .quant import qrange
+from .requant import INT32_MAX, multiply_by_quantized_multiplier, requant_fp32, wrap
+from .table import BUFFERS, DTYPES
+from .weights import WeightStreamError, decode_weights
+
+WORD_BITS = {"INP": 32, "WGT": 32, "ACC": 64, "OUT": 32, "PRM": 32}
+DEFAULT_SIZES = {"INP": 1 << 16, "WGT": 1 << 16, "ACC": 1 << 14, "OUT": 1 << 16, "PRM": 1 << 12}
+RESET_CONFIG = Instruction("CONFIG", a="s8", w="s8", o="s8", clamp_min=-(1 << 16),
+                           clamp_max=(1 << 16) - 1).args
+ADD_RECORD_WORDS = 9  # a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift
+
+
+class _Fault(Exception):
+    """Raised inside a golden function; :func:`step` turns it into an ExecError."""
+
+
+@dataclass
+class MachineState:
+    """DRAM bytes, buffer words and the CONFIG / SETWIN registers."""
+
+    dram: np.ndarray
+    buffers: dict[str, np.ndarray]
+    config: dict = field(default_factory=lambda: dict(RESET_CONFIG))
+    window: Optional[dict] = None
+    halted: bool = False
+
+    @classmethod
+    def create(cls, dram: Union[int, bytes, np.ndarray] = 1 << 20,
+               sizes: Optional[dict[str, int]] = None) -> "MachineState":
+        """A zeroed machine: ``dram`` is a size in bytes or initial contents."""
+        if isinstance(dram, (int, np.integer)):
+            image = np.zeros(int(dram), dtype=np.uint8)
+        else:
+            image = np.frombuffer(bytes(dram), dtype=np.uint8).copy() if isinstance(dram, (bytes, bytearray)) \
+                else np.array(dram, dtype=np.uint8).ravel()
+        sizes = {**DEFAULT_SIZES, **(sizes or {})}
+        return cls(image, {b: np.zeros(sizes[b], dtype=np.int64) for b in BUFFERS})
+
+    def copy(self) -> "MachineState":
+        return MachineState(self.dram.copy(), {k: v.copy() for k, v in self.buffers.items()},
+                            dict(self.config), dict(self.window) if self.window else None, self.halted)
+
+
+# --------------------------------------------------------------------------- state accessors
+def read(s: MachineState, buf: str, addr: int, n: int) -> np.ndarray:
+    """Words ``addr .. addr+n-1`` of a buffer (a copy)."""
+    size = s.buffers[buf].size
+    if addr < 0 or addr + n > size:
+        raise _Fault(f"{buf}[{addr}:{addr + n}] is outside the buffer of {size} words")
+    return s.buffers[buf][addr:addr + n].copy()
+
+
+def check_span(s: MachineState, buf: str, addr: int, n: int) -> None:
+    """Fault unless words ``addr .. addr+n-1`` lie inside the buffer."""
+    size = s.buffers[buf].size
+    if addr < 0 or addr + n > size:
+        raise _Fault(f"{buf}[{addr}:{addr + n}] is outside the buffer of {size} words")
+
+
+def write(s: MachineState, buf: str, addr: int, values: np.ndarray) -> None:
+    """Store values (wrapped to the buffer's word width) at ``addr``."""
+    values = np.asarray(values, dtype=np.int64).ravel()
+    check_span(s, buf, addr, values.size)
+    s.buffers[buf][addr:addr + values.size] = wrap(values, WORD_BITS[buf])
+
+
+def operand(x: np.ndarray, dtype: str) -> np.ndarray:
+    """A word as the MAC array sees it: its low ``bits`` bits, sign- or zero-extended."""
+    bits, signed = DTYPES[dtype]
+    return wrap(x, bits) if signed else np.asarray(x, dtype=np.int64) & ((1 << bits) - 1)
+
+
+def _dram_positions(s: MachineState, addr: int, elems: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    bitpos = np.int64(addr) * 8 + elems.astype(np.int64) * bits
+    byte = bitpos // 8
+    nbytes = (bits + 7) // 8
+    if elems.size and (byte.min() < 0 or byte.max() + nbytes > s.dram.size):
+        raise _Fault(f"DRAM bytes {int(byte.min())}..{int(byte.max()) + nbytes - 1} "
+                     f"are outside DRAM of {s.dram.size} bytes")
+    return byte, bitpos % 8
+
+
+def dram_read(s: MachineState, addr: int, elems: np.ndarray, dtype: str) -> np.ndarray:
+    """Elements ``elems`` (indices from ``addr``) of a packed DRAM tensor of type ``dtype``."""
+    bits, signed = DTYPES[dtype]
+    byte, shift = _dram_positions(s, addr, elems, bits)
+    v = np.zeros(elems.shape, dtype=np.int64)
+    for j in range((bits + 7) // 8):
+        v |= s.dram[byte + j].astype(np.int64) << (8 * j)
+    v = (v >> shift) & ((1 << bits) - 1)
+    return wrap(v, bits) if signed else v
+
+
+def dram_write(s: MachineState, addr: int, elems: np.ndarray, values: np.ndarray, dtype: str) -> None:
+    """Write the low bits of ``values`` as elements of a packed DRAM tensor (later ones win)."""
+    bits, _ = DTYPES[dtype]
+    byte, shift = _dram_positions(s, addr, elems, bits)
+    v = np.asarray(values, dtype=np.int64) & ((1 << bits) - 1)
+    if bits == 4:
+        for nib in (0, 4):
+            sel = shift == nib
+            b = byte[sel]
+            s.dram[b] = (s.dram[b] & (0xF0 >> nib)) | (v[sel] << nib).astype(np.uint8)
+        return
+    for j in range(bits // 8):
+        s.dram[byte + j] = ((v >> (8 * j)) & 0xFF).astype(np.uint8)
+
+
+def _out_range(cfg: dict) -> tuple[int, int]:
+    return qrange(cfg["o"])
+
+
+def _clamp_output(y: np.ndarray, cfg: dict) -> np.ndarray:
+    """The activation clamp of CONFIG, then saturation to the output type."""
+    lo, hi = _out_range(cfg)
+    return np.clip(np.clip(y, cfg["clamp_min"], cfg["clamp_max"]), lo, hi)
+
+
+def _as_float32(words: np.ndarray) -> np.ndarray:
+    return (np.asarray(words, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+
+
+def _windows(s: MachineState, buf: str, addr: int, m: int, r: int, c: int) -> np.ndarray:
+    return read(s, buf, addr, m * r * c).reshape(m, r, c)
+
+
+# --------------------------------------------------------------------------- golden functions
+def nop(s: MachineState, i: Instruction) -> None:
+    """NOP: no state change."""
+
+
+def halt(s: MachineState, i: Instruction) -> None:
+    """HALT: stop."""
+    s.halted = True
+
+
+def config(s: MachineState, i: Instruction) -> None:
+    """CONFIG: latch the layer state."""
+    s.config = {k: v for k, v in i.args.items() if k in RESET_CONFIG}
+
+
+def setwin(s: MachineState, i: Instruction) -> None:
+    """SETWIN: latch the window geometry."""
+    s.window = {f.name: i.args[f.name] for f in i.spec.fields}
+
+
+def load(s: MachineState, i: Instruction) -> None:
+    """LOAD: buf[sram + y*x + j] = dram element (y*y_stride + j), j < x, y < rows."""
+    elems = (np.arange(i.y)[:, None] * i.y_stride + np.arange(i.x)[None, :]).ravel()
+    check_span(s, i.buf, i.sram, elems.size)
+    write(s, i.buf, i.sram, dram_read(s, i.dram, elems, i.dtype))
+
+
+def loadwin(s: MachineState, i: Instruction) -> None:
+    """LOADWIN: gathered windows, buf[sram + ((p*k_h + ky)*k_w + kx)*nc + c]; pad outside."""
+    w = s.window
+    if w is None:
+        raise _Fault("LOADWIN before any SETWIN")
+    if i.c0 + i.nc > w["in_c"]:
+        raise _Fault(f"channels {i.c0}..{i.c0 + i.nc - 1} exceed in_c={w['in_c']}")
+    pix = i.pix0 + np.arange(i.npix)
+    oy, ox = pix // w["out_w"], pix % w["out_w"]
+    ky, kx = np.arange(w["k_h"]), np.arange(w["k_w"])
+    iy = (oy * w["stride_h"] - w["pad_top"])[:, None, None] + (ky * w["dil_h"])[None, :, None]
+    ix = (ox * w["stride_w"] - w["pad_left"])[:, None, None] + (kx * w["dil_w"])[None, None, :]
+    iy, ix = np.broadcast_arrays(iy, ix)  # (npix, k_h, k_w)
+    inside = (iy >= 0) & (iy < w["in_h"]) & (ix >= 0) & (ix < w["in_w"])
+    chan = i.c0 + np.arange(i.nc)
+    elems = ((iy * w["in_w"] + ix) * w["in_c"])[..., None] + chan  # (npix, k_h, k_w, nc)
+    total = elems.size
+    check_span(s, i.buf, i.sram, total)
+    vals = np.full(elems.shape, w["pad_value"], dtype=np.int64)
+    mask = np.broadcast_to(inside[..., None], elems.shape)
+    vals[mask] = dram_read(s, i.dram, elems[mask], i.dtype)
+    write(s, i.buf, i.sram, vals)
+
+
+def loadw(s: MachineState, i: Instruction) -> None:
+    """LOADW: WGT[sram + j] = weight j decoded from the compressed stream (isa.weights)."""
+    bits, signed = DTYPES[i.dtype]
+    check_span(s, "WGT", i.sram, i.count)
+    try:
+        vals, _ = decode_weights(s.dram, i.dram, i.count, i.format, bits, signed, i.param, i.zero)
+    except WeightStreamError as e:
+        raise _Fault(str(e)) from None
+    write(s, "WGT", i.sram, vals)
+
+
+def store(s: MachineState, i: Instruction) -> None:
+    """STORE: dram element (y*y_stride + j) = low bits of buf[sram + y*x + j]."""
+    vals = read(s, i.buf, i.sram, i.x * i.y)
+    elems = (np.arange(i.y)[:, None] * i.y_stride + np.arange(i.x)[None, :]).ravel()
+    _dram_positions(s, i.dram, elems, DTYPES[i.dtype][0])
+    dram_write(s, i.dram, elems, vals, i.dtype)
+
+
+def _accumulate(s: MachineState, i: Instruction, addr: int, result: np.ndarray) -> None:
+    bits = s.config["acc_bits"]
+    if i.accumulate:
+        result = result + read(s, "ACC", addr, result.size).reshape(result.shape)
+    write(s, "ACC", addr, wrap(result, bits))
+
+
+def gemm(s: MachineState, i: Instruction) -> None:
+    """GEMM: ACC[m,n] (+)= sum_k (a[m,k] - a_zp) * (w[n,k] - w_zp), wrapped to acc_bits."""
+    cfg = s.config
+    a = operand(read(s, "INP", i.inp, i.m * i.k), cfg["a"]).reshape(i.m, i.k) - cfg["a_zp"]
+    w = operand(read(s, "WGT", i.wgt, i.n * i.k), cfg["w"]).reshape(i.n, i.k) - cfg["w_zp"]
+    check_span(s, "ACC", i.acc, i.m * i.n)
+    _accumulate(s, i, i.acc, a @ w.T)
+
+
+def dwconv(s: MachineState, i: Instruction) -> None:
+    """DWCONV: ACC[m,c] (+)= sum_r (a[m,r,c] - a_zp) * (w[r,c] - w_zp)."""
+    cfg = s.config
+    a = operand(_windows(s, "INP", i.inp, i.m, i.r, i.c), cfg["a"]) - cfg["a_zp"]
+    w = operand(read(s, "WGT", i.wgt, i.r * i.c), cfg["w"]).reshape(i.r, i.c) - cfg["w_zp"]
+    check_span(s, "ACC", i.acc, i.m * i.c)
+    _accumulate(s, i, i.acc, (a * w[None]).sum(axis=1))
+
+
+def requant(s: MachineState, i: Instruction) -> None:
+    """REQUANT: dst[m,n] = clamp(requantize(ACC[m,n] + bias[n]) + o_zp), mode from CONFIG."""
+    cfg = s.config
+    acc = read(s, "ACC", i.src, i.m * i.n).reshape(i.m, i.n)
+    prm = read(s, "PRM", i.prm, 3 * i.n).reshape(3, i.n)
+    check_span(s, i.dst_buf, i.dst, i.m * i.n)
+    bias, mult, shift = wrap(prm[0], 32), wrap(prm[1], 32), wrap(prm[2], 32)
+    lo, hi = _out_range(cfg)
+    x = wrap(acc + bias, cfg["acc_bits"])
+    if cfg["mode"] == "fp32":
+        y = requant_fp32(x, _as_float32(prm[1]), cfg["o_zp"], lo, hi)
+    else:
+        wide = cfg["acc_bits"] > 32
+        _check_multipliers(mult, shift, wide)
+        y = multiply_by_quantized_multiplier(x, mult, shift, single_rounding=cfg["mode"] == "fixed_single",
+                                             wide=wide)
+        y = wrap(y + cfg["o_zp"], 32)
+    write(s, i.dst_buf, i.dst, _clamp_output(y, cfg))
+
+
+def _check_multipliers(mult: np.ndarray, shift: np.ndarray, wide: bool) -> None:
+    top = 14 if wide else 30
+    if (mult < 0).any():
+        raise _Fault(f"negative fixed-point multiplier {int(mult[mult < 0][0])}")
+    bad = (shift < -31) | (shift > top)
+    if bad.any():
+        raise _Fault(f"shift {int(shift[bad][0])} outside -31..{top}")
+
+
+def vadd(s: MachineState, i: Instruction) -> None:
+    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); record at PRM[prm]."""
+    cfg = s.config
+    a = read(s, i.a_buf, i.a, i.n)
+    b = read(s, i.b_buf, i.b, i.n)
+    rec = wrap(read(s, "PRM", i.prm, ADD_RECORD_WORDS), 32)
+    check_span(s, i.dst_buf, i.dst, i.n)
+    a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (int(v) for v in rec)
+    lo, hi = _out_range(cfg)
+    if cfg["mode"] == "fp32":
+        fa, fb = _as_float32(rec[2]), _as_float32(rec[4])
+        v = (a - a_zp).astype(np.float32) * fa + (b - b_zp).astype(np.float32) * fb
+        zp = cfg["o_zp"]
+        flo, fhi = np.float32(lo - zp), np.float32(hi - zp)
+        y = np.rint(np.where(np.isnan(v), flo, np.clip(v, flo, fhi))).astype(np.int64) + zp
+    else:
+        if not 0 <= left <= 30:
+            raise _Fault(f"left_shift {left} outside 0..30")
+        _check_multipliers(np.array([a_m, b_m, o_m]), np.array([a_sh, b_sh, o_sh]), False)
+        single = cfg["mode"] == "fixed_single"
+        sa = multiply_by_quantized_multiplier(wrap((a - a_zp) << left, 32), a_m, a_sh, single_rounding=single)
+        sb = multiply_by_quantized_multiplier(wrap((b - b_zp) << left, 32), b_m, b_sh, single_rounding=single)
+        y = multiply_by_quantized_multiplier(wrap(sa + sb, 32), o_m, o_sh, single_rounding=single)
+        y = wrap(y + cfg["o_zp"], 32)
+    write(s, i.dst_buf, i.dst, _clamp_output(y, cfg))
+
+
+def _elementwise(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[MachineState, Instruction], None]:
+    def golden(s: MachineState, i: Instruction) -> None:
+        a, b = read(s, i.a_buf, i.a, i.n), read(s, i.b_buf, i.b, i.n)
+        check_span(s, i.dst_buf, i.dst, i.n)
+        write(s, i.dst_buf, i.dst, fn(a, b))
+
+    return golden
+
+
+vmax = _elementwise(np.maximum)
+vmax.__doc__ = "VMAX: dst[j] = max(a[j], b[j])."
+vmin = _elementwise(np.minimum)
+vmin.__doc__ = "VMIN: dst[j] = min(a[j], b[j])."
+
+
+def maxpool(s: MachineState, i: Instruction) -> None:
+    """MAXPOOL: dst[m,c] = max_r src[m,r,c]."""
+    x = _windows(s, i.src_buf, i.src, i.m, i.r, i.c)
+    check_span(s, i.dst_buf, i.dst, i.m * i.c)
+    write(s, i.dst_buf, i.dst, x.max(axis=1))
+
+
+def avgpool(s: MachineState, i: Instruction) -> None:
+    """AVGPOOL: dst[m,c] = clamp(sum_r src / divisor rounded half away from zero)."""
+    total = _windows(s, i.src_buf, i.src, i.m, i.r, i.c).sum(axis=1)
+    check_span(s, i.dst_buf, i.dst, i.m * i.c)
+    d = i.divisor
+    # C: acc > 0 ? (acc + d/2) / d : (acc - d/2) / d, with truncating division.
+    q = np.where(total > 0, (total + d // 2) // d, -((-total + d // 2) // d))
+    write(s, i.dst_buf, i.dst, _clamp_output(q, s.config))
+
+
+def sumpool(s: MachineState, i: Instruction) -> None:
+    """SUMPOOL: ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp), wrapped to acc_bits."""
+    x = _windows(s, i.src_buf, i.src, i.m, i.r, i.c) - s.config["a_zp"]
+    check_span(s, "ACC", i.acc, i.m * i.c)
+    _accumulate(s, i, i.acc, x.sum(axis=1))
+
+
+def shr(s: MachineState, i: Instruction) -> None:
+    """SHR: dst[j] = src[j] >> shift (arithmetic), or (src[j] + 2^(shift-1)) >> shift if round."""
+    x = read(s, i.src_buf, i.src, i.n)
+    check_span(s, i.dst_buf, i.dst, i.n)
+    if i.round and i.shift:
+        x = x + (np.int64(1) << (i.shift - 1))
+    write(s, i.dst_buf, i.dst, x >> i.shift)
+
+
+GOLDEN: dict[str, Callable[[MachineState, Instruction], None]] = {
+    "NOP": nop, "HALT": halt, "CONFIG": config, "SETWIN": setwin, "LOAD": load, "LOADWIN": loadwin,
+    "LOADW": loadw, "STORE": store, "GEMM": gemm, "DWCONV": dwconv, "REQUANT": requant, "VADD": vadd,
+    "VMAX": vmax, "VMIN": vmin, "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr,
+}
+
+
+def step(s: MachineState, ins: Instruction, index: int = 0) -> None:
+    """Execute one instruction; on a fault raise :class:`ExecError` with ``s`` unchanged.
+
+    Every golden function checks all its addresses and parameters before its single write.
+    """
+    try:
+        GOLDEN[ins.op](s, ins)
+    except _Fault as e:
+        raise ExecError(index, format_instruction(ins), str(e)) from None
+
+
+def run(program: Union[np.ndarray, Iterable[Instruction]], state: MachineState,
+        max_steps: Optional[int] = None) -> MachineState:
+    """Run a program (word array or instructions) in order until HALT or its end."""
+    instructions = decode_program(program) if isinstance(program, np.ndarray) else list(program)
+    for index, ins in enumerate(instructions):
+        if max_steps is not None and index >= max_steps:
+            break
+        step(state, ins, index)
+        if state.halted:
+            break
+    return state
