@@ -109,7 +109,8 @@ def multiply_by_quantized_multiplier(x: np.ndarray, m0: np.ndarray, shift: np.nd
 
 def requant_fp32(x: np.ndarray, scale: np.ndarray, zp: int, qmin: int, qmax: int) -> np.ndarray:
     """MLAS float requantization of integers ``x`` (acc + bias) with float32 ``scale``."""
-    v = np.asarray(x, dtype=np.int64).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = np.asarray(x, dtype=np.int64).astype(np.float32) * np.asarray(scale, dtype=np.float32)
     lo, hi = np.float32(qmin - zp), np.float32(qmax - zp)
     v = np.where(np.isnan(v), lo, np.clip(v, lo, hi))
     return np.rint(v).astype(np.int64) + zp

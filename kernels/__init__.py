@@ -1,1 +1,25 @@
-"""Numba JIT kernels, one per instruction, bit-exact twins of isa.semantics (see issue #3)."""
+"""Numba kernels, one per data-moving or computing instruction, bit-exact twins of the golden
+functions of the same name in isa.semantics (CONFIG, SETWIN, NOP and HALT only set registers).
+
+Every kernel is ``@njit(cache=True)``, takes plain arrays and integers (see kernels.state) and so
+can be called from the simulator's own Numba instruction loop.
+"""
+
+from ._cache import drop_stale_cache
+
+drop_stale_cache()
+
+from .dma import load, loadwin, pack_row, store, unpack_row  # noqa: E402
+from .mac import dwconv, gemm  # noqa: E402
+from .requant import requant  # noqa: E402
+from .vector import avgpool, maxpool, shr, sumpool, vadd, vmax, vmin  # noqa: E402
+from .weights import loadw  # noqa: E402
+
+KERNELS = {
+    "LOAD": load, "LOADWIN": loadwin, "LOADW": loadw, "STORE": store, "GEMM": gemm,
+    "DWCONV": dwconv, "REQUANT": requant, "VADD": vadd, "VMAX": vmax, "VMIN": vmin,
+    "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr,
+}
+
+__all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "dwconv", "requant", "vadd",
+           "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "pack_row", "unpack_row"]

@@ -1,4 +1,5 @@
-"""Shared test settings: hypothesis runs fewer (never zero) examples under CI=true."""
+"""Shared test settings: hypothesis runs fewer (never zero) examples under CI=true, and fewer
+still when the kernels run as plain Python (NUMBA_DISABLE_JIT=1)."""
 
 import os
 
@@ -7,4 +8,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.register_profile("ci", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
+settings.register_profile("nojit", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+    settings.load_profile("nojit")
+else:
+    settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")

@@ -1,0 +1,97 @@
+"""Weight-stream encoders for LOADW: the inverse of isa.weights.decode_weights.
+
+Each encoder returns the bytes of one stream (format layouts: isa/weights.py).  ``encode_best``
+picks the format, and its parameter, that makes the fewest bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from isa.quant import pack_bits
+from isa.table import DTYPES
+
+
+@dataclass(frozen=True)
+class WeightStream:
+    """An encoded weight stream and the LOADW fields that decode it."""
+
+    format: str
+    data: bytes
+    param: int = 1
+    zero: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+def _check(values: np.ndarray, dtype: str) -> tuple[np.ndarray, int, bool]:
+    bits, signed = DTYPES[dtype]
+    v = np.asarray(values, dtype=np.int64).ravel()
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if v.size and (v.min() < lo or v.max() > hi):
+        raise ValueError(f"weights outside the range {lo}..{hi} of {dtype}")
+    return v, bits, signed
+
+
+def encode_dense(values: np.ndarray, dtype: str) -> WeightStream:
+    v, bits, _ = _check(values, dtype)
+    return WeightStream("dense", pack_bits(v, bits).tobytes())
+
+
+def encode_bitmask(values: np.ndarray, dtype: str, zero: int = 0) -> WeightStream:
+    """Mask bit per weight (1 = stored), then the stored weights, byte-aligned."""
+    v, bits, _ = _check(values, dtype)
+    keep = v != zero
+    data = pack_bits(keep.astype(np.int64), 1).tobytes() + pack_bits(v[keep], bits).tobytes()
+    return WeightStream("bitmask", data, zero=zero)
+
+
+def encode_rle(values: np.ndarray, dtype: str, run_bits: int = 4, zero: int = 0) -> WeightStream:
+    """Entries (run of ``zero``s, value); long runs split with literal ``zero`` values."""
+    v, bits, _ = _check(values, dtype)
+    if not 1 <= run_bits <= 8:
+        raise ValueError("run_bits must be 1..8")
+    max_run = (1 << run_bits) - 1
+    fields: list[int] = []
+    widths: list[int] = []
+    run = 0
+    for j, x in enumerate(v):
+        last = j == v.size - 1
+        if x == zero and run < max_run and not last:
+            run += 1
+            continue
+        fields += [run, int(x)]
+        widths += [run_bits, bits]
+        run = 0
+    bitstream = np.concatenate([(np.int64(f) >> np.arange(w)) & 1 for f, w in zip(fields, widths)]) \
+        if fields else np.zeros(0, np.int64)
+    data = np.packbits(bitstream.astype(np.uint8), bitorder="little").tobytes()
+    return WeightStream("rle", data, param=run_bits, zero=zero)
+
+
+def encode_codebook(values: np.ndarray, dtype: str) -> WeightStream | None:
+    """Palette of 2^k distinct values and k-bit indices; None if more than 256 distinct values."""
+    v, bits, _ = _check(values, dtype)
+    palette = np.unique(v)
+    if palette.size > 256 or palette.size == 0:
+        return None
+    k = max(1, int(np.ceil(np.log2(palette.size))))
+    if k > bits:
+        return None
+    full = np.concatenate([palette, np.full((1 << k) - palette.size, palette[0])])
+    idx = np.searchsorted(palette, v)
+    return WeightStream("codebook", pack_bits(full, bits).tobytes() + pack_bits(idx, k).tobytes(), param=k)
+
+
+def encode_best(values: np.ndarray, dtype: str, zero: int = 0) -> WeightStream:
+    """The smallest stream among dense, bitmask, run-length (run bits 1..8) and codebook."""
+    candidates = [encode_dense(values, dtype), encode_bitmask(values, dtype, zero)]
+    candidates += [encode_rle(values, dtype, rb, zero) for rb in (2, 3, 4, 5, 6, 8)]
+    cb = encode_codebook(values, dtype)
+    if cb is not None:
+        candidates.append(cb)
+    return min(candidates, key=lambda s: s.nbytes)

@@ -1,0 +1,130 @@
+"""DMA kernels: LOAD, LOADWIN and STORE (twins of isa.semantics.load / loadwin / store), and the
+unpack/pack helpers every DRAM access goes through.
+
+Element e of a packed tensor at byte address A occupies bits [8A + e*b, 8A + (e+1)*b) of DRAM.
+Rows of 8/16/32-bit elements are byte-aligned and unpacked by vectorizable loops; 4-bit rows are
+unpacked two elements per byte (low nibble first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .common import INLINE
+from .state import (WIN_DIL_H, WIN_DIL_W, WIN_IN_C, WIN_IN_H, WIN_IN_W, WIN_K_H, WIN_K_W,
+                    WIN_OUT_W, WIN_PAD_LEFT, WIN_PAD_TOP, WIN_PAD_VALUE, WIN_STRIDE_H,
+                    WIN_STRIDE_W)
+
+
+@njit(**INLINE)
+def _nibble(dram, addr, e, signed):
+    v = (np.int64(dram[addr + (e >> 1)]) >> ((e & 1) << 2)) & 0xF
+    if signed and v >= 8:
+        v -= 16
+    return v
+
+
+@njit(cache=True, boundscheck=False)
+def unpack_row(dram, addr, e0, count, bits, signed, mem, at, word_bits):
+    """mem[at + j] = element (e0 + j) of the packed tensor at byte ``addr``, for j < count."""
+    dst = mem[at:at + count]
+    if bits == 8:
+        src = dram[addr + e0: addr + e0 + count]
+        if signed:
+            for j in range(count):
+                dst[j] = np.int64(np.int8(src[j]))
+        else:
+            for j in range(count):
+                dst[j] = np.int64(src[j])
+    elif bits == 4:
+        j = 0
+        if e0 & 1 and count > 0:
+            mem[at] = _nibble(dram, addr, e0, signed)
+            j = 1
+        base = addr + ((e0 + j) >> 1)
+        pairs = (count - j) >> 1
+        sign = 8 if signed else 16
+        src4 = dram[base:base + pairs]
+        out = dst[j:j + 2 * pairs]
+        for q in range(pairs):
+            byte = np.int64(src4[q])
+            lo = byte & 0xF
+            hi = byte >> 4
+            out[2 * q] = lo - 16 if lo >= sign else lo
+            out[2 * q + 1] = hi - 16 if hi >= sign else hi
+        if j + 2 * pairs < count:
+            mem[at + count - 1] = _nibble(dram, addr, e0 + count - 1, signed)
+    elif bits == 16:
+        src16 = dram[addr + 2 * e0: addr + 2 * (e0 + count)]
+        for j in range(count):
+            v = np.int64(src16[2 * j]) | (np.int64(src16[2 * j + 1]) << 8)
+            dst[j] = v - 65536 if signed and v >= 32768 else v
+    else:  # 32
+        src32 = dram[addr + 4 * e0: addr + 4 * (e0 + count)]
+        for j in range(count):
+            v = (np.int64(src32[4 * j]) | (np.int64(src32[4 * j + 1]) << 8)
+                 | (np.int64(src32[4 * j + 2]) << 16) | (np.int64(src32[4 * j + 3]) << 24))
+            if signed or word_bits == 32:
+                v = ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            dst[j] = v
+
+
+@njit(cache=True, boundscheck=False)
+def pack_row(mem, at, count, dram, addr, e0, bits):
+    """Write the low ``bits`` of mem[at + j] as element (e0 + j) at byte ``addr`` (nibbles RMW)."""
+    if bits == 8:
+        for j in range(count):
+            dram[addr + e0 + j] = np.uint8(mem[at + j] & 0xFF)
+    elif bits == 4:
+        for j in range(count):
+            e = e0 + j
+            b = addr + (e >> 1)
+            sh = (e & 1) << 2
+            dram[b] = np.uint8((np.int64(dram[b]) & (0xF0 >> sh)) | ((mem[at + j] & 0xF) << sh))
+    else:
+        nbytes = bits >> 3
+        for j in range(count):
+            v = mem[at + j]
+            for q in range(nbytes):
+                dram[addr + (e0 + j) * nbytes + q] = np.uint8((v >> (8 * q)) & 0xFF)
+
+
+@njit(cache=True, boundscheck=False)
+def load(dram, mem, dram_addr, dst_at, x, y, y_stride, bits, signed, word_bits):
+    """LOAD: mem[dst_at + r*x + j] = element (r*y_stride + j), j < x, r < y."""
+    for r in range(y):
+        unpack_row(dram, dram_addr, r * y_stride, x, bits, signed, mem, dst_at + r * x, word_bits)
+    return 0
+
+
+@njit(cache=True, boundscheck=False)
+def loadwin(dram, mem, win, dram_addr, dst_at, pix0, npix, c0, nc, bits, signed, word_bits):
+    """LOADWIN: gathered windows mem[dst_at + ((p*k_h + ky)*k_w + kx)*nc + c], padding outside."""
+    in_h, in_w, in_c = win[WIN_IN_H], win[WIN_IN_W], win[WIN_IN_C]
+    k_h, k_w, out_w = win[WIN_K_H], win[WIN_K_W], win[WIN_OUT_W]
+    pad = win[WIN_PAD_VALUE]  # 17-bit: fits every word
+    at = dst_at
+    for p in range(npix):
+        pix = pix0 + p
+        oy = pix // out_w
+        ox = pix - oy * out_w
+        for ky in range(k_h):
+            iy = oy * win[WIN_STRIDE_H] - win[WIN_PAD_TOP] + ky * win[WIN_DIL_H]
+            for kx in range(k_w):
+                ix = ox * win[WIN_STRIDE_W] - win[WIN_PAD_LEFT] + kx * win[WIN_DIL_W]
+                if 0 <= iy < in_h and 0 <= ix < in_w:
+                    unpack_row(dram, dram_addr, (iy * in_w + ix) * in_c + c0, nc, bits, signed,
+                               mem, at, word_bits)
+                else:
+                    mem[at:at + nc] = pad
+                at += nc
+    return 0
+
+
+@njit(cache=True, boundscheck=False)
+def store(mem, dram, src_at, dram_addr, x, y, y_stride, bits):
+    """STORE: element (r*y_stride + j) = low bits of mem[src_at + r*x + j]; later rows win."""
+    for r in range(y):
+        pack_row(mem, src_at + r * x, x, dram, dram_addr, r * y_stride, bits)
+    return 0

@@ -1,0 +1,158 @@
+"""REQUANT (twin of isa.semantics.requant) and the per-element requantization helpers that VADD
+shares.  The mode is chosen once per instruction; the loop over channels then vectorizes
+(float32 multiply/clamp/round for fp32, 64-bit multiplies and selects for the fixed modes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .common import INLINE, type_range, wrap32
+from .state import (CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS, CFG_O_SIGNED,
+                    CFG_O_ZP, ERR_NEGATIVE_MULTIPLIER, ERR_SHIFT_RANGE, MODE_FIXED_SINGLE, MODE_FP32, OK)
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+@njit(**INLINE)
+def srdhm(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul (ties toward +infinity, INT32_MIN^2 saturates)."""
+    ab = np.int64(a) * np.int64(b)
+    nudge = np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30))
+    num = ab + nudge
+    q = num >> 31
+    if num < 0 and (num & 0x7FFFFFFF) != 0:
+        q += 1
+    if a == INT32_MIN and b == INT32_MIN:
+        q = INT32_MAX
+    return q
+
+
+@njit(**INLINE)
+def rounding_divide_by_pot(x, e):
+    """gemmlowp RoundingDivideByPOT: x / 2^e, ties away from zero."""
+    mask = (np.int64(1) << e) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> e) + (1 if (x & mask) > threshold else 0)
+
+
+@njit(**INLINE)
+def mbqm(x, m0, shift, single, wide):
+    """TFLite MultiplyByQuantizedMultiplier in the double, single or wide (int64 x) form."""
+    if wide:
+        rm = (m0 + (1 << 15)) >> 16 if m0 < 0x7FFF0000 else np.int64(0x7FFF)
+        t = 15 - shift
+        return wrap32((x * rm + (np.int64(1) << (t - 1))) >> t)
+    if single:
+        t = 31 - shift
+        return wrap32((x * m0 + (np.int64(1) << (t - 1))) >> t)
+    left = shift if shift > 0 else 0
+    right = -shift if shift < 0 else 0
+    return rounding_divide_by_pot(srdhm(wrap32(x << left), m0), right)
+
+
+@njit(**INLINE)
+def round_fp32(v, zp, lo, hi):
+    """MLAS: clamp in float to [lo - zp, hi - zp] (NaN -> lower), round half to even, + zp."""
+    flo = np.float32(lo - zp)
+    fhi = np.float32(hi - zp)
+    v = flo if v != v else (flo if v < flo else (fhi if v > fhi else v))
+    return np.int64(np.rint(v)) + zp
+
+
+@njit(**INLINE)
+def clamp_output(y, cmin, cmax, lo, hi):
+    """The CONFIG activation clamp, then saturation to the output type."""
+    return min(max(min(max(y, cmin), cmax), lo), hi)
+
+
+@njit(cache=True, boundscheck=False)
+def check_multipliers(mult, shift, wide):
+    top = 14 if wide else 30
+    for c in range(mult.size):
+        if mult[c] < 0:
+            return ERR_NEGATIVE_MULTIPLIER
+        if shift[c] < -31 or shift[c] > top:
+            return ERR_SHIFT_RANGE
+    return OK
+
+
+@njit(**INLINE)
+def wrap_acc(x, bits):
+    """wrap() for accumulator widths below 64 (CONFIG.acc_bits <= 48): branch-free, vectorizes."""
+    half = np.int64(1) << (bits - 1)
+    return ((x + half) & ((half << 1) - 1)) - half
+
+
+@njit(**INLINE)
+def _fp32_round(v, flo, fhi, zp, qlo, qhi):
+    """Clamp (NaN -> flo), round half to even, add zp, clamp; |v| <= 2^17 after the clamp, so the
+    float -> int conversion goes through int32 (vcvtps2dq exists on AVX2, the int64 one does not)."""
+    v = flo if v != v else (flo if v < flo else (fhi if v > fhi else v))
+    y = np.int32(np.int32(np.rint(v)) + zp)  # all in int32: AVX2 has no 64-bit min/max
+    return np.int64(qlo if y < qlo else (qhi if y > qhi else y))
+
+
+@njit(cache=True, boundscheck=False)
+def _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, cmin, cmax):
+    flo = np.float32(lo - zp)
+    fhi = np.float32(hi - zp)
+    # clamp to [cmin, cmax] then to [lo, hi] == clamp to [qlo, qhi]; all fit int32
+    qlo = np.int32(min(max(lo, cmin), hi))
+    qhi = np.int32(max(min(hi, cmax), lo))
+    zp = np.int32(zp)
+    for i in range(m):
+        src = mem[src_at + i * n: src_at + (i + 1) * n]  # slices + range: no index wraparound,
+        dst = mem[dst_at + i * n: dst_at + (i + 1) * n]  # so LLVM vectorizes the channel loop
+        if acc_bits <= 32:  # the wrapped sum fits int32: int32 -> float32 (vcvtdq2ps on AVX2)
+            for c in range(n):
+                x = np.int32(wrap_acc(src[c] + bias[c], acc_bits))
+                dst[c] = _fp32_round(np.float32(x) * scale[c], flo, fhi, zp, qlo, qhi)
+        else:
+            for c in range(n):
+                x = wrap_acc(src[c] + bias[c], acc_bits)
+                dst[c] = _fp32_round(np.float32(x) * scale[c], flo, fhi, zp, qlo, qhi)
+
+
+@njit(cache=True, boundscheck=False)
+def _requant_fixed(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax,
+                   single, wide):
+    qlo = min(max(lo, cmin), hi)
+    qhi = max(min(hi, cmax), lo)
+    for i in range(m):
+        src = mem[src_at + i * n: src_at + (i + 1) * n]
+        dst = mem[dst_at + i * n: dst_at + (i + 1) * n]
+        for c in range(n):
+            y = wrap32(mbqm(wrap_acc(src[c] + bias[c], acc_bits), mult[c], shift[c], single, wide) + zp)
+            dst[c] = qlo if y < qlo else (qhi if y > qhi else y)
+
+
+@njit(cache=True, boundscheck=False)
+def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
+    """REQUANT: dst[m,n] = clamp(requantize(ACC[m,n] + bias[n]) + o_zp); returns a status.
+
+    Outputs lie in the output type's range (at most 16 bits), so they fit any buffer word.
+    """
+    mode, acc_bits, zp = cfg[CFG_MODE], cfg[CFG_ACC_BITS], cfg[CFG_O_ZP]
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+    bias = np.empty(n, np.int64)
+    mult = np.empty(n, np.int64)
+    shift = np.empty(n, np.int64)
+    for c in range(n):
+        bias[c] = wrap32(mem[prm_at + c])
+        mult[c] = wrap32(mem[prm_at + n + c])
+        shift[c] = wrap32(mem[prm_at + 2 * n + c])
+    if mode == MODE_FP32:
+        scale = mult.astype(np.int32).view(np.float32)
+        _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, cmin, cmax)
+        return OK
+    wide = acc_bits > 32
+    status = check_multipliers(mult, shift, wide)
+    if status != OK:
+        return status
+    _requant_fixed(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax,
+                   mode == MODE_FIXED_SINGLE, wide)
+    return OK

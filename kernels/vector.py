@@ -1,0 +1,171 @@
+"""Vector-unit kernels: VADD, VMAX, VMIN, MAXPOOL, AVGPOOL, SUMPOOL, SHR (twins of the golden
+functions of the same names).  Loops run over contiguous elements or channels and vectorize.
+
+The golden semantics read every operand before writing; where a destination range overlaps a
+source range the kernels compute into a temporary first, so in-place and shifted operands give
+the golden result too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .common import INLINE, type_range, wrap, wrap32
+from .requant import check_multipliers, clamp_output, mbqm, round_fp32
+from .state import (CFG_A_ZP, CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS,
+                    CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, MODE_FIXED_SINGLE, MODE_FP32, OK)
+
+
+@njit(**INLINE)
+def _overlaps(a_at, a_n, b_at, b_n):
+    return a_at < b_at + b_n and b_at < a_at + a_n
+
+
+@njit(cache=True, boundscheck=False)
+def _commit(mem, dst_at, values, word_bits):
+    dst = mem[dst_at:dst_at + values.size]
+    if word_bits == 32:
+        for j in range(values.size):
+            dst[j] = wrap32(values[j])
+    else:
+        dst[:] = values
+
+
+@njit(cache=True, boundscheck=False)
+def vadd(mem, cfg, a_at, b_at, dst_at, n, prm_at, word_bits):
+    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); returns a status."""
+    rec = np.empty(9, np.int64)
+    for q in range(9):
+        rec[q] = wrap32(mem[prm_at + q])
+    a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (rec[0], rec[1], rec[2], rec[3], rec[4],
+                                                          rec[5], rec[6], rec[7], rec[8])
+    zp = cfg[CFG_O_ZP]
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+    out = np.empty(n, np.int64)
+    if cfg[CFG_MODE] == MODE_FP32:
+        scales = np.empty(2, np.int32)
+        scales[0] = np.int32(a_m)
+        scales[1] = np.int32(b_m)
+        f = scales.view(np.float32)
+        fa, fb = f[0], f[1]
+        a = mem[a_at:a_at + n]
+        b = mem[b_at:b_at + n]
+        for j in range(n):
+            v = np.float32(a[j] - a_zp) * fa + np.float32(b[j] - b_zp) * fb
+            out[j] = clamp_output(round_fp32(v, zp, lo, hi), cmin, cmax, lo, hi)
+    else:
+        if left < 0 or left > 30:
+            return ERR_LEFT_SHIFT_RANGE
+        mults = np.array([a_m, b_m, o_m])
+        shifts = np.array([a_sh, b_sh, o_sh])
+        status = check_multipliers(mults, shifts, False)
+        if status != OK:
+            return status
+        single = cfg[CFG_MODE] == MODE_FIXED_SINGLE
+        a = mem[a_at:a_at + n]
+        b = mem[b_at:b_at + n]
+        for j in range(n):
+            sa = mbqm(wrap32((a[j] - a_zp) << left), a_m, a_sh, single, False)
+            sb = mbqm(wrap32((b[j] - b_zp) << left), b_m, b_sh, single, False)
+            y = wrap32(mbqm(wrap32(sa + sb), o_m, o_sh, single, False) + zp)
+            out[j] = clamp_output(y, cmin, cmax, lo, hi)
+    _commit(mem, dst_at, out, word_bits)
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def _minmax(mem, a_at, b_at, dst_at, n, word_bits, take_max):
+    direct = not (_overlaps(dst_at, n, a_at, n) and dst_at != a_at) and \
+        not (_overlaps(dst_at, n, b_at, n) and dst_at != b_at)
+    a = mem[a_at:a_at + n]
+    b = mem[b_at:b_at + n]
+    out = mem[dst_at:dst_at + n] if direct else np.empty(n, np.int64)
+    if take_max:
+        for j in range(n):
+            out[j] = a[j] if a[j] > b[j] else b[j]
+    else:
+        for j in range(n):
+            out[j] = a[j] if a[j] < b[j] else b[j]
+    _commit(mem, dst_at, out, word_bits)  # in place when direct: only the 32-bit wrap
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def vmax(mem, a_at, b_at, dst_at, n, word_bits):
+    """VMAX: dst[j] = max(a[j], b[j])."""
+    return _minmax(mem, a_at, b_at, dst_at, n, word_bits, True)
+
+
+@njit(cache=True, boundscheck=False)
+def vmin(mem, a_at, b_at, dst_at, n, word_bits):
+    """VMIN: dst[j] = min(a[j], b[j])."""
+    return _minmax(mem, a_at, b_at, dst_at, n, word_bits, False)
+
+
+@njit(cache=True, boundscheck=False)
+def _window_reduce(mem, src_at, m, r, c, op, offset):
+    """out[i, ch] = max (op 0) or sum (op 1) over t of mem[src_at + (i*r + t)*c + ch] - offset."""
+    out = np.empty(m * c, np.int64)
+    for i in range(m):
+        o = out[i * c:(i + 1) * c]
+        first = mem[src_at + i * r * c: src_at + i * r * c + c]
+        for ch in range(c):
+            o[ch] = first[ch] - offset
+        for t in range(1, r):
+            row = mem[src_at + (i * r + t) * c: src_at + (i * r + t + 1) * c]
+            if op == 0:
+                for ch in range(c):
+                    o[ch] = o[ch] if o[ch] > row[ch] else row[ch]
+            else:
+                for ch in range(c):
+                    o[ch] += row[ch] - offset
+    return out
+
+
+@njit(cache=True, boundscheck=False)
+def maxpool(mem, src_at, dst_at, m, r, c, word_bits):
+    """MAXPOOL: dst[m,c] = max_r src[m,r,c]."""
+    _commit(mem, dst_at, _window_reduce(mem, src_at, m, r, c, 0, 0), word_bits)
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def avgpool(mem, cfg, src_at, dst_at, m, r, c, divisor, word_bits):
+    """AVGPOOL: dst = clamp(sum_r src / divisor, rounded half away from zero)."""
+    total = _window_reduce(mem, src_at, m, r, c, 1, 0)
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+    half = divisor // 2
+    for j in range(total.size):
+        t = total[j]
+        q = (t + half) // divisor if t > 0 else -((half - t) // divisor)
+        total[j] = clamp_output(q, cmin, cmax, lo, hi)
+    _commit(mem, dst_at, total, word_bits)
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def sumpool(mem, cfg, src_at, acc_at, m, r, c, accumulate):
+    """SUMPOOL: ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp), wrapped to acc_bits."""
+    total = _window_reduce(mem, src_at, m, r, c, 1, cfg[CFG_A_ZP])
+    acc_bits = cfg[CFG_ACC_BITS]
+    acc = mem[acc_at:acc_at + total.size]
+    for j in range(total.size):
+        total[j] = wrap(total[j] + acc[j] if accumulate else total[j], acc_bits)
+    _commit(mem, acc_at, total, 64)
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def shr(mem, src_at, dst_at, n, shift, rnd, word_bits):
+    """SHR: dst = src >> shift (arithmetic), or (src + 2^(shift-1)) >> shift when rnd."""
+    add = (np.int64(1) << (shift - 1)) if rnd and shift > 0 else np.int64(0)
+    src = mem[src_at:src_at + n]
+    out = np.empty(n, np.int64) if _overlaps(dst_at, n, src_at, n) and dst_at != src_at \
+        else mem[dst_at:dst_at + n]
+    for j in range(n):
+        out[j] = (src[j] + add) >> shift
+    _commit(mem, dst_at, out, word_bits)
+    return OK
