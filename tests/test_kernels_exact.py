@@ -212,8 +212,8 @@ def test_vmax_vmin_including_overlaps(data, op):
     buf = data.draw(st.sampled_from(BUFFERS))
     a = _addr(data.draw, buf, n)
     dst = data.draw(st.sampled_from([a, max(0, a - 3), min(SIZES[buf] - n, a + 3)]) | st.just(_addr(data.draw, buf, n)))
-    ins = Instruction(op, a_buf=buf, a=a, b_buf=data.draw(st.sampled_from(BUFFERS)), b=_addr(data.draw, "PRM", n)
-                      if n <= SIZES["PRM"] else 0, dst_buf=buf, dst=dst, n=n)
+    b_buf = data.draw(st.sampled_from(BUFFERS))
+    ins = Instruction(op, a_buf=buf, a=a, b_buf=b_buf, b=_addr(data.draw, b_buf, n), dst_buf=buf, dst=dst, n=n)
     check(s, ins)
 
 
@@ -229,6 +229,7 @@ def test_pools(data, op):
         fields.update(acc=_addr(data.draw, "ACC", m * c), accumulate=data.draw(st.integers(0, 1)))
     else:
         dst_buf = data.draw(st.sampled_from(BUFFERS))
+        assume(m * c <= SIZES[dst_buf])
         fields.update(dst_buf=dst_buf, dst=_addr(data.draw, dst_buf, m * c))
     if op == "AVGPOOL":
         fields["divisor"] = data.draw(st.sampled_from([1, 2, 4, r, r + 1]) | st.integers(1, 1023))
