@@ -30,18 +30,18 @@ MR = NR = 4
 def _make_micro(acc: str):
     """The 4 x 4 micro-kernel C[i:i+4, cj:cj+4] += Ap[i:i+4, :kc] @ Wp[j:j+4, :kc].T.
 
-    ``acc`` is the accumulation type (``int32`` or ``int64``).  Numba widens every integer product
-    to int64; casting each product and partial sum back to ``acc`` lets LLVM see
-    ``sext(i16) * sext(i16)`` summed in i32, which it lowers to ``vpmaddwd`` / ``vpdpwssd``.
-    Casting the operands themselves before the multiply hides that pattern.
+    ``acc`` is the accumulation type (``int32`` or ``int64``).  Operands are widened to it before
+    the multiply (plain numpy, with the JIT disabled, would multiply int16 by int16 in int16), and
+    each product and partial sum is cast back to it: Numba widens integer products to int64, and
+    the casts let LLVM keep the arithmetic in narrow lanes (``vpmulld``/``vpaddd`` on int32).
     Written out by code so that the sixteen accumulators stay scalars (registers) in Numba.
     """
     pairs = [(r, s) for r in range(MR) for s in range(NR)]
     src = ["def micro(Ap, Wp, C, i, j, cj, kc):"]
     src += [f"    s{r}{s} = T(0)" for r, s in pairs]
     src += ["    for p in range(kc):"]
-    src += [f"        a{r} = Ap[i + {r}, p]" for r in range(MR)]   # panel type: int16 or int32
-    src += [f"        w{s} = Wp[j + {s}, p]" for s in range(NR)]
+    src += [f"        a{r} = T(Ap[i + {r}, p])" for r in range(MR)]
+    src += [f"        w{s} = T(Wp[j + {s}, p])" for s in range(NR)]
     src += [f"        s{r}{s} = T(s{r}{s} + T(a{r} * w{s}))" for r, s in pairs]
     src += [f"    C[i + {r}, cj + {s}] += s{r}{s}" for r, s in pairs]
     namespace = {"T": getattr(np, acc)}
