@@ -100,14 +100,17 @@ def _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C, Ap, Wp, wide):
 
 @njit(cache=True, boundscheck=False)
 def _write_acc(mem, acc_at, C, accumulate, acc_bits):
+    """Store the (exact) sums wrapped to acc_bits; returns how many wrapped (overflowed)."""
     m, n = C.shape
+    overflows = 0
     for i in range(m):
+        acc = mem[acc_at + i * n: acc_at + (i + 1) * n]
         for j in range(n):
-            at = acc_at + i * n + j
-            v = np.int64(C[i, j])
-            if accumulate:
-                v += mem[at]
-            mem[at] = wrap(v, acc_bits)
+            v = np.int64(C[i, j]) + acc[j] if accumulate else np.int64(C[i, j])
+            w = wrap(v, acc_bits)
+            overflows += w != v
+            acc[j] = w
+    return overflows
 
 
 @njit(cache=True)
@@ -118,24 +121,29 @@ def uses_int16_panels(a_bits, w_bits):
 
 @njit(cache=True, boundscheck=False)
 def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
-    """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits."""
+    """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
+
+    Returns the number of accumulators whose exact value did not fit acc_bits (they wrapped).
+    """
     kc = min(KC, k)
     if uses_int16_panels(cfg[CFG_A_BITS], cfg[CFG_W_BITS]):
         C32 = np.zeros((m, n), np.int32)
         _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
                      np.empty((m, kc), np.int16), np.empty((min(NC, n), kc), np.int16), False)
-        _write_acc(mem, acc_at, C32, accumulate, cfg[CFG_ACC_BITS])
+        return _write_acc(mem, acc_at, C32, accumulate, cfg[CFG_ACC_BITS])
     else:
         C64 = np.zeros((m, n), np.int64)
         _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
                      np.empty((m, kc), np.int32), np.empty((min(NC, n), kc), np.int32), True)
-        _write_acc(mem, acc_at, C64, accumulate, cfg[CFG_ACC_BITS])
-    return 0
+        return _write_acc(mem, acc_at, C64, accumulate, cfg[CFG_ACC_BITS])
 
 
 @njit(cache=True, boundscheck=False)
 def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate):
-    """DWCONV: ACC[m,c] (+)= sum_r (INP[m,r,c] - a_zp) * (WGT[r,c] - w_zp); channels vectorize."""
+    """DWCONV: ACC[m,c] (+)= sum_r (INP[m,r,c] - a_zp) * (WGT[r,c] - w_zp); channels vectorize.
+
+    Returns the number of accumulators that wrapped.
+    """
     a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
     w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
     acc_bits = cfg[CFG_ACC_BITS]
@@ -143,6 +151,7 @@ def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate):
     for q in range(r * c):
         w[q] = operand(mem[wgt_at + q], w_bits, w_signed) - w_zp
     s = np.empty(c, np.int64)
+    overflows = 0
     for i in range(m):
         s[:] = 0
         for t in range(r):
@@ -152,5 +161,8 @@ def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate):
                 s[ch] += (operand(row[ch], a_bits, a_signed) - a_zp) * wt[ch]
         acc = mem[acc_at + i * c: acc_at + (i + 1) * c]
         for ch in range(c):
-            acc[ch] = wrap(s[ch] + acc[ch] if accumulate else s[ch], acc_bits)
-    return 0
+            v = s[ch] + acc[ch] if accumulate else s[ch]
+            wrapped = wrap(v, acc_bits)
+            overflows += wrapped != v
+            acc[ch] = wrapped
+    return overflows

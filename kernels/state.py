@@ -9,6 +9,8 @@
 
 Kernels return 0, or one of the ``ERR_*`` codes for faults that depend on data (a malformed
 compressed stream, a fixed-point parameter out of range); they then leave ``mem`` unchanged.
+The accumulating kernels (GEMM, DWCONV, SUMPOOL) cannot fault: they return how many
+accumulators overflowed (wrapped) instead.
 """
 
 from __future__ import annotations

@@ -148,14 +148,17 @@ def avgpool(mem, cfg, src_at, dst_at, m, r, c, divisor, word_bits):
 
 @njit(cache=True, boundscheck=False)
 def sumpool(mem, cfg, src_at, acc_at, m, r, c, accumulate):
-    """SUMPOOL: ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp), wrapped to acc_bits."""
+    """SUMPOOL: ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp), wrapped to acc_bits; returns the wraps."""
     total = _window_reduce(mem, src_at, m, r, c, 1, cfg[CFG_A_ZP])
     acc_bits = cfg[CFG_ACC_BITS]
     acc = mem[acc_at:acc_at + total.size]
+    overflows = 0
     for j in range(total.size):
-        total[j] = wrap(total[j] + acc[j] if accumulate else total[j], acc_bits)
+        v = total[j] + acc[j] if accumulate else total[j]
+        total[j] = wrap(v, acc_bits)
+        overflows += total[j] != v
     _commit(mem, acc_at, total, 64)
-    return OK
+    return overflows
 
 
 @njit(cache=True, boundscheck=False)

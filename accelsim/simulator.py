@@ -1,0 +1,89 @@
+"""``Simulator(chip).run(program, inputs)``: values, cycles, traffic and energy from one program."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+
+from kernels.state import ERR_MESSAGES
+
+from . import machine as M
+from .config import ChipConfig
+from .lowering import Lowered, SimError, lower
+from .program import Program, ProgramError
+from .report import RunReport
+
+
+def chip_vector(chip: ChipConfig) -> np.ndarray:
+    """The chip parameters the Numba timing loop reads (accelsim.machine P_* order)."""
+    a, d, dec = chip["array"], chip["dram"], chip["decompressor"]
+    return np.array([a["rows"], a["cols"], int(a["dataflow"] == "output_stationary"), int(a["fold_overlap"]),
+                     d["bandwidth"], d["latency"], dec["dense"], dec["bitmask"], dec["rle"], dec["codebook"],
+                     chip["requant"]["lanes"], chip["requant"]["pipeline"], chip["vector"]["lanes"],
+                     chip["vector"]["pipeline"], a["base_bits"], a["min_bits"]], dtype=np.float64)
+
+
+class Simulator:
+    """Runs programs on one chip configuration."""
+
+    def __init__(self, chip: Optional[ChipConfig] = None) -> None:
+        self.chip = chip or ChipConfig()
+        self._params = chip_vector(self.chip)
+        self._lowered: dict[int, tuple[np.ndarray, Lowered]] = {}
+
+    def lower(self, program: Program) -> Lowered:
+        """Validate and lower (cached per program object while its words are unchanged)."""
+        key = id(program)
+        hit = self._lowered.get(key)
+        if hit is not None and hit[0] is program.words:
+            return hit[1]
+        low = lower(program.words, self.chip, self.chip.dram_bytes())
+        self._lowered[key] = (program.words, low)
+        return low
+
+    def _dram(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
+        size = self.chip.dram_bytes()
+        if program.dram_image.size > size:
+            raise SimError(-1, "", f"DRAM image of {program.dram_image.size} bytes exceeds the {size}-byte DRAM")
+        dram = np.zeros(size, np.uint8)
+        dram[:program.dram_image.size] = program.dram_image
+        for name, value in (inputs or {}).items():
+            ref = program.tensors.get(name)
+            if ref is None or ref.role != "input":
+                known = ", ".join(k for k, t in program.tensors.items() if t.role == "input") or "none"
+                raise SimError(-1, "", f"program has no input tensor {name!r} (inputs: {known})")
+            if ref.addr + ref.nbytes > size:
+                raise SimError(-1, "", f"input {name!r} at {ref.addr} runs past DRAM")
+            try:
+                ref.write(dram, value, name)
+            except ProgramError as e:
+                raise SimError(-1, "", str(e)) from None
+        return dram
+
+    def run(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]] = None, *,
+            values: bool = True) -> tuple[dict[str, np.ndarray], RunReport]:
+        """Run ``program``; returns the output tensors (by name) and the report.
+
+        ``values=False`` runs the timing model only (same program, no data computed).
+        """
+        low = self.lower(program)
+        dram = self._dram(program, inputs)
+        counters = np.zeros(M.N_COUNTERS, np.float64)
+        blocked = M.run_timing(low.rows, low.cfgs, low.wins, dram, self._params, counters)
+        if blocked >= 0:
+            from isa import format_instruction
+            raise SimError(int(blocked), format_instruction(low.instructions[blocked]),
+                           "deadlock: it pops a dependency token that no instruction ever pushes")
+        outputs: dict[str, np.ndarray] = {}
+        if values:
+            mem = np.zeros(low.total_words, np.int64)
+            index, status, overflows = M.run_values(low.rows, low.cfgs, low.wins, dram, mem)
+            if index >= 0:
+                from isa import format_instruction
+                raise SimError(int(index), format_instruction(low.instructions[index]),
+                               ERR_MESSAGES.get(int(status), f"fault {status}"))
+            counters[M.C_OVERFLOWS] = overflows
+            outputs = {name: ref.read(dram) for name, ref in program.tensors.items() if ref.role == "output"}
+            self.last_dram, self.last_mem = dram, mem
+        return outputs, RunReport.from_counters(counters, self.chip, values)
