@@ -63,6 +63,46 @@ def cmd_disasm(args: argparse.Namespace) -> None:
         raise CliError(f"{args.file}: {e}") from None
 
 
+def _load_program(path: str):
+    from .program import Program, ProgramError
+
+    if path.endswith(".s"):
+        try:
+            return Program(isa.assemble(_read_text(path)))
+        except isa.AssemblyError as e:
+            raise CliError(f"{path}: {e}") from None
+    if path.endswith(".npy"):
+        return Program(_load_words(path))
+    try:
+        return Program.load(path)
+    except ProgramError as e:
+        raise CliError(str(e)) from None
+
+
+def _load_chip(path):
+    from .config import ConfigError, load_chip
+
+    try:
+        return load_chip(path)
+    except ConfigError as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_sim(args: argparse.Namespace) -> None:
+    from .lowering import SimError
+    from .simulator import Simulator
+
+    program = _load_program(args.program)
+    sim = Simulator(_load_chip(args.chip))
+    try:
+        _, report = sim.run(program, values=not args.no_values)
+    except SimError as e:
+        raise CliError(f"{args.program}: {e}") from None
+    print(report.table())
+    if args.report:
+        Path(args.report).write_text(report.to_json())
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -70,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="assembly source (.s); omitted: the bundled conv3x3 example")
     p.add_argument("-o", "--output", help="write the (n, 2) uint64 words to this .npy file")
     p.set_defaults(func=cmd_asm)
+    p = sub.add_parser("sim", help="run a program on the simulated chip and print its report")
+    p.add_argument("program", help="program file: .axp (words + DRAM image), .npy (words) or .s (assembly)")
+    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
+    p.add_argument("--report", help="write the report as JSON to this file")
+    p.add_argument("--no-values", action="store_true", help="timing only: compute no data")
+    p.set_defaults(func=cmd_sim)
     p = sub.add_parser("disasm", help="disassemble a program word file (.npy)")
     p.add_argument("file")
     p.add_argument("--numbered", action="store_true", help="append each instruction's index")
