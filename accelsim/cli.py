@@ -103,6 +103,39 @@ def cmd_sim(args: argparse.Namespace) -> None:
         Path(args.report).write_text(report.to_json())
 
 
+def cmd_estimate(args: argparse.Namespace) -> None:
+    import json
+
+    from .lowering import SimError
+    from .topology import TopologyError, estimate, read_topology
+
+    try:
+        w_bits, a_bits = (int(b) for b in args.bits.lower().split("x"))
+        if w_bits not in (4, 8, 16) or a_bits not in (4, 8, 16):
+            raise ValueError
+    except ValueError:
+        raise CliError(f"--bits {args.bits}: expected WxA with widths 4, 8 or 16 (e.g. 8x8)") from None
+    chip = _load_chip(args.chip)
+    try:
+        layers = read_topology(args.topology)
+        rows = estimate(layers, chip, w_bits, a_bits)
+    except (TopologyError, ValueError, SimError) as e:
+        raise CliError(str(e)) from None
+    print(f"{'layer':16s} {'MACs':>14s} {'cycles':>12s} {'util %':>7s} {'DRAM bytes':>12s} {'energy uJ':>10s}")
+    for r in rows:
+        print(f"{r.name[:16]:16s} {r.macs:14,d} {r.cycles:12,d} {100 * r.utilization:7.1f} {r.dram_bytes:12,d} "
+              f"{r.energy_pj / 1e6:10.2f}")
+    total = {"macs": sum(r.macs for r in rows), "cycles": sum(r.cycles for r in rows),
+             "dram_bytes": sum(r.dram_bytes for r in rows), "energy_pj": sum(r.energy_pj for r in rows)}
+    total["utilization"] = sum(r.utilization * r.cycles for r in rows) / max(1, total["cycles"])
+    print(f"{'total':16s} {total['macs']:14,d} {total['cycles']:12,d} {100 * total['utilization']:7.1f} "
+          f"{total['dram_bytes']:12,d} {total['energy_pj'] / 1e6:10.2f}")
+    if args.json:
+        from dataclasses import asdict
+        Path(args.json).write_text(json.dumps({"bits": args.bits, "chip": chip.source,
+                                               "layers": [asdict(r) for r in rows], "total": total}, indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -116,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report as JSON to this file")
     p.add_argument("--no-values", action="store_true", help="timing only: compute no data")
     p.set_defaults(func=cmd_sim)
+    p = sub.add_parser("estimate", help="per-layer cycles, utilization and traffic of a SCALE-Sim topology")
+    p.add_argument("--topology", required=True, help="SCALE-Sim topology CSV (conv or GEMM form)")
+    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
+    p.add_argument("--json", help="write the per-layer figures and the total as JSON")
+    p.add_argument("--bits", default="8x8", help="weight x activation widths, e.g. 8x8, 4x4, 8x4 (default 8x8)")
+    p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("disasm", help="disassemble a program word file (.npy)")
     p.add_argument("file")
     p.add_argument("--numbered", action="store_true", help="append each instruction's index")

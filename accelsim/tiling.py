@@ -1,0 +1,174 @@
+"""Tiling of one convolution or GEMM layer onto the chip, with double buffering through tokens.
+
+A layer is the GEMM ``out[P, N] = A[P, K] @ W[N, K].T`` with P output pixels, K = k_h*k_w*C and N
+output channels.  The tiler picks a pixel tile ``tp``, an input-channel chunk ``tc`` (K chunk
+``k_h*k_w*tc``) and an output-channel tile ``tn`` so that two A tiles, two W tiles, the
+accumulators and two output tiles fit the buffers, then emits for every (pixel tile, channel tile):
+
+    load:    [pop_next: a free slot]  LOADWIN A tile, LOADW W tile  push_next      (per K chunk)
+    compute: pop_prev  GEMM (accumulate after the first chunk)  push_prev          (per K chunk)
+             [pop_next: a free output slot]  REQUANT  push_next
+    store:   pop_prev  STORE  push_prev
+
+with two initial slot credits pushed by NOPs, as VTA does.  Weights are laid out in DRAM in tile
+order ([n tile][c chunk][n][k_h][k_w][c]), so every LOADW reads one contiguous stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from isa import Instruction
+
+from .config import ChipConfig
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A convolution (or, with 1x1 input and kernel, a fully connected layer)."""
+
+    name: str
+    in_h: int
+    in_w: int
+    in_c: int
+    k_h: int
+    k_w: int
+    out_c: int
+    stride: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_bottom: int = 0
+    pad_right: int = 0
+    dilation: int = 1
+
+    @property
+    def out_h(self) -> int:
+        return (self.in_h + self.pad_top + self.pad_bottom - self.dilation * (self.k_h - 1) - 1) // self.stride + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.in_w + self.pad_left + self.pad_right - self.dilation * (self.k_w - 1) - 1) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        return self.out_h * self.out_w * self.out_c * self.k_h * self.k_w * self.in_c
+
+
+@dataclass(frozen=True)
+class Tiling:
+    tp: int   # output pixels per tile
+    tc: int   # input channels per K chunk
+    tn: int   # output channels per tile
+
+
+@dataclass(frozen=True)
+class LayerProgram:
+    instructions: list[Instruction]
+    tiling: Tiling
+    dram_bytes: int        # bytes of DRAM the layout uses
+    input_addr: int
+    weight_addr: int
+    param_addr: int
+    output_addr: int
+
+
+DTYPE = {4: "s4", 8: "s8", 16: "s16"}
+UDTYPE = {4: "u4", 8: "u8", 16: "u16"}
+
+
+def choose_tiling(layer: ConvLayer, chip: ChipConfig) -> Tiling:
+    """The largest tiles that fit with double buffering, preferring whole channels and array multiples."""
+    words = chip.buffer_words()
+    rows, cols = chip.rows, chip.cols
+    window = layer.k_h * layer.k_w
+    pixels = layer.out_h * layer.out_w
+    tn = min(layer.out_c, max(1, min(words["PRM"] // 6, 4096)))  # two parameter slots
+    if tn > cols:
+        tn -= tn % cols
+    tc = layer.in_c
+    while True:
+        k = window * tc
+        tn_fit = min(tn, words["WGT"] // (2 * k) if 2 * k <= words["WGT"] else 0)
+        if tn_fit >= min(tn, cols) or tc == 1:
+            break
+        tc = max(1, tc // 2)
+    tn = max(1, tn_fit)
+    if tn > cols:
+        tn -= tn % cols
+    k = window * tc
+    tp = min(pixels, words["INP"] // (2 * k), words["ACC"] // tn, words["OUT"] // (2 * tn), 4096)
+    if tp > rows:
+        tp -= tp % rows
+    if tp < 1 or 2 * k > words["INP"]:
+        raise ValueError(f"layer {layer.name}: one window of {k} elements does not fit the INP buffer twice")
+    return Tiling(tp=max(1, tp), tc=tc, tn=tn)
+
+
+def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: int = 8,
+                 tiling: Optional[Tiling] = None, base: int = 0) -> LayerProgram:
+    """Instructions computing one layer (NHWC input and output in DRAM) on the chip."""
+    t = tiling or choose_tiling(layer, chip)
+    words = chip.buffer_words()
+    window = layer.k_h * layer.k_w
+    pixels = layer.out_h * layer.out_w
+    a_type, w_type, o_type = UDTYPE[a_bits], DTYPE[w_bits], UDTYPE[a_bits]
+    # DRAM layout
+    input_addr = base
+    input_bytes = (layer.in_h * layer.in_w * layer.in_c * a_bits + 7) // 8
+    weight_addr = input_addr + input_bytes
+    weight_bytes = (layer.out_c * window * layer.in_c * w_bits + 7) // 8 + 16
+    param_addr = (weight_addr + weight_bytes + 3) & ~3
+    param_bytes = 3 * 4 * layer.out_c
+    output_addr = param_addr + param_bytes
+    output_bytes = (pixels * layer.out_c * a_bits + 7) // 8
+    # buffer slots
+    k_max = window * t.tc
+    a_slot, w_slot, o_slot = t.tp * k_max, t.tn * k_max, t.tp * t.tn
+    assert 2 * a_slot <= words["INP"] and 2 * w_slot <= words["WGT"] and o_slot <= words["ACC"]
+    assert 2 * o_slot <= words["OUT"] and 6 * t.tn <= words["PRM"]
+    if a_bits == 4 and layer.out_c % 2:
+        raise ValueError(f"layer {layer.name}: 4-bit outputs need an even channel count (byte-addressed rows)")
+    qmin, qmax = 0, (1 << a_bits) - 1
+    prog = [
+        Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_c, k_h=layer.k_h, k_w=layer.k_w,
+                    stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
+                    pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=0),
+        Instruction("CONFIG", a=a_type, w=w_type, o=o_type, acc_bits=32 if max(a_bits, w_bits) <= 8 else 48,
+                    clamp_min=qmin, clamp_max=qmax),
+        Instruction("NOP", unit="compute", push_prev=1), Instruction("NOP", unit="compute", push_prev=1),
+        Instruction("NOP", unit="store", push_prev=1), Instruction("NOP", unit="store", push_prev=1),
+    ]
+    chunk_no = out_no = 0
+    w_stream = weight_addr
+    for n_idx, n0 in enumerate(range(0, layer.out_c, t.tn)):
+        tn = min(t.tn, layer.out_c - n0)
+        prm = (n_idx % 2) * 3 * t.tn  # two parameter slots: the next tile's table loads early
+        prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr + 4 * 3 * n0, sram=prm,
+                                x=3 * tn, y=1, y_stride=0))
+        chunks = []
+        for c0 in range(0, layer.in_c, t.tc):
+            tc = min(t.tc, layer.in_c - c0)
+            chunks.append((c0, tc, w_stream))
+            w_stream += (tn * window * tc * w_bits + 7) // 8
+        for p0 in range(0, pixels, t.tp):
+            tp = min(t.tp, pixels - p0)
+            for ci, (c0, tc, w_at) in enumerate(chunks):
+                slot = chunk_no % 2
+                chunk_no += 1
+                k = window * tc
+                prog.append(Instruction("LOADWIN", buf="INP", dtype=a_type, dram=input_addr, sram=slot * a_slot,
+                                        pix0=p0, npix=tp, c0=c0, nc=tc, pop_next=1))
+                prog.append(Instruction("LOADW", sram=slot * w_slot, dram=w_at, count=tn * k, dtype=w_type,
+                                        push_next=1))
+                prog.append(Instruction("GEMM", inp=slot * a_slot, wgt=slot * w_slot, acc=0, m=tp, n=tn, k=k,
+                                        accumulate=int(ci > 0), pop_prev=1, push_prev=1))
+            oslot = out_no % 2
+            out_no += 1
+            prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=oslot * o_slot, prm=prm, m=tp, n=tn,
+                                    pop_next=1, push_next=1))
+            prog.append(Instruction("STORE", buf="OUT", dtype=o_type,
+                                    dram=output_addr + (p0 * layer.out_c + n0) * a_bits // 8, sram=oslot * o_slot,
+                                    x=tn, y=tp, y_stride=layer.out_c, pop_prev=1, push_prev=1))
+    return LayerProgram(prog, t, output_addr + output_bytes - base, input_addr, weight_addr, param_addr,
+                        output_addr)
