@@ -95,3 +95,21 @@ def encode_best(values: np.ndarray, dtype: str, zero: int = 0) -> WeightStream:
     if cb is not None:
         candidates.append(cb)
     return min(candidates, key=lambda s: s.nbytes)
+
+
+def fetch_cycles(stream: WeightStream, count: int, bandwidth: float, rates: dict[str, float]) -> float:
+    """LOADW cost without latency: DRAM bytes / bandwidth or count / decompressor rate, the slower."""
+    return max(-(-stream.nbytes // bandwidth), -(-count // rates[stream.format]))
+
+
+def encode_for_chip(values: np.ndarray, dtype: str, chip, zero: int = 0) -> WeightStream:
+    """The stream with the cheapest fetch on ``chip`` (an accelsim.config.ChipConfig); ties go to
+    the fewest bytes (less DRAM energy)."""
+    v = np.asarray(values).ravel()
+    candidates = [encode_dense(v, dtype), encode_bitmask(v, dtype, zero)]
+    candidates += [encode_rle(v, dtype, rb, zero) for rb in (2, 3, 4, 5, 6, 8)]
+    cb = encode_codebook(v, dtype)
+    if cb is not None:
+        candidates.append(cb)
+    bw, rates = chip["dram"]["bandwidth"], chip["decompressor"]
+    return min(candidates, key=lambda s: (fetch_cycles(s, v.size, bw, rates), s.nbytes))
