@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
-DATAFLOWS = ("weight_stationary", "output_stationary")
+DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
 FORMATS = ("dense", "bitmask", "rle", "codebook")
 
 

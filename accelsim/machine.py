@@ -26,7 +26,7 @@ from .lowering import OP
                     "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR"))
 
 # chip parameter vector (accelsim.simulator.chip_vector)
-(P_ROWS, P_COLS, P_OS, P_OVERLAP, P_DRAM_BW, P_DRAM_LAT, P_DEC_DENSE, P_DEC_BITMASK, P_DEC_RLE, P_DEC_CODEBOOK,
+(P_ROWS, P_COLS, P_DATAFLOW, P_OVERLAP, P_DRAM_BW, P_DRAM_LAT, P_DEC_DENSE, P_DEC_BITMASK, P_DEC_RLE, P_DEC_CODEBOOK,
  P_RQ_LANES, P_RQ_PIPE, P_VEC_LANES, P_VEC_PIPE, P_BASE_BITS, P_MIN_BITS) = range(16)
 N_PARAMS = 16
 
@@ -103,16 +103,30 @@ def precision_rate(w_bits, a_bits, base, lo):
 
 @njit(cache=True)
 def gemm_cycles(m, n, k, num, den, p):
-    """Analytical cycles of an m x n x k tile on the array (see docs/chip.md)."""
+    """Analytical cycles of an m x n x k tile on the array (docs/chip.md).
+
+    A fold maps one array-sized block; a partial block still costs a whole fold (the data skews
+    through the whole physical array).  Per fold, with T the streamed length:
+    output stationary (m x n outputs on the array, k streams): T + rows + cols - 2;
+    weight stationary (k x n weights held, ``num`` per PE; m rows stream): T + 2 rows + cols - 2;
+    input stationary (k x m inputs held; the n filters stream): T + 2 rows + cols - 2.
+    These are SCALE-Sim v3's per-fold counts.  ``num / den`` products per PE per cycle: narrow
+    operands shorten the reduction (more per PE), 16-bit operands take ``den`` cycles each.
+    """
     rows, cols = p[P_ROWS], p[P_COLS]
-    if p[P_OS] == 1:  # output stationary: outputs m x n on the array, k streams through
+    dataflow = p[P_DATAFLOW]
+    if dataflow == 1:  # output stationary
         folds = _ceil_div(m, rows) * _ceil_div(n, cols)
         stream = _ceil_div(k * den, num)
         fill = rows + cols - 2
-    else:  # weight stationary: k x n weights on the array (num per PE), m rows stream through
+    elif dataflow == 0:  # weight stationary
         folds = _ceil_div(k, rows * num) * _ceil_div(n, cols)
         stream = m * den
-        fill = rows + rows + cols - 2  # load the weights (rows cycles), then skew fill and drain
+        fill = 2 * rows + cols - 2  # load the weights (rows cycles), then skew fill and drain
+    else:  # input stationary
+        folds = _ceil_div(k, rows * num) * _ceil_div(m, cols)
+        stream = n * den
+        fill = 2 * rows + cols - 2
     if p[P_OVERLAP] == 1:
         return folds * stream + fill
     return folds * (stream + fill)

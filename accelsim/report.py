@@ -23,6 +23,7 @@ class RunReport:
     time_us: float
     instructions: int
     units: dict[str, dict[str, int]]
+    array_busy_cycles: int          # cycles the MAC array computes (sum of GEMM/DWCONV tile cycles)
     mac_utilization: float          # useful PE-cycles / (cycles x rows x cols)
     array_busy_utilization: float   # useful PE-cycles / (array-busy cycles x rows x cols)
     macs: dict[str, int]
@@ -62,7 +63,7 @@ class RunReport:
         array_busy = c[M.C_ARRAY_BUSY]
         return cls(
             cycles=cycles, time_us=cycles / chip["clock"]["mhz"], instructions=int(c[M.C_INSTRUCTIONS]),
-            units=units, mac_utilization=float(slots / (cycles * rows * cols)) if cycles else 0.0,
+            units=units, array_busy_cycles=int(array_busy), mac_utilization=float(slots / (cycles * rows * cols)) if cycles else 0.0,
             array_busy_utilization=float(slots / (array_busy * rows * cols)) if array_busy else 0.0,
             macs=macs, dram_read_bytes=dram_rd, dram_write_bytes=dram_wr, sram_read_bytes=sram_rd,
             sram_write_bytes=sram_wr, weights_fetched=int(c[M.C_WEIGHT_COUNT]), energy_pj=energy,

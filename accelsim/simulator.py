@@ -9,7 +9,7 @@ import numpy as np
 from kernels.state import ERR_MESSAGES
 
 from . import machine as M
-from .config import ChipConfig
+from .config import DATAFLOWS, ChipConfig
 from .lowering import Lowered, SimError, lower
 from .program import Program, ProgramError
 from .report import RunReport
@@ -18,7 +18,7 @@ from .report import RunReport
 def chip_vector(chip: ChipConfig) -> np.ndarray:
     """The chip parameters the Numba timing loop reads (accelsim.machine P_* order)."""
     a, d, dec = chip["array"], chip["dram"], chip["decompressor"]
-    return np.array([a["rows"], a["cols"], int(a["dataflow"] == "output_stationary"), int(a["fold_overlap"]),
+    return np.array([a["rows"], a["cols"], DATAFLOWS.index(a["dataflow"]), int(a["fold_overlap"]),
                      d["bandwidth"], d["latency"], dec["dense"], dec["bitmask"], dec["rle"], dec["codebook"],
                      chip["requant"]["lanes"], chip["requant"]["pipeline"], chip["vector"]["lanes"],
                      chip["vector"]["pipeline"], a["base_bits"], a["min_bits"]], dtype=np.float64)

@@ -1,8 +1,9 @@
 """Tiling of one convolution or GEMM layer onto the chip, with double buffering through tokens.
 
 A layer is the GEMM ``out[P, N] = A[P, K] @ W[N, K].T`` with P output pixels, K = k_h*k_w*C and N
-output channels.  The tiler picks a pixel tile ``tp``, an input-channel chunk ``tc`` (K chunk
-``k_h*k_w*tc``) and an output-channel tile ``tn`` so that two A tiles, two W tiles, the
+output channels.  The tiler searches pixel tiles ``tp``, input-channel chunks ``tc`` (K chunk
+``k_h*k_w*tc``), output-channel tiles ``tn`` and single or double buffering for the cheapest
+tiling (array cycles from the chip's own tile formula against DMA time) whose A/W tiles, the
 accumulators and two output tiles fit the buffers, then emits for every (pixel tile, channel tile):
 
     load:    [pop_next: a free slot]  LOADWIN A tile, LOADW W tile  push_next      (per K chunk)
@@ -57,9 +58,10 @@ class ConvLayer:
 
 @dataclass(frozen=True)
 class Tiling:
-    tp: int   # output pixels per tile
-    tc: int   # input channels per K chunk
-    tn: int   # output channels per tile
+    tp: int           # output pixels per tile
+    tc: int           # input channels per K chunk
+    tn: int           # output channels per tile
+    slots: int = 2    # 2: double-buffered A/W tiles (loads overlap compute), 1: single
 
 
 @dataclass(frozen=True)
@@ -77,38 +79,86 @@ DTYPE = {4: "s4", 8: "s8", 16: "s16"}
 UDTYPE = {4: "u4", 8: "u8", 16: "u16"}
 
 
-def choose_tiling(layer: ConvLayer, chip: ChipConfig) -> Tiling:
-    """The largest tiles that fit with double buffering, preferring whole channels and array multiples."""
+def _candidates(total: int, unit: int, limit: int) -> list[int]:
+    """Tile sizes worth trying: the largest that fits, the largest multiple of the array size
+    ``unit``, and even splits of ``total`` into the fewest tiles that fit (and one or two more)."""
+    limit = min(total, limit)
+    if limit < 1:
+        return []
+    out = {limit}
+    if limit >= unit:
+        out.add(limit - limit % unit)
+    fewest = -(-total // limit)
+    for d in range(fewest, fewest + 3):
+        size = -(-total // d)
+        out.add(size)
+        if size > unit:
+            out.add(-(-size // unit) * unit if -(-size // unit) * unit <= limit else size - size % unit)
+    return sorted(x for x in out if 1 <= x <= limit)
+
+
+def _splits(total: int, tile: int) -> list[tuple[int, int]]:
+    """(size, how many) of the tiles that cover ``total``: full tiles and the last one."""
+    full, last = divmod(total, tile)
+    return [(tile, full)] * (full > 0) + [(last, 1)] * (last > 0)
+
+
+def tiling_cost(layer: ConvLayer, chip: ChipConfig, t: Tiling, w_bits: int, a_bits: int, _p=None) -> float:
+    """Estimated cycles of a tiling: MAC-array cycles (the chip's tile formula) and DMA cycles,
+    overlapped when double-buffered and serial when single-buffered."""
+    from .machine import gemm_cycles, precision_rate
+    from .simulator import chip_vector
+
+    p = chip_vector(chip) if _p is None else _p
+    num, den = precision_rate(w_bits, a_bits, chip["array"]["base_bits"], chip["array"]["min_bits"])
+    pixels, window = layer.out_h * layer.out_w, layer.k_h * layer.k_w
+    array = 0.0
+    for tp, np_ in _splits(pixels, t.tp):
+        for tn, nn in _splits(layer.out_c, t.tn):
+            for tc, nc in _splits(layer.in_c, t.tc):
+                array += np_ * nn * nc * gemm_cycles(tp, tn, window * tc, num, den, p)
+    n_p, n_n, n_c = -(-pixels // t.tp), -(-layer.out_c // t.tn), -(-layer.in_c // t.tc)
+    bw, lat = chip["dram"]["bandwidth"], chip["dram"]["latency"]
+    a_bytes = n_n * layer.in_h * layer.in_w * layer.in_c * a_bits / 8  # the input, once per channel tile
+    w_bytes = n_p * layer.out_c * window * layer.in_c * w_bits / 8     # the weights, once per pixel tile
+    dma = (a_bytes + w_bytes) / bw + 2 * n_p * n_n * n_c * lat
+    return max(array, dma) if t.slots == 2 else array + dma
+
+
+def choose_tiling(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: int = 8) -> Tiling:
+    """The cheapest tiling (tiling_cost) whose tiles fit the buffers; double buffering preferred."""
     words = chip.buffer_words()
-    rows, cols = chip.rows, chip.cols
     window = layer.k_h * layer.k_w
     pixels = layer.out_h * layer.out_w
-    tn = min(layer.out_c, max(1, min(words["PRM"] // 6, 4096)))  # two parameter slots
-    if tn > cols:
-        tn -= tn % cols
-    tc = layer.in_c
-    while True:
-        k = window * tc
-        tn_fit = min(tn, words["WGT"] // (2 * k) if 2 * k <= words["WGT"] else 0)
-        if tn_fit >= min(tn, cols) or tc == 1:
-            break
-        tc = max(1, tc // 2)
-    tn = max(1, tn_fit)
-    if tn > cols:
-        tn -= tn % cols
-    k = window * tc
-    tp = min(pixels, words["INP"] // (2 * k), words["ACC"] // tn, words["OUT"] // (2 * tn), 4096)
-    if tp > rows:
-        tp -= tp % rows
-    if tp < 1 or 2 * k > words["INP"]:
-        raise ValueError(f"layer {layer.name}: one window of {k} elements does not fit the INP buffer twice")
-    return Tiling(tp=max(1, tp), tc=tc, tn=tn)
+    tn_limit = min(layer.out_c, words["PRM"] // 6, 4096)
+    from .simulator import chip_vector
+
+    p = chip_vector(chip)
+    best, best_key = None, None
+    tcs = sorted({max(1, -(-layer.in_c // d)) for d in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)}, reverse=True)
+    for slots in (2, 1):
+        for tc in tcs:
+            k = window * tc
+            if k > 16384 or slots * k > words["INP"] or slots * k > words["WGT"]:
+                continue
+            for tn in _candidates(layer.out_c, chip.cols, min(tn_limit, words["WGT"] // (slots * k))):
+                tp_limit = min(pixels, 4096, words["INP"] // (slots * k), words["ACC"] // tn, words["OUT"] // (2 * tn))
+                if tp_limit < 1:
+                    continue
+                for tp in _candidates(pixels, chip.rows, tp_limit):
+                    t = Tiling(tp=tp, tc=tc, tn=tn, slots=slots)
+                    key = (tiling_cost(layer, chip, t, w_bits, a_bits, p), -slots, -tp * tn * tc)
+                    if best_key is None or key < best_key:
+                        best, best_key = t, key
+    if best is None:
+        raise ValueError(f"layer {layer.name}: no tiling fits the buffers (one window is {window} x channels)")
+    return best
 
 
 def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: int = 8,
                  tiling: Optional[Tiling] = None, base: int = 0) -> LayerProgram:
     """Instructions computing one layer (NHWC input and output in DRAM) on the chip."""
-    t = tiling or choose_tiling(layer, chip)
+    t = tiling or choose_tiling(layer, chip, w_bits, a_bits)
     words = chip.buffer_words()
     window = layer.k_h * layer.k_w
     pixels = layer.out_h * layer.out_w
@@ -125,7 +175,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
     # buffer slots
     k_max = window * t.tc
     a_slot, w_slot, o_slot = t.tp * k_max, t.tn * k_max, t.tp * t.tn
-    assert 2 * a_slot <= words["INP"] and 2 * w_slot <= words["WGT"] and o_slot <= words["ACC"]
+    assert t.slots * a_slot <= words["INP"] and t.slots * w_slot <= words["WGT"] and o_slot <= words["ACC"]
     assert 2 * o_slot <= words["OUT"] and 6 * t.tn <= words["PRM"]
     if a_bits == 4 and layer.out_c % 2:
         raise ValueError(f"layer {layer.name}: 4-bit outputs need an even channel count (byte-addressed rows)")
@@ -136,9 +186,9 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
                     pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=0),
         Instruction("CONFIG", a=a_type, w=w_type, o=o_type, acc_bits=32 if max(a_bits, w_bits) <= 8 else 48,
                     clamp_min=qmin, clamp_max=qmax),
-        Instruction("NOP", unit="compute", push_prev=1), Instruction("NOP", unit="compute", push_prev=1),
-        Instruction("NOP", unit="store", push_prev=1), Instruction("NOP", unit="store", push_prev=1),
     ]
+    prog += [Instruction("NOP", unit="compute", push_prev=1)] * t.slots  # free A/W slots
+    prog += [Instruction("NOP", unit="store", push_prev=1)] * 2           # free output slots
     chunk_no = out_no = 0
     w_stream = weight_addr
     for n_idx, n0 in enumerate(range(0, layer.out_c, t.tn)):
@@ -154,7 +204,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
         for p0 in range(0, pixels, t.tp):
             tp = min(t.tp, pixels - p0)
             for ci, (c0, tc, w_at) in enumerate(chunks):
-                slot = chunk_no % 2
+                slot = chunk_no % t.slots
                 chunk_no += 1
                 k = window * tc
                 prog.append(Instruction("LOADWIN", buf="INP", dtype=a_type, dram=input_addr, sram=slot * a_slot,

@@ -3,7 +3,10 @@
 Two CSV forms are read, as SCALE-Sim writes them (a trailing comma is allowed):
 
 * convolution: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
-  Num Filter, Strides`` (no padding, like SCALE-Sim);
+  Num Filter, Strides``.  SCALE-Sim pads nothing on the top and left and counts
+  ``ceil((H - R + S) / S)`` output rows (a last, partial window when the stride does not divide);
+  that is the convolution with ``(E - 1) * S + R - H`` rows of padding at the bottom (and the
+  same for columns), which is what the layers read here describe;
 * GEMM: ``Layer, M, N, K`` -- an M x K by K x N product, lowered as M pixels of a 1x1 convolution.
 """
 
@@ -71,7 +74,9 @@ def parse_topology(text: str, source: str = "<topology>") -> list[ConvLayer]:
             h, w, fh, fw, c, nf, stride = vals
             if fh > h or fw > w:
                 raise TopologyError(f"{source}:{line}: filter {fh}x{fw} larger than the {h}x{w} input")
-            layers.append(ConvLayer(name, h, w, c, fh, fw, nf, stride))
+            out_h, out_w = -(-(h - fh + stride) // stride), -(-(w - fw + stride) // stride)
+            layers.append(ConvLayer(name, h, w, c, fh, fw, nf, stride, pad_bottom=(out_h - 1) * stride + fh - h,
+                                    pad_right=(out_w - 1) * stride + fw - w))
     if not layers:
         raise TopologyError(f"{source}: no layers after the header")
     return layers
@@ -82,7 +87,8 @@ class LayerEstimate:
     name: str
     macs: int
     cycles: int
-    compute_cycles: int
+    compute_cycles: int      # compute-unit busy cycles (GEMM, REQUANT, ...)
+    array_cycles: int        # MAC-array cycles (GEMM tiles): what SCALE-Sim's compute report counts
     utilization: float
     dram_bytes: int
     weight_bytes: int
@@ -100,6 +106,7 @@ def estimate(layers: list[ConvLayer], chip: ChipConfig, w_bits: int = 8, a_bits:
         _, rep = sim.run(program, values=False)
         out.append(LayerEstimate(
             name=layer.name, macs=layer.macs, cycles=rep.cycles, compute_cycles=rep.units["compute"]["busy"],
+            array_cycles=rep.array_busy_cycles,
             utilization=rep.mac_utilization,
             dram_bytes=sum(rep.dram_read_bytes.values()) + sum(rep.dram_write_bytes.values()),
             weight_bytes=rep.dram_read_bytes["weight"], energy_pj=rep.energy_pj["total"],

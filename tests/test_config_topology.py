@@ -59,7 +59,7 @@ def test_parse_scalesim_topologies():
     layers = parse_topology(TOPO)
     assert [(l.name, l.out_h, l.out_w, l.macs) for l in layers] == [
         ("Conv2_1a", 54, 54, 54 * 54 * 64 * 9 * 64),       # SCALE-Sim: no padding
-        ("Conv3_s", 28, 28, 28 * 28 * 128 * 64),            # ceil((56 - 1 + 2) / 2) = 28
+        ("Conv3_s", 29, 29, 29 * 29 * 128 * 64),            # SCALE-Sim: ceil((56 - 1 + 2) / 2) = 29
         ("FC", 1, 1, 512 * 1000)]
     gemm = parse_topology("Layer, M, N, K\nfc1, 64, 1000, 512\n")
     assert gemm[0].macs == 64 * 1000 * 512 and gemm[0].out_w == 64
@@ -84,7 +84,7 @@ def test_tiling_fits_buffers_with_double_buffering():
     for layer in parse_topology(open("examples/resnet18.csv").read()):
         t = choose_tiling(layer, chip)
         k = layer.k_h * layer.k_w * t.tc
-        assert 2 * t.tp * k <= words["INP"] and 2 * t.tn * k <= words["WGT"]
+        assert t.slots * t.tp * k <= words["INP"] and t.slots * t.tn * k <= words["WGT"]
         assert t.tp * t.tn <= words["ACC"] and 2 * t.tp * t.tn <= words["OUT"]
 
 
