@@ -98,6 +98,9 @@ def precision_rate(w_bits, a_bits, base, lo):
             num *= base // max(b, lo)
         else:
             den *= b // base
+    while num % 2 == 0 and den % 2 == 0:  # 16x4 = one product per cycle, as 8x8
+        num //= 2
+        den //= 2
     return num, den
 
 
