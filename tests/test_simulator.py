@@ -165,3 +165,55 @@ def test_inputs_and_outputs_by_name():
         SIM.run(program, {"z": np.zeros(1)})
     with pytest.raises(SimError, match="values must be integers in -128..127"):
         SIM.run(program, {"x": np.full((2, 3), 300)})
+
+
+def test_cli_sim_bad_program_files(tmp_path, capsys):
+    from accelsim import cli
+
+    junk = tmp_path / "junk.axp"
+    junk.write_bytes(b"PK\x03\x04 this is not a zip")
+    assert cli.main(["sim", str(junk)]) == 2
+    assert "not an accelsim program file" in capsys.readouterr().err
+    # a valid program file, truncated
+    good = tmp_path / "good.axp"
+    Program(isa.encode_program([I("HALT")]), np.arange(100, dtype=np.uint8)).save(good)
+    (tmp_path / "cut.axp").write_bytes(good.read_bytes()[:60])
+    assert cli.main(["sim", str(tmp_path / "cut.axp")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    # a program whose words do not decode
+    np.save(tmp_path / "w.npy", np.array([[0x3F, 0]], dtype=np.uint64))
+    assert cli.main(["sim", str(tmp_path / "w.npy")]) == 2
+    assert "cannot decode: word 0: opcode 0x3f is not assigned" in capsys.readouterr().err
+    # the good one runs, and its report round-trips as JSON
+    assert cli.main(["sim", str(good), "--report", str(tmp_path / "r.json")]) == 0
+    import json
+    assert json.loads((tmp_path / "r.json").read_text())["instructions"] == 1
+
+
+def test_program_file_roundtrip(tmp_path):
+    prog = Program(isa.encode_program([I("NOP"), I("HALT")]), np.arange(10, dtype=np.uint8),
+                   {"x": TensorRef(0, (2, 5), "u8", "input")}, {"model": "t"})
+    prog.save(tmp_path / "p.axp")
+    back = Program.load(tmp_path / "p.axp")
+    assert np.array_equal(back.words, prog.words) and np.array_equal(back.dram_image, prog.dram_image)
+    assert back.tensors == prog.tensors and back.meta == {"model": "t"}
+
+
+def test_fuzz_many_random_word_programs():
+    """3000 programs of random words with valid opcodes (most do not decode, some run)."""
+    rng = np.random.default_rng(7)
+    from isa.table import OPS
+    opcodes = np.array([op.opcode for op in OPS], dtype=np.uint64)
+    ran = 0
+    for _ in range(3000):
+        n = int(rng.integers(1, 6))
+        words = rng.integers(0, 2**63, (n, 2), dtype=np.uint64)
+        words[:, 1] &= np.uint64(rng.integers(0, 2**20))  # often clear the high (reserved) bits
+        words[:, 0] = (words[:, 0] & ~np.uint64(0x3F)) | rng.choice(opcodes, n)
+        try:
+            SIM.run(Program(words, np.zeros(256, np.uint8)))
+            ran += 1
+        except SimError:
+            pass
+    assert ran > 0  # some random programs really executed
