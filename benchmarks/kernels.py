@@ -25,21 +25,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
+
 from isa import Instruction  # noqa: E402
 from kernels.mac import gemm  # noqa: E402
 from kernels.state import config_register  # noqa: E402
 
 BITS = {"8x8": ("s8", "s8"), "4x4": ("s4", "s4"), "8x4": ("s4", "s8"), "16x16": ("s16", "s16")}
 
-
-def _best(fn, reps: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def bench_accelsim(m: int, n: int, k: int, bits: str, reps: int) -> float:
@@ -52,7 +45,7 @@ def bench_accelsim(m: int, n: int, k: int, bits: str, reps: int) -> float:
     mem[m * k:m * k + n * k] = rng.integers(w_lo, w_hi + 1, n * k)
     cfg = config_register(Instruction("CONFIG", a=a_t, w=w_t, o="s8", acc_bits=48 if bits == "16x16" else 32,
                                       clamp_min=-128, clamp_max=127).args)
-    t = _best(lambda: gemm(mem, cfg, 0, m * k, m * k + n * k, m, n, k, 0), reps)
+    t = best_of(lambda: gemm(mem, cfg, 0, m * k, m * k + n * k, m, n, k, 0), reps)
     return m * n * k / t / 1e9
 
 
@@ -60,7 +53,7 @@ def bench_numpy(m: int, n: int, k: int, reps: int) -> float:
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (m, k)).astype(np.int32)
     b = rng.integers(-128, 128, (k, n)).astype(np.int32)
-    t = _best(lambda: a @ b, reps)
+    t = best_of(lambda: a @ b, reps)
     return m * n * k / t / 1e9
 
 
@@ -84,7 +77,7 @@ def bench_onnxruntime(m: int, n: int, k: int, a_dtype, reps: int) -> float:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    t = _best(lambda: sess.run(None, {"a": a}), reps)
+    t = best_of(lambda: sess.run(None, {"a": a}), reps)
     return m * n * k / t / 1e9
 
 

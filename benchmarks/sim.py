@@ -23,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
+
 from accelsim.config import ChipConfig  # noqa: E402
 from accelsim.program import Program  # noqa: E402
 from accelsim.simulator import Simulator  # noqa: E402
@@ -32,15 +34,6 @@ from isa import encode_program  # noqa: E402
 
 TYPES = {"4x4": ("s4", "s4"), "8x4": ("s4", "s8"), "8x8": ("s8", "s8"), "16x16": ("s16", "s16")}
 
-
-def _best(fn, reps):
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def gemm_program(size: int, bits: str, tiles: int) -> Program:
@@ -71,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         prog = gemm_program(size, bits, tiles)
         sim.lower(prog)
         macs = size ** 3 * tiles
-        t_values = _best(lambda: sim.run(prog), reps)
-        t_timing = _best(lambda: sim.run(prog, values=False), reps)
+        t_values = best_of(lambda: sim.run(prog), reps)
+        t_timing = best_of(lambda: sim.run(prog, values=False), reps)
         records.append({"bench": "gemm_tiles", "bits": bits, "m": size, "n": size, "k": size, "tiles": tiles,
                         "simulated_macs": macs, "values_s": t_values, "timing_only_s": t_timing,
                         "macs_per_s": macs / t_values, "gmacs": macs / t_values / 1e9})
@@ -81,16 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     low = sim.lower(prog)
     lower_s = time.perf_counter() - t0
     n = low.rows.shape[0]
-    t_values = _best(lambda: sim.run(prog), reps)
-    t_timing = _best(lambda: sim.run(prog, values=False), reps)
-    t_empty = _best(lambda: sim.run(Program(encode_program([I("HALT")]))), reps)  # fixed cost of a run
+    t_values = best_of(lambda: sim.run(prog), reps)
+    t_timing = best_of(lambda: sim.run(prog, values=False), reps)
+    t_empty = best_of(lambda: sim.run(Program(encode_program([I("HALT")]))), reps)  # fixed cost of a run
     records.append({"bench": "loop_overhead", "instructions": n, "values_s": t_values, "timing_only_s": t_timing,
                     "fixed_run_s": t_empty, "ns_per_instruction": (t_values - t_empty) / n * 1e9,
                     "timing_only_ns_per_instruction": (t_timing - t_empty) / n * 1e9,
                     "lowering_us_per_instruction": lower_s / n * 1e6})
     layers = parse_topology((ROOT / "examples" / "resnet18.csv").read_text())
     estimate(layers[:1], ChipConfig())  # compile
-    t_est = _best(lambda: estimate(layers, ChipConfig()), reps)
+    t_est = best_of(lambda: estimate(layers, ChipConfig()), reps)
     est = estimate(layers, ChipConfig())
     records.append({"bench": "resnet18_topology_estimate", "layers": len(layers), "seconds": t_est,
                     "simulated_cycles": sum(e.cycles for e in est), "macs": sum(e.macs for e in est)})
