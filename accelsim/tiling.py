@@ -68,6 +68,7 @@ class Tiling:
 class LayerProgram:
     instructions: list[Instruction]
     tiling: Tiling
+    weight_chunks: list[tuple[int, int, int, int, int]]  # (dram addr, n0, tn, c0, tc) in stream order
     dram_bytes: int        # bytes of DRAM the layout uses
     input_addr: int
     weight_addr: int
@@ -76,6 +77,10 @@ class LayerProgram:
 
 
 DTYPE = {4: "s4", 8: "s8", 16: "s16"}
+
+
+def o_bits_of(config: Optional[dict], a_bits: int) -> int:
+    return int(config["o"][1:]) if config and "o" in config else a_bits
 UDTYPE = {4: "u4", 8: "u8", 16: "u16"}
 
 
@@ -156,8 +161,15 @@ def choose_tiling(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: i
 
 
 def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: int = 8,
-                 tiling: Optional[Tiling] = None, base: int = 0) -> LayerProgram:
-    """Instructions computing one layer (NHWC input and output in DRAM) on the chip."""
+                 tiling: Optional[Tiling] = None, base: int = 0, *, config: Optional[dict] = None,
+                 pad_value: int = 0, addrs: Optional[dict] = None, credits: bool = True) -> LayerProgram:
+    """Instructions computing one layer (NHWC input and output in DRAM) on the chip.
+
+    ``config``: the CONFIG fields (types, zero points, clamp; default unsigned activations, signed
+    weights, zero points 0); ``pad_value``: what padding reads (the input zero point);
+    ``addrs``: DRAM byte addresses ``input``, ``weight``, ``param``, ``output`` (default: a
+    layout from ``base``); ``credits``: emit the initial slot credits (once per token epoch).
+    """
     t = tiling or choose_tiling(layer, chip, w_bits, a_bits)
     words = chip.buffer_words()
     window = layer.k_h * layer.k_w
@@ -172,25 +184,32 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
     param_bytes = 3 * 4 * layer.out_c
     output_addr = param_addr + param_bytes
     output_bytes = (pixels * layer.out_c * a_bits + 7) // 8
+    if addrs:
+        input_addr, weight_addr = addrs["input"], addrs["weight"]
+        param_addr, output_addr = addrs["param"], addrs["output"]
     # buffer slots
     k_max = window * t.tc
     a_slot, w_slot, o_slot = t.tp * k_max, t.tn * k_max, t.tp * t.tn
     assert t.slots * a_slot <= words["INP"] and t.slots * w_slot <= words["WGT"] and o_slot <= words["ACC"]
     assert 2 * o_slot <= words["OUT"] and 6 * t.tn <= words["PRM"]
-    if a_bits == 4 and layer.out_c % 2:
+    if o_bits_of(config, a_bits) == 4 and layer.out_c % 2:
         raise ValueError(f"layer {layer.name}: 4-bit outputs need an even channel count (byte-addressed rows)")
-    qmin, qmax = 0, (1 << a_bits) - 1
+    cfg = {"a": a_type, "w": w_type, "o": o_type, "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48,
+           "clamp_min": 0, "clamp_max": (1 << a_bits) - 1, **(config or {})}
+    a_type, w_type, o_type = cfg["a"], cfg["w"], cfg["o"]
+    o_bits = int(o_type[1:])
     prog = [
         Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_c, k_h=layer.k_h, k_w=layer.k_w,
                     stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
-                    pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=0),
-        Instruction("CONFIG", a=a_type, w=w_type, o=o_type, acc_bits=32 if max(a_bits, w_bits) <= 8 else 48,
-                    clamp_min=qmin, clamp_max=qmax),
+                    pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value),
+        Instruction("CONFIG", **cfg),
     ]
-    prog += [Instruction("NOP", unit="compute", push_prev=1)] * t.slots  # free A/W slots
-    prog += [Instruction("NOP", unit="store", push_prev=1)] * 2           # free output slots
+    if credits:
+        prog += [Instruction("NOP", unit="compute", push_prev=1)] * t.slots  # free A/W slots
+        prog += [Instruction("NOP", unit="store", push_prev=1)] * 2           # free output slots
     chunk_no = out_no = 0
     w_stream = weight_addr
+    weight_chunks = []
     for n_idx, n0 in enumerate(range(0, layer.out_c, t.tn)):
         tn = min(t.tn, layer.out_c - n0)
         prm = (n_idx % 2) * 3 * t.tn  # two parameter slots: the next tile's table loads early
@@ -200,6 +219,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
         for c0 in range(0, layer.in_c, t.tc):
             tc = min(t.tc, layer.in_c - c0)
             chunks.append((c0, tc, w_stream))
+            weight_chunks.append((w_stream, n0, tn, c0, tc))
             w_stream += (tn * window * tc * w_bits + 7) // 8
         for p0 in range(0, pixels, t.tp):
             tp = min(t.tp, pixels - p0)
@@ -218,7 +238,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
             prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=oslot * o_slot, prm=prm, m=tp, n=tn,
                                     pop_next=1, push_next=1))
             prog.append(Instruction("STORE", buf="OUT", dtype=o_type,
-                                    dram=output_addr + (p0 * layer.out_c + n0) * a_bits // 8, sram=oslot * o_slot,
+                                    dram=output_addr + (p0 * layer.out_c + n0) * o_bits // 8, sram=oslot * o_slot,
                                     x=tn, y=tp, y_stride=layer.out_c, pop_prev=1, push_prev=1))
-    return LayerProgram(prog, t, output_addr + output_bytes - base, input_addr, weight_addr, param_addr,
-                        output_addr)
+    return LayerProgram(prog, t, weight_chunks, output_addr + output_bytes - base, input_addr, weight_addr,
+                        param_addr, output_addr)

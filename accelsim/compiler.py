@@ -1,0 +1,169 @@
+"""Compile a quantized graph (accelsim.ir) to a chip program, and run it like the ONNX model.
+
+Every activation lives in DRAM in NHWC order at its quantized type.  A QConv becomes the tiled
+instruction sequence of accelsim.tiling with its real numerics: weights reordered to
+[n][kh][kw][c] and laid out in tile order, a per-channel table of bias, fp32 scale and shift
+(``scale = float32(float32(s_in * s_w[n]) / s_out)``, ONNX Runtime's order), padding that reads
+the input zero point, and the output clamp of any fused activation.  Between layers a token
+barrier drains the queues, so the next layer's loads wait for this layer's stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import numpy as np
+
+from isa import Instruction, encode_program
+from isa.quant import dequantize, pack_bits, quantize
+from isa.table import DTYPES
+
+from .config import ChipConfig
+from .ir import ModelError, QConv, QGraph, QReshape, QTensor
+from .program import Program, TensorRef
+from .simulator import Simulator
+from .tiling import ConvLayer, conv_program
+
+ALIGN = 64
+
+
+def _align(x: int) -> int:
+    return (x + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _nhwc_shape(shape: tuple) -> tuple:
+    return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape)
+
+
+@dataclass
+class CompiledModel:
+    """A program plus what the host does around it (quantize inputs, dequantize outputs)."""
+
+    program: Program
+    graph: QGraph
+    chip: ChipConfig
+    layers: list[dict] = field(default_factory=list)
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, sim: Optional[Simulator] = None, values: bool = True):
+        """Float inputs by graph input name -> (float outputs by graph output name, report)."""
+        sim = sim or Simulator(self.chip)
+        feeds = {}
+        for fname, qname in self.graph.inputs.items():
+            if fname not in inputs:
+                raise ModelError("<graph>", "input", f"missing input {fname!r}")
+            t = self.graph.tensors[qname]
+            x = np.asarray(inputs[fname], np.float32)
+            if x.shape != t.shape:
+                raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
+            q = quantize(x, t.scale, t.zero_point, t.dtype)
+            feeds[qname] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+        raw, report = sim.run(self.program, feeds, values=values)
+        outputs = {}
+        if values:
+            for fname, qname in self.graph.outputs.items():
+                t = self.graph.tensors[qname]
+                q = raw[qname]
+                q = q.transpose(0, 3, 1, 2) if q.ndim == 4 else q
+                outputs[fname] = dequantize(q, t.scale, t.zero_point)
+        return outputs, report
+
+
+def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledModel:
+    """Lay out DRAM, lower every node and assemble the program."""
+    chip = chip or ChipConfig()
+    # DRAM regions for activations (a reshape aliases its input)
+    region: dict[str, int] = {}
+    flat_from: dict[str, tuple] = {}  # 2-D tensor name -> the NCHW shape it was flattened from
+    at = 0
+    for node in graph.nodes:
+        if isinstance(node, QReshape):
+            src = graph.tensors[node.input]
+            region[node.output] = region.get(node.input, -1)
+            if len(src.shape) == 4:
+                flat_from[node.output] = src.shape
+            elif node.input in flat_from:
+                flat_from[node.output] = flat_from[node.input]
+    for name, t in graph.tensors.items():
+        if region.get(name, -1) < 0:
+            region[name] = at
+            at = _align(at + (int(np.prod(t.shape)) * DTYPES[t.dtype][0] + 7) // 8)
+    for node in graph.nodes:  # aliases resolved after their sources are placed
+        if isinstance(node, QReshape):
+            region[node.output] = region[node.input]
+    image_parts: list[tuple[int, np.ndarray]] = []
+    instructions: list[Instruction] = []
+    layers = []
+    for node in graph.nodes:
+        if isinstance(node, QReshape):
+            continue
+        if not isinstance(node, QConv):
+            raise ModelError(node.name, node.op_type, "no lowering for this node yet")
+        x, y = graph.tensors[node.input], graph.tensors[node.output]
+        w = np.asarray(node.weight, np.int64)
+        if len(x.shape) == 4:
+            _, c, h, wd = x.shape
+        else:
+            c, h, wd = x.shape[1], 1, 1
+            if node.input in flat_from:  # columns in NCHW flatten order -> our NHWC order
+                _, fc, fh, fw = flat_from[node.input]
+                w = w.reshape(w.shape[0], fc, fh, fw).transpose(0, 2, 3, 1).reshape(w.shape[0], -1, 1, 1)
+        layer = ConvLayer(node.name, h, wd, c, w.shape[2], w.shape[3], w.shape[0], node.stride[0],
+                          node.pads[0], node.pads[1], node.pads[2], node.pads[3], node.dilation[0])
+        if node.stride[0] != node.stride[1] or node.dilation[0] != node.dilation[1]:
+            raise ModelError(node.name, node.op_type, "different vertical and horizontal strides or dilations")
+        w_bits = DTYPES[node.w_dtype][0]
+        a_bits = DTYPES[x.dtype][0]
+        weight_addr = at
+        weight_bytes = sum((layer.out_c * layer.k_h * layer.k_w * layer.in_c * w_bits + 7) // 8 for _ in [0]) + 64
+        param_addr = _align(weight_addr + weight_bytes + 4 * layer.out_c)  # chunk rounding slack
+        at = _align(param_addr + 12 * layer.out_c)
+        config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
+                  "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
+                  "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48}
+        lp = conv_program(layer, chip, w_bits, a_bits, config=config, pad_value=x.zero_point,
+                          addrs={"input": region[x.name], "weight": weight_addr, "param": param_addr,
+                                 "output": region[y.name]})
+        # weights in tile order: [n][kh][kw][c] per (n tile, c chunk)
+        w_nhwc = w.transpose(0, 2, 3, 1)
+        end = weight_addr
+        for addr, n0, tn, c0, tc in lp.weight_chunks:
+            packed = pack_bits(w_nhwc[n0:n0 + tn, :, :, c0:c0 + tc].ravel(), w_bits)
+            image_parts.append((addr, packed))
+            end = max(end, addr + packed.size)
+        if end > param_addr:
+            raise AssertionError("weight layout overran its region")
+        # parameter table, tile by tile: bias[tn], fp32 scale bits[tn], shift[tn] at 12 * n0
+        scale = (np.float32(x.scale) * node.w_scale.astype(np.float32)) / np.float32(y.scale)
+        table = np.zeros(3 * layer.out_c, np.int64)
+        for n0 in range(0, layer.out_c, lp.tiling.tn):
+            tn = min(lp.tiling.tn, layer.out_c - n0)
+            table[3 * n0:3 * n0 + tn] = node.bias[n0:n0 + tn]
+            table[3 * n0 + tn:3 * n0 + 2 * tn] = scale[n0:n0 + tn].astype(np.float32).view(np.int32)
+        image_parts.append((param_addr, pack_bits(table, 32)))
+        if instructions:  # barrier: this layer's loads wait for the previous layer's stores
+            instructions += _barrier(prev_slots)
+        instructions += lp.instructions
+        prev_slots = lp.tiling.slots
+        layers.append({"name": node.name, "op": node.op_type, "macs": layer.macs, "tiling": lp.tiling,
+                       "first_instruction": len(instructions) - len(lp.instructions),
+                       "instructions": len(lp.instructions), "weight_bytes": end - weight_addr})
+    instructions.append(Instruction("HALT"))
+    image = np.zeros(at, np.uint8)
+    for addr, data in image_parts:
+        image[addr:addr + data.size] = data
+    tensors = {q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), graph.tensors[q].dtype, "input")
+               for q in graph.inputs.values()}
+    tensors.update({q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), graph.tensors[q].dtype, "output")
+                    for q in graph.outputs.values()})
+    program = Program(encode_program(instructions), image, tensors, {"format": graph.source_format})
+    return CompiledModel(program, graph, chip, layers)
+
+
+def _barrier(slots: int) -> list[Instruction]:
+    """Drain the token queues between layers: compute waits for the last stores (the two
+    output-slot credits still queued), then hands the load unit one token; the load unit drains
+    the ``slots`` input-slot credits the last GEMMs pushed and takes that token."""
+    return ([Instruction("NOP", unit="compute", pop_next=1)] * 2
+            + [Instruction("NOP", unit="compute", push_prev=1)]
+            + [Instruction("NOP", unit="load", pop_next=1)] * (slots + 1))

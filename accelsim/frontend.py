@@ -1,0 +1,317 @@
+"""Import ONNX models quantized by onnxruntime.quantization (QDQ or QOperator) into accelsim.ir.
+
+Supported so far: QuantizeLinear at the inputs, DequantizeLinear at the outputs, Conv /
+QLinearConv (group 1), Gemm / MatMul / QGemm / QLinearMatMul as fully connected layers, Relu and
+Clip folded into the preceding layer's clamp, Flatten / Reshape.  Anything else is refused with a
+:class:`ModelError` naming the node, its op type and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .ir import ModelError, QConv, QGraph, QReshape, QTensor
+
+_NP_DTYPE = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.uint16): "u16",
+             np.dtype(np.int16): "s16", np.dtype(np.int32): "s32"}
+_LAYER_OPS = {"Conv", "Gemm", "MatMul"}
+_Q_LAYER_OPS = {"QLinearConv", "QGemm", "QLinearMatMul"}
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX file; a missing, truncated or corrupt file is a ModelError."""
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except FileNotFoundError:
+        raise ModelError(str(path), "file", "no such file") from None
+    except Exception as e:  # onnx raises DecodeError, ValidationError, ...
+        raise ModelError(str(path), "file", f"not a valid ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
+    return model
+
+
+def _dtype_name(arr: np.ndarray, node: str, op: str) -> str:
+    name = _NP_DTYPE.get(np.asarray(arr).dtype)
+    if name is None:
+        if "int4" in str(np.asarray(arr).dtype):
+            return "s4" if "uint" not in str(np.asarray(arr).dtype) else "u4"
+        raise ModelError(node, op, f"unsupported quantized type {np.asarray(arr).dtype}")
+    return name
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _conv_geometry(node: onnx.NodeProto, in_shape: tuple, w_shape: tuple) -> tuple:
+    a = _attrs(node)
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ModelError(node.name, node.op_type, "auto_pad is not supported; export explicit pads")
+    kh, kw = w_shape[2], w_shape[3]
+    strides = tuple(a.get("strides", (1, 1)))
+    dil = tuple(a.get("dilations", (1, 1)))
+    p = tuple(a.get("pads", (0, 0, 0, 0)))  # ONNX: top, left, bottom, right
+    group = int(a.get("group", 1))
+    n, c, h, w = in_shape
+    oh = (h + p[0] + p[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (w + p[1] + p[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
+    return strides, (p[0], p[1], p[2], p[3]), dil, group, (n, w_shape[0], oh, ow)
+
+
+class _Importer:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.graph = QGraph()
+        self.inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in model.graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.shapes: dict[str, tuple] = {}
+        for vi in model.graph.input:
+            dims = tuple(d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim)
+            self.shapes[vi.name] = dims
+
+    def init(self, node: onnx.NodeProto, name: str, what: str) -> np.ndarray:
+        if name not in self.inits:
+            raise ModelError(node.name, node.op_type, f"{what} {name!r} is not an initializer (missing or computed)")
+        return self.inits[name]
+
+    def add_tensor(self, node, name: str, shape: tuple, scale: np.ndarray, zp: np.ndarray) -> QTensor:
+        scale, zp = np.asarray(scale), np.asarray(zp)
+        if scale.size != 1 or zp.size != 1:
+            raise ModelError(node.name, node.op_type, f"activation {name!r} must be quantized per tensor")
+        dtype = _dtype_name(zp, node.name, node.op_type)
+        if dtype not in ("u4", "s4", "u8", "s8", "u16", "s16"):
+            raise ModelError(node.name, node.op_type, f"activation {name!r} has type {dtype}: the chip takes "
+                                                      "4, 8 or 16-bit activations")
+        t = QTensor(name, tuple(shape), dtype, np.float32(scale.reshape(())), int(zp.reshape(())))
+        self.graph.tensors[name] = t
+        return t
+
+    def weight_params(self, node, w: np.ndarray, scale: np.ndarray, zp: np.ndarray, n_out: int):
+        zp = np.asarray(zp).ravel()
+        if zp.size > 1 and not np.all(zp == zp[0]):
+            raise ModelError(node.name, node.op_type, "per-channel weight zero points differ; the chip takes one")
+        scale = np.asarray(scale, dtype=np.float32).ravel()
+        if scale.size not in (1, n_out):
+            raise ModelError(node.name, node.op_type, f"weight scale has {scale.size} values for {n_out} channels")
+        return np.broadcast_to(scale, (n_out,)).astype(np.float32), int(zp[0]) if zp.size else 0
+
+    def activation_after(self, node, out: str) -> tuple[str, Optional[tuple[str, float, float]]]:
+        """Follow Relu/Clip after a layer output; returns (float name reaching Q, activation)."""
+        act = None
+        users = self.consumers.get(out, [])
+        if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
+            a = users[0]
+            lo, hi = 0.0, np.inf
+            if a.op_type == "Clip":
+                lo = float(self.inits[a.input[1]]) if len(a.input) > 1 and a.input[1] else -np.inf
+                hi = float(self.inits[a.input[2]]) if len(a.input) > 2 and a.input[2] else np.inf
+            act, out = (a.op_type, lo, hi), a.output[0]
+        return out, act
+
+    @staticmethod
+    def clamp_for(t: QTensor, act) -> tuple[int, int]:
+        from isa.quant import qrange
+
+        lo, hi = qrange(t.dtype)
+        if act is not None:
+            _, flo, fhi = act
+            if np.isfinite(flo):
+                lo = max(lo, int(np.rint(np.float32(flo) / t.scale)) + t.zero_point)
+            if np.isfinite(fhi):
+                hi = min(hi, int(np.rint(np.float32(fhi) / t.scale)) + t.zero_point)
+        return lo, hi
+
+
+def _import_qdq(imp: _Importer) -> None:
+    g = imp.graph
+    q_of_float: dict[str, str] = {}       # float tensor produced by an activation DQ -> QTensor name
+    weights: dict[str, tuple] = {}        # float tensor produced by a weight DQ -> (ints, scale, zp)
+    quantized_at: dict[str, onnx.NodeProto] = {}  # float tensor -> the QuantizeLinear consuming it
+    for n in imp.model.graph.node:
+        if n.op_type == "QuantizeLinear":
+            quantized_at[n.input[0]] = n
+        if n.op_type == "DequantizeLinear" and n.input[0] in imp.inits:
+            zp = imp.inits[n.input[2]] if len(n.input) > 2 and n.input[2] else np.zeros((), np.int8)
+            weights[n.output[0]] = (imp.inits[n.input[0]], imp.init(n, n.input[1], "scale"), zp)
+    for n in imp.model.graph.node:
+        op = n.op_type
+        if op == "QuantizeLinear":
+            src = n.input[0]
+            if src in imp.shapes and src not in q_of_float and n.output[0] not in g.tensors:
+                t = imp.add_tensor(n, n.output[0], imp.shapes[src], imp.init(n, n.input[1], "scale"),
+                                   imp.init(n, n.input[2], "zero point"))
+                if any(src == i.name for i in imp.model.graph.input):
+                    g.inputs[src] = t.name
+            continue
+        if op == "DequantizeLinear":
+            if n.input[0] in imp.inits:
+                continue
+            if n.input[0] not in g.tensors:
+                raise ModelError(n.name, op, f"dequantizes {n.input[0]!r}, which no QuantizeLinear produced")
+            q_of_float[n.output[0]] = n.input[0]
+            imp.shapes[n.output[0]] = g.tensors[n.input[0]].shape
+            if any(n.output[0] == o.name for o in imp.model.graph.output):
+                g.outputs[n.output[0]] = n.input[0]
+            continue
+        if op in ("Relu", "Clip"):
+            continue  # folded into the layer before it (activation_after)
+        if op in _LAYER_OPS:
+            x = n.input[0]
+            if x not in q_of_float:
+                raise ModelError(n.name, op, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+            wname = n.input[1]
+            if wname not in weights:
+                raise ModelError(n.name, op, f"weight {wname!r} is not a quantized initializer (missing scale?)")
+            w, ws, wz = weights[wname]
+            bias = None
+            if len(n.input) > 2 and n.input[2]:
+                if n.input[2] not in weights:
+                    raise ModelError(n.name, op, f"bias {n.input[2]!r} is not a quantized initializer")
+                bias = weights[n.input[2]][0]
+            out, act = imp.activation_after(n, n.output[0])
+            qn = quantized_at.get(out)
+            if qn is None:
+                raise ModelError(n.name, op, f"output {out!r} is not followed by a QuantizeLinear")
+            _add_layer(imp, n, q_of_float[x], w, ws, wz, bias, qn.output[0], imp.init(qn, qn.input[1], "scale"),
+                       imp.init(qn, qn.input[2], "zero point"), act, out)
+            imp.shapes[out] = g.tensors[qn.output[0]].shape
+            continue
+        if op in ("Flatten", "Reshape"):
+            x = n.input[0]
+            if x not in q_of_float:
+                raise ModelError(n.name, op, f"input {x!r} is not quantized")
+            qn = quantized_at.get(n.output[0])
+            if qn is None:
+                raise ModelError(n.name, op, f"output {n.output[0]!r} is not followed by a QuantizeLinear")
+            src = g.tensors[q_of_float[x]]
+            shape = _reshape(imp, n, src.shape)
+            t = imp.add_tensor(qn, qn.output[0], shape, imp.init(qn, qn.input[1], "scale"),
+                               imp.init(qn, qn.input[2], "zero point"))
+            if (t.scale, t.zero_point, t.dtype) != (src.scale, src.zero_point, src.dtype):
+                raise ModelError(n.name, op, "requantizing through a reshape is not supported")
+            g.nodes.append(QReshape(n.name, op, src.name, t.name))
+            imp.shapes[n.output[0]] = shape
+            continue
+        raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
+
+
+def _reshape(imp: _Importer, n: onnx.NodeProto, shape: tuple) -> tuple:
+    if n.op_type == "Flatten":
+        axis = _attrs(n).get("axis", 1)
+        return (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
+    target = imp.init(n, n.input[1], "shape").astype(np.int64).tolist()
+    total = int(np.prod(shape))
+    target = [shape[i] if v == 0 else v for i, v in enumerate(target)]
+    if -1 in target:
+        known = int(np.prod([v for v in target if v != -1]))
+        target[target.index(-1)] = total // known
+    if int(np.prod(target)) != total:
+        raise ModelError(n.name, n.op_type, f"cannot reshape {shape} to {target}")
+    return tuple(target)
+
+
+def _add_layer(imp: _Importer, n, x_name: str, w, ws, wz, bias, y_name, y_scale, y_zp, act, out_float: str) -> None:
+    g = imp.graph
+    x = g.tensors[x_name]
+    op = n.op_type
+    a = _attrs(n)
+    if op in ("Conv", "QLinearConv"):
+        if w.ndim != 4:
+            raise ModelError(n.name, op, f"only 2-D convolutions are supported (weight rank {w.ndim})")
+        stride, pads, dil, group, out_shape = _conv_geometry(n, x.shape, w.shape)
+        if group != 1:
+            raise ModelError(n.name, op, f"grouped convolution (group={group}) is not supported yet")
+        weight = w
+    else:  # fully connected: Gemm / MatMul / QGemm / QLinearMatMul
+        if a.get("transA", 0):
+            raise ModelError(n.name, op, "transA=1 is not supported")
+        if op in ("Gemm", "QGemm") and not a.get("transB", 0):
+            w = w.T
+        elif op in ("MatMul", "QLinearMatMul"):
+            w = w.T
+        if len(x.shape) != 2 or x.shape[1] != w.shape[1]:
+            raise ModelError(n.name, op, f"input shape {x.shape} does not match weight {w.shape}")
+        if float(a.get("alpha", 1.0)) != 1.0 or float(a.get("beta", 1.0)) != 1.0:
+            raise ModelError(n.name, op, "alpha/beta other than 1 are not supported")
+        weight = w.reshape(w.shape[0], w.shape[1], 1, 1)
+        stride, pads, dil, group, out_shape = (1, 1), (0, 0, 0, 0), (1, 1), 1, (x.shape[0], w.shape[0])
+    n_out = weight.shape[0]
+    w_scale, w_zp = imp.weight_params(n, weight, ws, wz, n_out)
+    b = np.zeros(n_out, np.int64) if bias is None else np.asarray(bias, np.int64).ravel()
+    if b.size != n_out:
+        raise ModelError(n.name, op, f"bias has {b.size} values for {n_out} channels")
+    y = imp.add_tensor(n, y_name, out_shape, y_scale, y_zp)
+    g.nodes.append(QConv(n.name, op, x.name, y.name, np.asarray(weight, np.int64),
+                         _dtype_name(w, n.name, op), w_scale, w_zp, b, stride, pads, dil, group,
+                         imp.clamp_for(y, act)))
+
+
+def _import_qoperator(imp: _Importer) -> None:
+    g = imp.graph
+    for n in imp.model.graph.node:
+        op = n.op_type
+        if op == "QuantizeLinear":
+            src = n.input[0]
+            t = imp.add_tensor(n, n.output[0], imp.shapes.get(src, ()), imp.init(n, n.input[1], "scale"),
+                               imp.init(n, n.input[2], "zero point"))
+            g.inputs[src] = t.name
+        elif op == "DequantizeLinear":
+            if n.input[0] not in g.tensors:
+                raise ModelError(n.name, op, f"dequantizes {n.input[0]!r}, which no quantized node produced")
+            g.outputs[n.output[0]] = n.input[0]
+        elif op in _Q_LAYER_OPS:
+            x = n.input[0]
+            if x not in g.tensors:
+                raise ModelError(n.name, op, f"input {x!r} is not a quantized tensor")
+            if op == "QLinearConv":
+                w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
+                                                                          (5, "weight zero point")))
+                ys, yz = imp.init(n, n.input[6], "output scale"), imp.init(n, n.input[7], "output zero point")
+                bias = imp.init(n, n.input[8], "bias") if len(n.input) > 8 and n.input[8] else None
+            elif op == "QGemm":
+                w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
+                                                                          (5, "weight zero point")))
+                bias = imp.init(n, n.input[6], "bias") if len(n.input) > 6 and n.input[6] else None
+                if len(n.input) < 9:
+                    raise ModelError(n.name, op, "QGemm without an output scale (float output) is not supported")
+                ys, yz = imp.init(n, n.input[7], "output scale"), imp.init(n, n.input[8], "output zero point")
+            else:
+                w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
+                                                                          (5, "weight zero point")))
+                ys, yz, bias = imp.init(n, n.input[6], "output scale"), imp.init(n, n.input[7], "output zero point"), None
+            xs, xz = imp.init(n, n.input[1], "input scale"), imp.init(n, n.input[2], "input zero point")
+            xt = g.tensors[x]
+            if np.float32(np.asarray(xs).reshape(())) != xt.scale or int(np.asarray(xz).reshape(())) != xt.zero_point:
+                raise ModelError(n.name, op, f"input quantization of {x!r} differs from its producer's")
+            _add_layer(imp, n, x, w, ws, wz, bias, n.output[0], ys, yz, None, n.output[0])
+        elif op in ("Flatten", "Reshape"):
+            src = g.tensors.get(n.input[0])
+            if src is None:
+                raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
+            shape = _reshape(imp, n, src.shape)
+            g.tensors[n.output[0]] = QTensor(n.output[0], shape, src.dtype, src.scale, src.zero_point)
+            g.nodes.append(QReshape(n.name, op, src.name, n.output[0]))
+        else:
+            raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
+
+
+def import_model(model: onnx.ModelProto) -> QGraph:
+    """The quantized graph of a QDQ or QOperator model."""
+    imp = _Importer(model)
+    ops = {n.op_type for n in model.graph.node}
+    qoperator = bool(ops & _Q_LAYER_OPS)
+    (_import_qoperator if qoperator else _import_qdq)(imp)
+    imp.graph.source_format = "QOperator" if qoperator else "QDQ"
+    if not imp.graph.inputs:
+        raise ModelError("<graph>", "QuantizeLinear", "no graph input is quantized by a QuantizeLinear")
+    if not imp.graph.outputs:
+        raise ModelError("<graph>", "DequantizeLinear", "no graph output comes from a DequantizeLinear")
+    return imp.graph

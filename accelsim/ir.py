@@ -1,0 +1,76 @@
+"""The quantized graph IR the compiler works on: quantized tensors and integer operators.
+
+Both ONNX forms (QDQ and QOperator, accelsim.frontend) import into it.  Activations are NHWC in
+DRAM; shapes here are ONNX's (NCHW) so that errors and reports speak the model's language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+class ModelError(ValueError):
+    """A model the compiler cannot take: names the node, its op type and the reason."""
+
+    def __init__(self, node: str, op_type: str, reason: str) -> None:
+        self.node, self.op_type, self.reason = node, op_type, reason
+        super().__init__(f"node {node!r} ({op_type}): {reason}")
+
+
+@dataclass
+class QTensor:
+    """A quantized activation: integers of ``dtype`` meaning scale * (q - zero_point)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str            # "u8", "s8", "u16", "s16", "u4", "s4"
+    scale: np.float32
+    zero_point: int
+
+
+@dataclass
+class QConv:
+    """Convolution (or fully connected layer as a 1x1 convolution) with per-channel weights.
+
+    ``weight``: int (N, C/group, kh, kw); ``w_scale``: float32 (N,); ``bias``: int32 (N,) in
+    units of s_in * s_w[n]; ``clamp``: the integer output range after any fused activation.
+    """
+
+    name: str
+    op_type: str
+    input: str
+    output: str
+    weight: np.ndarray
+    w_dtype: str
+    w_scale: np.ndarray
+    w_zero_point: int
+    bias: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right
+    dilation: tuple[int, int] = (1, 1)
+    group: int = 1
+    clamp: Optional[tuple[int, int]] = None
+
+
+@dataclass
+class QReshape:
+    """Flatten / Reshape of a quantized tensor (same integers, new shape)."""
+
+    name: str
+    op_type: str
+    input: str
+    output: str
+
+
+@dataclass
+class QGraph:
+    """Quantized graph: tensors, nodes in topological order, the float edges' Q/DQ parameters."""
+
+    tensors: dict[str, QTensor] = field(default_factory=dict)
+    nodes: list = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)    # float graph input -> quantized tensor
+    outputs: dict[str, str] = field(default_factory=dict)   # float graph output -> quantized tensor
+    source_format: str = ""

@@ -1,0 +1,146 @@
+"""Issue 5 (in progress): quantized ONNX models compile and run bit-exact with ONNX Runtime.
+
+Models are quantized by onnxruntime.quantization.quantize_static with reduce_range=True (weights
+in [-64, 64]), where ONNX Runtime's u8 x s8 kernels are exact integer arithmetic on x86."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accelsim.compiler import compile_graph
+from accelsim.frontend import import_model, load_model
+from accelsim.ir import ModelError
+
+from .ort_models import session
+
+QUANT = pytest.importorskip("onnxruntime.quantization")
+
+
+def float_model(seed: int = 0, c_in: int = 3, size: int = 9) -> onnx.ModelProto:
+    """Conv 3x3 pad 1 -> Relu -> Conv 3x3 stride 2 (asymmetric pads) -> Relu -> Flatten -> Gemm."""
+    rng = np.random.default_rng(seed)
+
+    def init(name, shape, std):
+        return numpy_helper.from_array(rng.normal(0, std, shape).astype(np.float32), name)
+
+    out2 = (size + 0 + 1 - 3) // 2 + 1
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2], pads=[0, 1, 1, 0], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Flatten", ["r2"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["output"], transB=1, name="fc")]
+    g = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c_in, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])],
+        [init("w1", (17, c_in, 3, 3), 0.3), init("b1", (17,), 0.1), init("w2", (6, 17, 3, 3), 0.15),
+         init("b2", (6,), 0.1), init("w3", (10, 6 * out2 * out2), 0.2), init("b3", (10,), 0.1)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+def quantized(tmp_path, model, fmt: str, per_channel: bool, seed: int = 0) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(seed)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"input": rng.normal(0, 1, shape).astype(np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    src, dst = tmp_path / f"f_{fmt}_{per_channel}.onnx", tmp_path / f"q_{fmt}_{per_channel}.onnx"
+    onnx.save(model, src)
+    quantize_static(str(src), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=per_channel,
+                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return onnx.load(str(dst))
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_bit_exact_with_onnxruntime(tmp_path, fmt, per_channel):
+    q = quantized(tmp_path, float_model(), fmt, per_channel)
+    compiled = compile_graph(import_model(q))
+    sess = session(q)
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        x = (rng.normal(0, 1.5, (1, 3, 9, 9))).astype(np.float32)
+        ref = sess.run(None, {"input": x})[0]
+        out, report = compiled.run({"input": x})
+        np.testing.assert_array_equal(out["output"], ref)
+    assert report.total_macs == sum(layer["macs"] for layer in compiled.layers)
+
+
+def test_program_saves_and_runs_the_same(tmp_path):
+    from accelsim.program import Program
+
+    q = quantized(tmp_path, float_model(seed=3), "QDQ", True)
+    compiled = compile_graph(import_model(q))
+    compiled.program.save(tmp_path / "m.axp")
+    again = Program.load(tmp_path / "m.axp")
+    assert np.array_equal(again.words, compiled.program.words)
+    x = np.random.default_rng(2).normal(0, 1, (1, 3, 9, 9)).astype(np.float32)
+    a, _ = compiled.run({"input": x})
+    compiled.program = again
+    b, _ = compiled.run({"input": x})
+    assert np.array_equal(a["output"], b["output"])
+
+
+# --------------------------------------------------------------------------- bad models
+def _qdq(tmp_path):
+    return quantized(tmp_path, float_model(), "QDQ", True)
+
+
+def test_truncated_file(tmp_path):
+    q = _qdq(tmp_path)
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(q.SerializeToString()[:100])
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        load_model(path)
+
+
+def test_missing_initializer(tmp_path):
+    q = _qdq(tmp_path)
+    name = next(n for n in q.graph.node if n.op_type == "QuantizeLinear").input[1]
+    keep = [i for i in q.graph.initializer if i.name != name]
+    del q.graph.initializer[:]
+    q.graph.initializer.extend(keep)
+    with pytest.raises(ModelError, match=f"'{name}' is not an initializer"):
+        import_model(q)
+
+
+def test_unsupported_op_names_the_node(tmp_path):
+    q = _qdq(tmp_path)
+    out = q.graph.output[0].name
+    producer = next(n for n in q.graph.node if out in n.output)
+    producer.output[0] = "pre_softmax"
+    q.graph.node.append(helper.make_node("Softmax", ["pre_softmax"], [out], name="softmax"))
+    with pytest.raises(ModelError) as e:
+        import_model(q)
+    assert e.value.node == "softmax" and e.value.op_type == "Softmax" and "unsupported op" in str(e.value)
+
+
+def test_per_channel_zero_points_must_agree(tmp_path):
+    q = _qdq(tmp_path)
+    zp = next(i for i in q.graph.initializer if i.name == "w1_zero_point")
+    arr = numpy_helper.to_array(zp).copy()
+    arr[1] = 3
+    zp.CopyFrom(numpy_helper.from_array(arr, "w1_zero_point"))
+    with pytest.raises(ModelError, match="per-channel weight zero points differ") as e:
+        import_model(q)
+    assert e.value.node == "conv1"
+
+
+def test_unsupported_dtype(tmp_path):
+    q = _qdq(tmp_path)
+    zp = next(i for i in q.graph.initializer if i.name == "input_zero_point")
+    zp.CopyFrom(numpy_helper.from_array(np.array(0, np.int32), "input_zero_point"))
+    with pytest.raises(ModelError, match="has type s32: the chip takes 4, 8 or 16-bit activations"):
+        compile_graph(import_model(q))
