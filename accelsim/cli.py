@@ -56,7 +56,7 @@ def cmd_asm(args: argparse.Namespace) -> None:
 
 
 def cmd_disasm(args: argparse.Namespace) -> None:
-    words = _load_words(args.file)
+    words = _load_words(args.file) if args.file.endswith(".npy") else _load_program(args.file).words
     try:
         sys.stdout.write(isa.disassemble(words, numbered=args.numbered))
     except isa.DecodeError as e:
@@ -136,6 +136,77 @@ def cmd_estimate(args: argparse.Namespace) -> None:
                                                "layers": [asdict(r) for r in rows], "total": total}, indent=1))
 
 
+def _compile(model_path: str, chip):
+    from .compiler import compile_graph
+    from .frontend import import_model, load_model
+    from .ir import ModelError
+
+    try:
+        return compile_graph(import_model(load_model(model_path)), chip)
+    except ModelError as e:
+        raise CliError(f"{model_path}: {e}") from None
+    except ValueError as e:
+        raise CliError(f"{model_path}: {e}") from None
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    compiled = _compile(args.model, _load_chip(args.chip))
+    compiled.program.meta.update({"model": args.model, "layers": [
+        {k: v for k, v in l.items() if k != "tiling"} for l in compiled.layers]})
+    compiled.program.save(args.output)
+    print(f"{args.model}: {len(compiled.layers)} layers, {compiled.program.words.shape[0]} instructions, "
+          f"{compiled.program.dram_image.size:,} bytes of DRAM image -> {args.output}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    import csv
+    import json
+
+    from .compiler import layer_table
+    from .ir import ModelError
+    from .lowering import SimError
+
+    compiled = _compile(args.model, _load_chip(args.chip))
+    names = list(compiled.graph.inputs)
+    feeds = {}
+    for spec in args.input:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        name = name or (names[0] if len(names) == 1 else "")
+        if name not in compiled.graph.inputs:
+            raise CliError(f"--input {spec}: the model's inputs are {', '.join(names)}")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CliError(f"{path}: cannot read a .npy array ({e})") from None
+    try:
+        outputs, report = compiled.run(feeds)
+    except (ModelError, SimError) as e:
+        raise CliError(str(e)) from None
+    rows = layer_table(compiled, report)
+    print(f"{'layer':14s} {'op':12s} {'bits':7s} {'MACs':>12s} {'cycles':>10s} {'util%':>6s} {'W bytes':>10s} "
+          f"{'A bytes':>10s} {'energy uJ':>9s} where")
+    for r in rows:
+        print(f"{r['name'][:14]:14s} {r['op'][:12]:12s} {r['bits']:7s} {r['macs']:12,d} {r['cycles']:10,d} "
+              f"{100 * r['utilization']:6.1f} {r['dram_weight_bytes']:10,d} {r['dram_activation_bytes']:10,d} "
+              f"{r['energy_pj'] / 1e6:9.3f} {r['where']}")
+    total = {"macs": report.total_macs, "cycles": report.cycles, "utilization": report.mac_utilization,
+             "dram_bytes": sum(report.dram_read_bytes.values()) + sum(report.dram_write_bytes.values()),
+             "energy_pj": report.energy_pj["total"], "time_us": report.time_us}
+    print(f"{'total':14s} {'':12s} {'':7s} {total['macs']:12,d} {total['cycles']:10,d} "
+          f"{100 * total['utilization']:6.1f}  ({total['time_us']:.1f} us)")
+    if args.output:
+        out = outputs[next(iter(compiled.graph.outputs))] if len(outputs) == 1 else outputs
+        np.save(args.output, out) if not isinstance(out, dict) else np.savez(args.output, **out)
+    if args.report:
+        Path(args.report).write_text(json.dumps({"layers": rows, "total": total, "chip": report.to_dict()["chip"]},
+                                                indent=1))
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -155,7 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the per-layer figures and the total as JSON")
     p.add_argument("--bits", default="8x8", help="weight x activation widths, e.g. 8x8, 4x4, 8x4 (default 8x8)")
     p.set_defaults(func=cmd_estimate)
-    p = sub.add_parser("disasm", help="disassemble a program word file (.npy)")
+    p = sub.add_parser("compile", help="compile a quantized ONNX model (QDQ or QOperator) to a program file")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")
+    p.add_argument("model")
+    p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                   help="float input (as the ONNX model takes it); repeat for several inputs")
+    p.add_argument("--output", help="write the model's output (float, as ONNX defines it) to this .npy")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--report", help="write the per-layer report and total as JSON")
+    p.add_argument("--csv", help="write the per-layer table as CSV")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("disasm", help="disassemble a program (.axp or .npy words)")
     p.add_argument("file")
     p.add_argument("--numbered", action="store_true", help="append each instruction's index")
     p.set_defaults(func=cmd_disasm)

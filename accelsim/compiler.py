@@ -45,6 +45,14 @@ class CompiledModel:
     chip: ChipConfig
     layers: list[dict] = field(default_factory=list)
 
+    def segments(self) -> np.ndarray:
+        """The layer index of every instruction (a barrier belongs to the layer after it)."""
+        n = self.program.words.shape[0]
+        seg = np.zeros(n, np.int64)
+        for i, layer in enumerate(self.layers):
+            seg[layer["first_instruction"] - layer["barrier"]:] = i
+        return seg
+
     def run(self, inputs: Mapping[str, np.ndarray], *, sim: Optional[Simulator] = None, values: bool = True):
         """Float inputs by graph input name -> (float outputs by graph output name, report)."""
         sim = sim or Simulator(self.chip)
@@ -58,7 +66,7 @@ class CompiledModel:
                 raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
             q = quantize(x, t.scale, t.zero_point, t.dtype)
             feeds[qname] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
-        raw, report = sim.run(self.program, feeds, values=values)
+        raw, report = sim.run(self.program, feeds, values=values, segments=self.segments())
         outputs = {}
         if values:
             for fname, qname in self.graph.outputs.items():
@@ -141,13 +149,13 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
             table[3 * n0:3 * n0 + tn] = node.bias[n0:n0 + tn]
             table[3 * n0 + tn:3 * n0 + 2 * tn] = scale[n0:n0 + tn].astype(np.float32).view(np.int32)
         image_parts.append((param_addr, pack_bits(table, 32)))
-        if instructions:  # barrier: this layer's loads wait for the previous layer's stores
-            instructions += _barrier(prev_slots)
-        instructions += lp.instructions
+        barrier = _barrier(prev_slots) if instructions else []  # loads wait for the previous stores
+        instructions += barrier + lp.instructions
         prev_slots = lp.tiling.slots
         layers.append({"name": node.name, "op": node.op_type, "macs": layer.macs, "tiling": lp.tiling,
-                       "first_instruction": len(instructions) - len(lp.instructions),
-                       "instructions": len(lp.instructions), "weight_bytes": end - weight_addr})
+                       "first_instruction": len(instructions) - len(lp.instructions), "barrier": len(barrier),
+                       "instructions": len(lp.instructions), "weight_bytes": end - weight_addr,
+                       "shape": f"{x.shape}->{y.shape}", "bits": f"{node.w_dtype}x{x.dtype}", "where": "chip"})
     instructions.append(Instruction("HALT"))
     image = np.zeros(at, np.uint8)
     for addr, data in image_parts:
@@ -158,6 +166,19 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
                     for q in graph.outputs.values()})
     program = Program(encode_program(instructions), image, tensors, {"format": graph.source_format})
     return CompiledModel(program, graph, chip, layers)
+
+
+def layer_table(compiled: CompiledModel, report) -> list[dict]:
+    """Per-layer rows: op, shape, bit widths, MACs, cycles, utilization, DRAM bytes, energy, where."""
+    rows = []
+    for layer, seg in zip(compiled.layers, report.segments):
+        rows.append({"name": layer["name"], "op": layer["op"], "shape": layer["shape"], "bits": layer["bits"],
+                     "macs": layer["macs"], "cycles": seg.cycles, "utilization": seg.mac_utilization,
+                     "dram_weight_bytes": seg.dram_read_bytes["weight"],
+                     "dram_activation_bytes": seg.dram_read_bytes["input"] + seg.dram_write_bytes["output"],
+                     "dram_param_bytes": seg.dram_read_bytes["param"], "energy_pj": seg.energy_pj["total"],
+                     "where": layer["where"]})
+    return rows
 
 
 def _barrier(slots: int) -> list[Instruction]:

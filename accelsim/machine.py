@@ -256,8 +256,13 @@ def instruction_cost(r, cfgs, wins, dram, p, counters):
 
 
 @njit(cache=True)
-def run_timing(rows, cfgs, wins, dram, p, counters):
-    """Schedule the three units; returns the index of a deadlocked instruction or -1."""
+def run_timing(rows, cfgs, wins, dram, p, counters, segment, finish_at):
+    """Schedule the three units; returns the index of a deadlocked instruction or -1.
+
+    ``counters`` is (segments, N_COUNTERS): instruction i's traffic, MACs and unit activity go to
+    row ``segment[i]`` (a layer, for per-layer reports); ``finish_at[i]`` gets its finish cycle.
+    Cycles and the instruction count go to row 0.
+    """
     n = rows.shape[0]
     # per-unit instruction lists, in program order
     order = np.empty((3, n), np.int64)
@@ -293,10 +298,12 @@ def run_timing(rows, cfgs, wins, dram, p, counters):
                 if pop_next == 1:
                     ready = max(ready, push_time[q_next, pops[q_next]])
                     pops[q_next] += 1
-                cost = instruction_cost(rows[i], cfgs, wins, dram, p, counters)
-                counters[C_STALL_LOAD + u] += ready - free[u]
-                counters[C_BUSY_LOAD + u] += cost
+                seg = counters[segment[i]]
+                cost = instruction_cost(rows[i], cfgs, wins, dram, p, seg)
+                seg[C_STALL_LOAD + u] += ready - free[u]
+                seg[C_BUSY_LOAD + u] += cost
                 finish = ready + cost
+                finish_at[i] = finish
                 free[u] = finish
                 if (tok >> 2) & 1:  # push_prev: compute -> load (1), store -> compute (3)
                     q = 1 if u == 1 else 3
@@ -315,6 +322,6 @@ def run_timing(rows, cfgs, wins, dram, p, counters):
                 if head[u] < count[u]:
                     blocked = min(blocked, order[u, head[u]])
             return blocked
-    counters[C_CYCLES] = max(free[0], max(free[1], free[2]))
-    counters[C_INSTRUCTIONS] = n
+    counters[0, C_CYCLES] = max(free[0], max(free[1], free[2]))
+    counters[0, C_INSTRUCTIONS] = n
     return -1

@@ -36,6 +36,7 @@ class RunReport:
     accumulator_overflows: int
     values_computed: bool = True
     chip: dict = field(default_factory=dict)
+    segments: list["RunReport"] = field(default_factory=list)  # per layer, when asked for
 
     @property
     def total_macs(self) -> int:

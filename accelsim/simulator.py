@@ -62,15 +62,24 @@ class Simulator:
         return dram
 
     def run(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]] = None, *,
-            values: bool = True) -> tuple[dict[str, np.ndarray], RunReport]:
+            values: bool = True, segments: Optional[np.ndarray] = None) -> tuple[dict[str, np.ndarray], RunReport]:
         """Run ``program``; returns the output tensors (by name) and the report.
 
         ``values=False`` runs the timing model only (same program, no data computed).
+        ``segments`` (one int per instruction, e.g. its layer) adds per-segment reports
+        (``report.segments``) whose cycles add up to the total: a segment's cycles run from the
+        end of the previous segment's last instruction to the end of its own.
         """
         low = self.lower(program)
         dram = self._dram(program, inputs)
-        counters = np.zeros(M.N_COUNTERS, np.float64)
-        blocked = M.run_timing(low.rows, low.cfgs, low.wins, dram, self._params, counters)
+        n = low.rows.shape[0]
+        seg = np.zeros(n, np.int64) if segments is None else np.asarray(segments, np.int64)[:n]
+        if seg.size != n or (n and seg.min() < 0):
+            raise SimError(-1, "", f"segments must give a non-negative index for each of the {n} instructions")
+        n_seg = int(seg.max()) + 1 if n else 1
+        counters = np.zeros((n_seg, M.N_COUNTERS), np.float64)
+        finish = np.zeros(n, np.float64)
+        blocked = M.run_timing(low.rows, low.cfgs, low.wins, dram, self._params, counters, seg, finish)
         if blocked >= 0:
             from isa import format_instruction
             raise SimError(int(blocked), format_instruction(low.instructions[blocked]),
@@ -83,7 +92,20 @@ class Simulator:
                 from isa import format_instruction
                 raise SimError(int(index), format_instruction(low.instructions[index]),
                                ERR_MESSAGES.get(int(status), f"fault {status}"))
-            counters[M.C_OVERFLOWS] = overflows
+            counters[0, M.C_OVERFLOWS] = overflows
             outputs = {name: ref.read(dram) for name, ref in program.tensors.items() if ref.role == "output"}
             self.last_dram, self.last_mem = dram, mem
-        return outputs, RunReport.from_counters(counters, self.chip, values)
+        report = RunReport.from_counters(counters.sum(axis=0), self.chip, values)
+        if segments is not None:
+            ends = np.zeros(n_seg)
+            for s in range(n_seg):
+                mine = finish[seg == s]
+                ends[s] = mine.max() if mine.size else 0.0
+            ends = np.maximum.accumulate(ends)
+            for s in range(n_seg):
+                row = counters[s].copy()
+                row[M.C_CYCLES] = ends[s] - (ends[s - 1] if s else 0.0)
+                row[M.C_INSTRUCTIONS] = int((seg == s).sum())
+                row[M.C_OVERFLOWS] = 0
+                report.segments.append(RunReport.from_counters(row, self.chip, values))
+        return outputs, report

@@ -18,6 +18,12 @@ Weights use He-normal init (std = sqrt(2 / fan_in)) so that activations stay in 
 through deep networks; biases are small; BatchNormalization parameters are
 gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1), mean ~ N(0, 0.1), var ~ U(0.5, 1.5).
 The same (name, input_size, seed, options) always gives the same model, byte for byte.
+``build(..., fold_bn=True)`` folds every BatchNormalization into its conv, as an eval-mode
+``torch.onnx.export`` (or onnxruntime's ``quant_pre_process``) would.
+
+Note for quantizing: onnxruntime 1.31's ``quantize_static`` mutates a ``ModelProto`` passed to it
+(it saves it with external data into a temporary directory it then deletes), so pass a file path
+or a copy, not a model you will use again.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["NAMES", "DEFAULT_OPSET", "IR_VERSION", "build", "input_shape", "parameter_count"]
+__all__ = ["NAMES", "DEFAULT_OPSET", "IR_VERSION", "build", "default_input_size", "describe",
+           "input_shape", "output_shape", "parameter_count"]
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Clip takes min/max as inputs from opset 11 on
@@ -46,8 +53,9 @@ class _Graph:
     the caller names ``"output"``.
     """
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, fold_bn: bool = False):
         self.rng = np.random.default_rng(seed)
+        self.fold_bn = fold_bn
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._names: set[str] = set()
@@ -62,7 +70,7 @@ class _Graph:
 
     def init(self, name: str, array: np.ndarray) -> str:
         self._unique(name)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.inits.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
         return name
 
     def node(self, op: str, inputs: list[str], name: str, out: str | None = None,
@@ -83,7 +91,8 @@ class _Graph:
     # -- layers ------------------------------------------------------------------------------
     def conv(self, x: str, cin: int, cout: int, k: int | tuple[int, int], name: str, *,
              stride: int = 1, pad: int | list[int] | None = None, dilation: int = 1,
-             group: int = 1, bias: bool = False, out: str | None = None) -> str:
+             group: int = 1, bias: bool = False, out: str | None = None,
+             weight: np.ndarray | None = None, bias_value: np.ndarray | None = None) -> str:
         kh, kw = (k, k) if isinstance(k, int) else k
         if cin % group or cout % group:
             raise ValueError(f"{name}: channels {cin}->{cout} not divisible by group {group}")
@@ -91,19 +100,30 @@ class _Graph:
             pad = [dilation * (kh - 1) // 2, dilation * (kw - 1) // 2] * 2
         elif isinstance(pad, int):
             pad = [pad] * 4
-        fan_in = (cin // group) * kh * kw
-        inputs = [x, self.init(f"{name}.weight", self.he_normal((cout, cin // group, kh, kw), fan_in))]
-        if bias:
-            inputs.append(self.init(f"{name}.bias", self.small_bias(cout)))
+        if weight is None:
+            weight = self.conv_weight(cin, cout, (kh, kw), group)
+        inputs = [x, self.init(f"{name}.weight", weight)]
+        if bias_value is None and bias:
+            bias_value = self.small_bias(cout)
+        if bias_value is not None:
+            inputs.append(self.init(f"{name}.bias", bias_value))
         return self.node("Conv", inputs, name, out, kernel_shape=[kh, kw], strides=[stride, stride],
                          pads=list(pad), dilations=[dilation, dilation], group=group)
 
-    def bn(self, x: str, c: int, name: str, out: str | None = None) -> str:
+    def conv_weight(self, cin: int, cout: int, k: tuple[int, int], group: int) -> np.ndarray:
+        fan_in = (cin // group) * k[0] * k[1]
+        return self.he_normal((cout, cin // group, *k), fan_in)
+
+    def bn_params(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         r = self.rng
         gamma = r.uniform(0.5, 1.5, c).astype(np.float32)
         beta = (r.standard_normal(c) * 0.1).astype(np.float32)
         mean = (r.standard_normal(c) * 0.1).astype(np.float32)
         var = r.uniform(0.5, 1.5, c).astype(np.float32)
+        return gamma, beta, mean, var
+
+    def bn(self, x: str, c: int, name: str, out: str | None = None) -> str:
+        gamma, beta, mean, var = self.bn_params(c)
         inputs = [x, self.init(f"{name}.weight", gamma), self.init(f"{name}.bias", beta),
                   self.init(f"{name}.running_mean", mean), self.init(f"{name}.running_var", var)]
         return self.node("BatchNormalization", inputs, name, out, epsilon=_BN_EPS, momentum=0.9)
@@ -148,9 +168,24 @@ class _Graph:
     def conv_bn(self, x: str, cin: int, cout: int, k: int, conv_name: str, bn_name: str, *,
                 act: str | None = None, act_name: str | None = None, out: str | None = None,
                 **conv_kw) -> str:
-        """Conv (no bias) + BatchNormalization (+ "relu" / "relu6")."""
-        y = self.conv(x, cin, cout, k, conv_name, **conv_kw)
-        y = self.bn(y, cout, bn_name, out=None if act else out)
+        """Conv (no bias) + BatchNormalization (+ "relu" / "relu6").
+
+        With ``fold_bn`` the BatchNormalization is folded into the conv (weight and a bias), as
+        ``torch.onnx.export`` does for an eval-mode model; the random draws are the same, so the
+        folded model computes the same function as the unfolded one.
+        """
+        out_bn = None if act else out
+        if self.fold_bn:
+            kk = (k, k) if isinstance(k, int) else k
+            w = self.conv_weight(cin, cout, kk, conv_kw.get("group", 1))
+            gamma, beta, mean, var = self.bn_params(cout)
+            scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + _BN_EPS)
+            w = (w * scale[:, None, None, None]).astype(np.float32)
+            b = (beta - mean * scale).astype(np.float32)
+            y = self.conv(x, cin, cout, k, conv_name, weight=w, bias_value=b, out=out_bn, **conv_kw)
+        else:
+            y = self.conv(x, cin, cout, k, conv_name, **conv_kw)
+            y = self.bn(y, cout, bn_name, out=out_bn)
         if act == "relu":
             y = self.relu(y, act_name or f"{bn_name}.relu", out)
         elif act == "relu6":
@@ -368,11 +403,13 @@ def _lookup(name: str):
 
 
 def build(name: str, *, input_size: int | None = None, seed: int = 0,
-          opset: int = DEFAULT_OPSET, **options) -> onnx.ModelProto:
+          opset: int = DEFAULT_OPSET, fold_bn: bool = False, **options) -> onnx.ModelProto:
     """Build the float32 ONNX model ``name`` with random weights drawn from ``seed``.
 
     ``input_size`` is the spatial size H = W of the input (the default depends on the model);
     ``options`` are model-specific (e.g. ``width`` for mobilenetv2, ``num_classes``, ``channels``).
+    ``fold_bn=True`` folds every BatchNormalization into its conv (conv with bias, no BN node), as
+    an eval-mode ``torch.onnx.export`` would; the folded model computes the same function.
     The model is checked with ``onnx.checker`` and carries inferred intermediate shapes.
     """
     builder, default_size, doc = _lookup(name)
@@ -386,7 +423,7 @@ def build(name: str, *, input_size: int | None = None, seed: int = 0,
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(f"{name}: unknown options {unknown}; known options: {known}")
-    g = _Graph(seed)
+    g = _Graph(seed, fold_bn=bool(fold_bn))
     in_shape, out_shape = builder(g, int(size), **options)
     if any(d < 1 for d in out_shape):
         raise ValueError(f"{name}: input_size {size} is too small (output shape {out_shape})")
@@ -399,8 +436,8 @@ def build(name: str, *, input_size: int | None = None, seed: int = 0,
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="accelsim.zoo", producer_version="1")
     model.ir_version = IR_VERSION
-    model.doc_string = f"accelsim.zoo.build({name!r}, input_size={size}, seed={seed}, " \
-                       f"options={options!r})"
+    model.doc_string = (f"accelsim.zoo.build({name!r}, input_size={size}, seed={seed}, "
+                        f"opset={opset}, fold_bn={bool(fold_bn)}, options={options!r})")
     model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -144,3 +144,44 @@ def test_unsupported_dtype(tmp_path):
     zp.CopyFrom(numpy_helper.from_array(np.array(0, np.int32), "input_zero_point"))
     with pytest.raises(ModelError, match="has type s32: the chip takes 4, 8 or 16-bit activations"):
         compile_graph(import_model(q))
+
+
+def test_per_layer_cycles_add_up_and_weight_bytes_match(tmp_path):
+    from accelsim.compiler import layer_table
+
+    q = quantized(tmp_path, float_model(seed=4), "QDQ", True)
+    compiled = compile_graph(import_model(q))
+    _, report = compiled.run({"input": np.zeros((1, 3, 9, 9), np.float32)})
+    rows = layer_table(compiled, report)
+    assert [r["name"] for r in rows] == ["conv1", "conv2", "fc"]
+    assert sum(r["cycles"] for r in rows) == report.cycles
+    assert sum(r["macs"] for r in rows) == report.total_macs
+    for r, layer in zip(rows, compiled.layers):
+        assert r["dram_weight_bytes"] == layer["weight_bytes"]  # each weight chunk is fetched once here
+
+
+def test_cli_compile_run_disasm(tmp_path, capsys):
+    import json
+
+    from accelsim import cli
+
+    q = quantized(tmp_path, float_model(seed=5), "QOperator", True)
+    onnx.save(q, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 9, 9)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli.main(["run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npy"), "--output",
+                     str(tmp_path / "y.npy"), "--report", str(tmp_path / "r.json"), "--csv", str(tmp_path / "l.csv")]) == 0
+    ref = session(q).run(None, {"input": x})[0]
+    assert np.array_equal(np.load(tmp_path / "y.npy"), ref)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [l["name"] for l in data["layers"]] == ["conv1_quant", "conv2_quant", "fc_quant"]
+    assert data["total"]["cycles"] == sum(l["cycles"] for l in data["layers"])
+    assert "conv1_quant" in (tmp_path / "l.csv").read_text()
+    assert cli.main(["compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.axp")]) == 0
+    capsys.readouterr()
+    assert cli.main(["disasm", str(tmp_path / "m.axp")]) == 0
+    assert "GEMM" in capsys.readouterr().out
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x01junk")
+    assert cli.main(["run", str(tmp_path / "bad.onnx"), "--input", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a valid ONNX model" in err
