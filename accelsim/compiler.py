@@ -20,10 +20,10 @@ from isa.quant import dequantize, pack_bits, quantize
 from isa.table import DTYPES
 
 from .config import ChipConfig
-from .ir import ModelError, QConv, QGraph, QReshape, QTensor
+from .ir import ModelError, QConv, QGraph, QMaxPool, QReshape, QTensor
 from .program import Program, TensorRef
 from .simulator import Simulator
-from .tiling import ConvLayer, conv_program
+from .tiling import ConvLayer, PoolLayer, conv_program, pool_program
 
 ALIGN = 64
 
@@ -104,6 +104,25 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
     layers = []
     for node in graph.nodes:
         if isinstance(node, QReshape):
+            continue
+        if isinstance(node, QMaxPool):
+            x, y = graph.tensors[node.input], graph.tensors[node.output]
+            from isa.quant import qrange
+
+            pl = PoolLayer(node.name, x.shape[2], x.shape[3], x.shape[1], node.kernel[0], node.kernel[1],
+                           node.stride[0], node.stride[1], node.pads[0], node.pads[1], y.shape[2], y.shape[3],
+                           node.dilation[0])
+            if node.dilation[0] != node.dilation[1]:
+                raise ModelError(node.name, node.op_type, "different vertical and horizontal dilations")
+            body = pool_program(pl, chip, x.dtype, qrange(x.dtype)[0], input_addr=region[x.name],
+                                output_addr=region[y.name])
+            barrier = _barrier(prev_slots) if instructions else []
+            instructions += barrier + body
+            prev_slots = 2
+            layers.append({"name": node.name, "op": node.op_type, "macs": 0, "tiling": None,
+                           "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
+                           "instructions": len(body), "weight_bytes": 0, "shape": f"{x.shape}->{y.shape}",
+                           "bits": x.dtype, "where": "chip"})
             continue
         if not isinstance(node, QConv):
             raise ModelError(node.name, node.op_type, "no lowering for this node yet")

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .ir import ModelError, QConv, QGraph, QReshape, QTensor
+from .ir import ModelError, QConv, QGraph, QMaxPool, QReshape, QTensor
 
 _NP_DTYPE = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.uint16): "u16",
              np.dtype(np.int16): "s16", np.dtype(np.int32): "s32"}
@@ -184,6 +184,22 @@ def _import_qdq(imp: _Importer) -> None:
                        imp.init(qn, qn.input[2], "zero point"), act, out)
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
+        if op == "MaxPool":
+            x = n.input[0]
+            if x not in q_of_float:
+                raise ModelError(n.name, op, f"input {x!r} is not quantized")
+            qn = quantized_at.get(n.output[0])
+            if qn is None:
+                raise ModelError(n.name, op, f"output {n.output[0]!r} is not followed by a QuantizeLinear")
+            src = g.tensors[q_of_float[x]]
+            _maxpool(imp, n, src, qn.output[0])
+            t = g.tensors[qn.output[0]]
+            qs = np.float32(np.asarray(imp.init(qn, qn.input[1], "scale")).reshape(()))
+            qz = int(np.asarray(imp.init(qn, qn.input[2], "zero point")).reshape(()))
+            if (qs, qz) != (t.scale, t.zero_point):
+                raise ModelError(n.name, op, "requantizing after MaxPool is not supported")
+            imp.shapes[n.output[0]] = t.shape
+            continue
         if op in ("Flatten", "Reshape"):
             x = n.input[0]
             if x not in q_of_float:
@@ -201,6 +217,34 @@ def _import_qdq(imp: _Importer) -> None:
             imp.shapes[n.output[0]] = shape
             continue
         raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
+
+
+def _maxpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_name: str) -> None:
+    a = _attrs(n)
+    if len(src.shape) != 4:
+        raise ModelError(n.name, n.op_type, f"expects an NCHW input, got shape {src.shape}")
+    if len(n.output) > 1 and n.output[1]:
+        raise ModelError(n.name, n.op_type, "the Indices output is not supported")
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ModelError(n.name, n.op_type, "auto_pad is not supported; export explicit pads")
+    kh, kw = a["kernel_shape"]
+    sh, sw = a.get("strides", (1, 1))
+    dh, dw = a.get("dilations", (1, 1))
+    pt, pl, pb, pr = a.get("pads", (0, 0, 0, 0))
+    _, c, h, w = src.shape
+
+    def out(size, k, s, d, p0, p1):
+        span = size + p0 + p1 - d * (k - 1) - 1
+        o = (-(-span // s) if a.get("ceil_mode", 0) else span // s) + 1
+        if a.get("ceil_mode", 0) and (o - 1) * s >= size + p0:  # the last window must start inside
+            o -= 1
+        return o
+
+    oh, ow = out(h, kh, sh, dh, pt, pb), out(w, kw, sw, dw, pl, pr)
+    t = QTensor(out_name, (src.shape[0], c, oh, ow), src.dtype, src.scale, src.zero_point)
+    imp.graph.tensors[out_name] = t
+    imp.graph.nodes.append(QMaxPool(n.name, n.op_type, src.name, out_name, (kh, kw), (sh, sw), (pt, pl, pb, pr),
+                                    (dh, dw)))
 
 
 def _reshape(imp: _Importer, n: onnx.NodeProto, shape: tuple) -> tuple:
@@ -292,6 +336,11 @@ def _import_qoperator(imp: _Importer) -> None:
             if np.float32(np.asarray(xs).reshape(())) != xt.scale or int(np.asarray(xz).reshape(())) != xt.zero_point:
                 raise ModelError(n.name, op, f"input quantization of {x!r} differs from its producer's")
             _add_layer(imp, n, x, w, ws, wz, bias, n.output[0], ys, yz, None, n.output[0])
+        elif op == "MaxPool":
+            src = g.tensors.get(n.input[0])
+            if src is None:
+                raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
+            _maxpool(imp, n, src, n.output[0])
         elif op in ("Flatten", "Reshape"):
             src = g.tensors.get(n.input[0])
             if src is None:

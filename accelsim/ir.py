@@ -56,6 +56,20 @@ class QConv:
 
 
 @dataclass
+class QMaxPool:
+    """Max pooling of a quantized tensor (same scale and zero point in and out)."""
+
+    name: str
+    op_type: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass
 class QReshape:
     """Flatten / Reshape of a quantized tensor (same integers, new shape)."""
 

@@ -242,3 +242,57 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
                                     x=tn, y=tp, y_stride=layer.out_c, pop_prev=1, push_prev=1))
     return LayerProgram(prog, t, weight_chunks, output_addr + output_bytes - base, input_addr, weight_addr,
                         param_addr, output_addr)
+
+
+@dataclass(frozen=True)
+class PoolLayer:
+    """Max pooling over NHWC data (padding reads ``pad_value``: the type's minimum for max)."""
+
+    name: str
+    in_h: int
+    in_w: int
+    channels: int
+    k_h: int
+    k_w: int
+    stride_h: int = 1
+    stride_w: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    out_h: int = 1
+    out_w: int = 1
+    dilation: int = 1
+
+
+def pool_program(layer: PoolLayer, chip: ChipConfig, dtype: str, pad_value: int, *, input_addr: int,
+                 output_addr: int, credits: bool = True) -> list[Instruction]:
+    """MAXPOOL over gathered windows, pixel tiles x channel chunks, double-buffered like conv_program."""
+    words = chip.buffer_words()
+    window = layer.k_h * layer.k_w
+    pixels = layer.out_h * layer.out_w
+    bits = int(dtype[1:])
+    nc = layer.channels
+    while 2 * window * nc > words["INP"] and nc > 1:
+        nc = -(-nc // 2)
+    tp = max(1, min(pixels, 4096, words["INP"] // (2 * window * nc), words["OUT"] // (2 * nc)))
+    prog = [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.channels, k_h=layer.k_h,
+                        k_w=layer.k_w, stride_h=layer.stride_h, stride_w=layer.stride_w, dil_h=layer.dilation,
+                        dil_w=layer.dilation, pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w,
+                        pad_value=pad_value)]
+    if credits:
+        prog += [Instruction("NOP", unit="compute", push_prev=1)] * 2 + [Instruction("NOP", unit="store", push_prev=1)] * 2
+    a_slot, o_slot = tp * window * nc, tp * nc
+    step = 0
+    for p0 in range(0, pixels, tp):
+        n_pix = min(tp, pixels - p0)
+        for c0 in range(0, layer.channels, nc):
+            cc = min(nc, layer.channels - c0)
+            slot = step % 2
+            step += 1
+            prog.append(Instruction("LOADWIN", buf="INP", dtype=dtype, dram=input_addr, sram=slot * a_slot, pix0=p0,
+                                    npix=n_pix, c0=c0, nc=cc, pop_next=1, push_next=1))
+            prog.append(Instruction("MAXPOOL", src_buf="INP", src=slot * a_slot, dst_buf="OUT", dst=slot * o_slot,
+                                    m=n_pix, r=window, c=cc, pop_prev=1, push_prev=1))
+            prog.append(Instruction("NOP", unit="compute", pop_next=1, push_next=1))
+            prog.append(Instruction("STORE", buf="OUT", dtype=dtype, dram=output_addr + (p0 * layer.channels + c0) * bits // 8,
+                                    sram=slot * o_slot, x=cc, y=n_pix, y_stride=layer.channels, pop_prev=1, push_prev=1))
+    return prog

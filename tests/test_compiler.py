@@ -185,3 +185,40 @@ def test_cli_compile_run_disasm(tmp_path, capsys):
     assert cli.main(["run", str(tmp_path / "bad.onnx"), "--input", str(tmp_path / "x.npy")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a valid ONNX model" in err
+
+
+def pool_model(seed: int = 0) -> onnx.ModelProto:
+    """Conv -> Relu -> MaxPool 3x3/2 pad 1 -> Conv -> MaxPool 2x2/2 -> Flatten -> Gemm (11 -> 6 -> 3)."""
+    rng = np.random.default_rng(seed)
+
+    def init(name, shape, std):
+        return numpy_helper.from_array(rng.normal(0, std, shape).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              name="pool1"),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("MaxPool", ["c2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2], name="pool2"),
+             helper.make_node("Flatten", ["p2"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["output"], transB=1, name="fc")]
+    g = helper.make_graph(
+        nodes, "p", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 11, 11])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 5])],
+        [init("w1", (8, 2, 3, 3), 0.3), init("b1", (8,), 0.1), init("w2", (5, 8, 3, 3), 0.2), init("b2", (5,), 0.1),
+         init("w3", (5, 5 * 3 * 3), 0.2), init("b3", (5,), 0.1)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_maxpool_bit_exact(tmp_path, fmt):
+    q = quantized(tmp_path, pool_model(), fmt, True)
+    compiled = compile_graph(import_model(q))
+    sess = session(q)
+    rng = np.random.default_rng(6)
+    for _ in range(6):
+        x = rng.normal(0, 1.5, (1, 2, 11, 11)).astype(np.float32)
+        out, _ = compiled.run({"input": x})
+        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])

@@ -223,7 +223,8 @@ def test_small_model_details():
     mlp = zoo.build("mlp")
     assert zoo.input_shape(mlp) == (1, 1, 8, 8)
     assert [_init(mlp, f"fc{i}.weight").shape for i in (1, 2, 3)] == [(48, 64), (32, 48), (10, 32)]
-    assert [n.op_type for n in mlp.graph.node] == ["Flatten", "Gemm", "Relu", "Gemm", "Relu", "Gemm"]
+    assert [n.op_type for n in mlp.graph.node] == ["Flatten", "Gemm", "Relu", "Gemm", "Relu",
+                                                   "Gemm"]
 
     cnn = zoo.build("small_cnn")
     assert zoo.input_shape(cnn) == (1, 1, 8, 8) and zoo.output_shape(cnn) == (1, 10)
@@ -344,5 +345,6 @@ def test_quantize_after_preprocessing_folds_bn(name, tmp_path):
                        quantization.QuantFormat.QOperator)
     ops = _ops(qmodel)
     assert ops["BatchNormalization"] == 0 and ops["QLinearConv"] == _ops(model)["Conv"]
-    y = _session(tmp_path / "q.onnx").run(None, {"input": _inputs(zoo.input_shape(model), 1, 3)[0]})[0]
+    x = _inputs(zoo.input_shape(model), 1, 3)[0]
+    y = _session(tmp_path / "q.onnx").run(None, {"input": x})[0]
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
