@@ -20,10 +20,10 @@ from isa.quant import dequantize, pack_bits, quantize
 from isa.table import DTYPES
 
 from .config import ChipConfig
-from .ir import ModelError, QConv, QGraph, QMaxPool, QReshape, QTensor
+from .ir import ModelError, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
 from .program import Program, TensorRef
 from .simulator import Simulator
-from .tiling import ConvLayer, PoolLayer, conv_program, pool_program
+from .tiling import ConvLayer, PoolLayer, conv_program, global_avgpool_program, pool_program
 
 ALIGN = 64
 
@@ -62,8 +62,9 @@ class CompiledModel:
                 raise ModelError("<graph>", "input", f"missing input {fname!r}")
             t = self.graph.tensors[qname]
             x = np.asarray(inputs[fname], np.float32)
-            if x.shape != t.shape:
+            if x.size != int(np.prod(t.shape)):
                 raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
+            x = x.reshape(t.shape)  # a Flatten/Reshape before the input's QuantizeLinear runs here
             q = quantize(x, t.scale, t.zero_point, t.dtype)
             feeds[qname] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
         raw, report = sim.run(self.program, feeds, values=values, segments=self.segments())
@@ -116,6 +117,33 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
                 raise ModelError(node.name, node.op_type, "different vertical and horizontal dilations")
             body = pool_program(pl, chip, x.dtype, qrange(x.dtype)[0], input_addr=region[x.name],
                                 output_addr=region[y.name])
+            barrier = _barrier(prev_slots) if instructions else []
+            instructions += barrier + body
+            prev_slots = 2
+            layers.append({"name": node.name, "op": node.op_type, "macs": 0, "tiling": None,
+                           "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
+                           "instructions": len(body), "weight_bytes": 0, "shape": f"{x.shape}->{y.shape}",
+                           "bits": x.dtype, "where": "chip"})
+            continue
+        if isinstance(node, QGlobalAvgPool):
+            from isa.quant import qrange
+
+            x, y = graph.tensors[node.input], graph.tensors[node.output]
+            _, c, h, wd = x.shape
+            scale = np.float32(x.scale) / (np.float32(y.scale) * np.float32(h * wd))  # ONNX Runtime's order
+            table = np.concatenate([np.zeros(c, np.int64), np.full(c, scale, np.float32).view(np.int32),
+                                    np.zeros(c, np.int64)])
+            param_addr = at
+            image_parts.append((param_addr, pack_bits(table, 32)))
+            at = _align(at + 12 * c)
+            lo, hi = qrange(y.dtype)
+            config = {"a": x.dtype, "w": "s8", "o": y.dtype, "a_zp": x.zero_point, "o_zp": y.zero_point,
+                      "mode": "fp32", "clamp_min": lo, "clamp_max": hi}
+            try:
+                body = global_avgpool_program(h * wd, c, chip, config, input_addr=region[x.name],
+                                              param_addr=param_addr, output_addr=region[y.name])
+            except ValueError as e:
+                raise ModelError(node.name, node.op_type, str(e)) from None
             barrier = _barrier(prev_slots) if instructions else []
             instructions += barrier + body
             prev_slots = 2

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .ir import ModelError, QConv, QGraph, QMaxPool, QReshape, QTensor
+from .ir import ModelError, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
 
 _NP_DTYPE = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.uint16): "u16",
              np.dtype(np.int16): "s16", np.dtype(np.int32): "s32"}
@@ -73,9 +73,20 @@ class _Importer:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
         self.shapes: dict[str, tuple] = {}
+        self.input_alias: dict[str, str] = {}  # float tensor -> the graph input it reshapes (host side)
+        for vi in model.graph.input:
+            self.input_alias[vi.name] = vi.name
         for vi in model.graph.input:
             dims = tuple(d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim)
             self.shapes[vi.name] = dims
+
+    def host_reshape(self, n: onnx.NodeProto) -> bool:
+        """A Flatten/Reshape of a float graph input before its QuantizeLinear runs on the host."""
+        if n.op_type in ("Flatten", "Reshape") and n.input[0] in self.input_alias:
+            self.shapes[n.output[0]] = _reshape(self, n, self.shapes[n.input[0]])
+            self.input_alias[n.output[0]] = self.input_alias[n.input[0]]
+            return True
+        return False
 
     def init(self, node: onnx.NodeProto, name: str, what: str) -> np.ndarray:
         if name not in self.inits:
@@ -148,8 +159,8 @@ def _import_qdq(imp: _Importer) -> None:
             if src in imp.shapes and src not in q_of_float and n.output[0] not in g.tensors:
                 t = imp.add_tensor(n, n.output[0], imp.shapes[src], imp.init(n, n.input[1], "scale"),
                                    imp.init(n, n.input[2], "zero point"))
-                if any(src == i.name for i in imp.model.graph.input):
-                    g.inputs[src] = t.name
+                if src in imp.input_alias:
+                    g.inputs[imp.input_alias[src]] = t.name
             continue
         if op == "DequantizeLinear":
             if n.input[0] in imp.inits:
@@ -184,6 +195,21 @@ def _import_qdq(imp: _Importer) -> None:
                        imp.init(qn, qn.input[2], "zero point"), act, out)
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
+        if op == "GlobalAveragePool":
+            x = n.input[0]
+            if x not in q_of_float:
+                raise ModelError(n.name, op, f"input {x!r} is not quantized")
+            qn = quantized_at.get(n.output[0])
+            if qn is None:
+                raise ModelError(n.name, op, f"output {n.output[0]!r} is not followed by a QuantizeLinear")
+            src = g.tensors[q_of_float[x]]
+            if len(src.shape) != 4:
+                raise ModelError(n.name, op, f"expects an NCHW input, got shape {src.shape}")
+            t = imp.add_tensor(qn, qn.output[0], (src.shape[0], src.shape[1], 1, 1),
+                               imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"))
+            g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name))
+            imp.shapes[n.output[0]] = t.shape
+            continue
         if op == "MaxPool":
             x = n.input[0]
             if x not in q_of_float:
@@ -199,6 +225,8 @@ def _import_qdq(imp: _Importer) -> None:
             if (qs, qz) != (t.scale, t.zero_point):
                 raise ModelError(n.name, op, "requantizing after MaxPool is not supported")
             imp.shapes[n.output[0]] = t.shape
+            continue
+        if imp.host_reshape(n):
             continue
         if op in ("Flatten", "Reshape"):
             x = n.input[0]
@@ -302,11 +330,15 @@ def _import_qoperator(imp: _Importer) -> None:
     g = imp.graph
     for n in imp.model.graph.node:
         op = n.op_type
+        if imp.host_reshape(n):
+            continue
         if op == "QuantizeLinear":
             src = n.input[0]
+            if src not in imp.input_alias:
+                raise ModelError(n.name, op, f"quantizes {src!r}, which is not a graph input")
             t = imp.add_tensor(n, n.output[0], imp.shapes.get(src, ()), imp.init(n, n.input[1], "scale"),
                                imp.init(n, n.input[2], "zero point"))
-            g.inputs[src] = t.name
+            g.inputs[imp.input_alias[src]] = t.name
         elif op == "DequantizeLinear":
             if n.input[0] not in g.tensors:
                 raise ModelError(n.name, op, f"dequantizes {n.input[0]!r}, which no quantized node produced")
@@ -336,6 +368,15 @@ def _import_qoperator(imp: _Importer) -> None:
             if np.float32(np.asarray(xs).reshape(())) != xt.scale or int(np.asarray(xz).reshape(())) != xt.zero_point:
                 raise ModelError(n.name, op, f"input quantization of {x!r} differs from its producer's")
             _add_layer(imp, n, x, w, ws, wz, bias, n.output[0], ys, yz, None, n.output[0])
+        elif op == "QLinearGlobalAveragePool":
+            src = g.tensors.get(n.input[0])
+            if src is None:
+                raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
+            if _attrs(n).get("channels_last", 0):
+                raise ModelError(n.name, op, "channels_last=1 is not supported")
+            t = imp.add_tensor(n, n.output[0], (src.shape[0], src.shape[1], 1, 1),
+                               imp.init(n, n.input[3], "output scale"), imp.init(n, n.input[4], "output zero point"))
+            g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name))
         elif op == "MaxPool":
             src = g.tensors.get(n.input[0])
             if src is None:

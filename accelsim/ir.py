@@ -70,6 +70,16 @@ class QMaxPool:
 
 
 @dataclass
+class QGlobalAvgPool:
+    """Global average pooling: y = requant_fp32(sum(x - z_in), s_in / (s_out * H * W)) + z_out."""
+
+    name: str
+    op_type: str
+    input: str
+    output: str
+
+
+@dataclass
 class QReshape:
     """Flatten / Reshape of a quantized tensor (same integers, new shape)."""
 

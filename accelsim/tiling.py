@@ -296,3 +296,35 @@ def pool_program(layer: PoolLayer, chip: ChipConfig, dtype: str, pad_value: int,
             prog.append(Instruction("STORE", buf="OUT", dtype=dtype, dram=output_addr + (p0 * layer.channels + c0) * bits // 8,
                                     sram=slot * o_slot, x=cc, y=n_pix, y_stride=layer.channels, pop_prev=1, push_prev=1))
     return prog
+
+
+def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config: dict, *, input_addr: int,
+                           param_addr: int, output_addr: int, credits: bool = True) -> list[Instruction]:
+    """SUMPOOL over chunks of at most 1023 positions (accumulating), then REQUANT and STORE.
+
+    The parameter table at ``param_addr`` holds bias[C] = 0, the fp32 scale s_in / (s_out * HW)
+    [C] and shift[C] = 0; CONFIG's a_zp makes SUMPOOL sum (x - z_in).
+    """
+    words = chip.buffer_words()
+    a_bits = int(config["a"][1:])
+
+    chunk = max(1, min(1023, pixels, words["INP"] // (2 * channels)))
+    if channels > 4096 or 2 * channels > words["INP"] or 3 * channels > words["PRM"]:
+        raise ValueError(f"global average pool over {channels} channels does not fit the chip's buffers")
+    prog = [Instruction("CONFIG", **config)]
+    if credits:
+        prog += [Instruction("NOP", unit="compute", push_prev=1)] * 2 + [Instruction("NOP", unit="store", push_prev=1)] * 2
+    prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr, sram=0, x=3 * channels, y=1, y_stride=0))
+    slot_words = chunk * channels
+    for i, p0 in enumerate(range(0, pixels, chunk)):
+        r = min(chunk, pixels - p0)
+        slot = i % 2
+        prog.append(Instruction("LOAD", buf="INP", dtype=config["a"], dram=input_addr + p0 * channels * a_bits // 8,
+                                sram=slot * slot_words, x=r * channels, y=1, y_stride=0, pop_next=1, push_next=1))
+        prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * slot_words, acc=0, m=1, r=r, c=channels,
+                                accumulate=int(i > 0), pop_prev=1, push_prev=1))
+    prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=0, prm=0, m=1, n=channels, pop_next=1, push_next=1))
+    prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr, sram=0, x=channels, y=1,
+                            y_stride=0, pop_prev=1, push_prev=1))
+
+    return prog

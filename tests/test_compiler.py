@@ -222,3 +222,20 @@ def test_maxpool_bit_exact(tmp_path, fmt):
         x = rng.normal(0, 1.5, (1, 2, 11, 11)).astype(np.float32)
         out, _ = compiled.run({"input": x})
         np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("name", ["small_cnn", "mlp", "stride2_7x7"])
+def test_zoo_models_bit_exact(tmp_path, fmt, name):
+    from accelsim import zoo
+
+    model = zoo.build(name)
+    q = quantized(tmp_path, model, fmt, True)
+    compiled = compile_graph(import_model(q))
+    sess = session(q)
+    rng = np.random.default_rng(8)
+    shape = zoo.input_shape(model)
+    for _ in range(5):
+        x = rng.normal(0, 1, shape).astype(np.float32)
+        out, _ = compiled.run({"input": x})
+        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
