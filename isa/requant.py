@@ -107,6 +107,50 @@ def multiply_by_quantized_multiplier(x: np.ndarray, m0: np.ndarray, shift: np.nd
     return rounding_divide_by_pot(srdhm(wrap(x << left, 32), m0), right)
 
 
+def fma_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 fused multiply-add, rounded once (IEEE fmaf), for float32 inputs.
+
+    The product of two float32 is exact in float64; ``s = p + c`` with its exact error ``e``
+    (Knuth's two-sum); rounding ``s`` to float32 is then correct unless ``s`` is exactly halfway
+    between two float32 values and ``e`` breaks the tie.
+    """
+    a, b, c = (np.asarray(v, dtype=np.float32) for v in (a, b, c))
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c64 = c.astype(np.float64)
+    s = p + c64
+    bb = s - p
+    e = (p - (s - bb)) + (c64 - bb)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = s.astype(np.float32)
+        up = np.nextafter(r, np.float32(np.inf))
+        down = np.nextafter(r, np.float32(-np.inf))
+        r64 = r.astype(np.float64)
+        tie_up = (up.astype(np.float64) - s == s - r64) & (s > r64)      # s halfway between r and up
+        tie_down = (s - down.astype(np.float64) == r64 - s) & (s < r64)  # s halfway between down and r
+    out = np.where(tie_up & (e < 0), r, np.where(tie_up & (e > 0), up, r))
+    out = np.where(tie_down & (e > 0), r, np.where(tie_down & (e < 0), down, out))
+    # when s sits exactly on a midpoint, astype chose the even neighbour; e decides instead
+    out = np.where(tie_up & (e == 0), r, out)
+    return out.astype(np.float32)
+
+
+def add_fp32(a: np.ndarray, b: np.ndarray, ratio_a: np.float32, ratio_b: np.float32, a_zp: int, b_zp: int,
+             zp: int, qmin: int, qmax: int) -> np.ndarray:
+    """ONNX Runtime's QLinearAdd on x86-64 (MLAS AVX2 kernel), bit for bit.
+
+    ``F = float32(zp) - fma(rA, a_zp, rB * b_zp)`` (the compiler contracts ``rA*za + rB*zb``),
+    ``v = fma(a, rA, fma(b, rB, F))`` on the raw integers, then round half to even and saturate
+    (NaN -> qmin); rA = s_a / s_c and rB = s_b / s_c in float32.
+    """
+    ra, rb = np.float32(ratio_a), np.float32(ratio_b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fixed = np.float32(np.float32(zp) - fma_f32(ra, np.float32(a_zp), rb * np.float32(b_zp)))
+        v = fma_f32(np.asarray(a, np.float32), ra, fma_f32(np.asarray(b, np.float32), rb, fixed))
+    lo, hi = np.float32(qmin), np.float32(qmax)
+    v = np.where(np.isnan(v), lo, np.clip(v, lo, hi))
+    return np.rint(v).astype(np.int64)
+
+
 def requant_fp32(x: np.ndarray, scale: np.ndarray, zp: int, qmin: int, qmax: int) -> np.ndarray:
     """MLAS float requantization of integers ``x`` (acc + bias) with float32 ``scale``."""
     with np.errstate(over="ignore", invalid="ignore"):

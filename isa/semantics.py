@@ -24,7 +24,7 @@ from .asm import format_instruction
 from .encoding import Instruction, decode_program
 from .errors import ExecError
 from .quant import qrange
-from .requant import INT32_MAX, multiply_by_quantized_multiplier, requant_fp32, wrap
+from .requant import INT32_MAX, add_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
 from .table import BUFFERS, DTYPES
 from .weights import WeightStreamError, decode_weights
 
@@ -274,7 +274,11 @@ def _check_multipliers(mult: np.ndarray, shift: np.ndarray, wide: bool) -> None:
 
 
 def vadd(s: MachineState, i: Instruction) -> None:
-    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); record at PRM[prm]."""
+    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); record at PRM[prm].
+
+    fp32 mode is ONNX Runtime's QLinearAdd (isa.requant.add_fp32): a_mult and b_mult hold the
+    float32 ratios s_a/s_o and s_b/s_o; fixed modes follow TFLite's AddElementwise.
+    """
     cfg = s.config
     a = read(s, i.a_buf, i.a, i.n)
     b = read(s, i.b_buf, i.b, i.n)
@@ -283,11 +287,7 @@ def vadd(s: MachineState, i: Instruction) -> None:
     a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (int(v) for v in rec)
     lo, hi = _out_range(cfg)
     if cfg["mode"] == "fp32":
-        fa, fb = _as_float32(rec[2]), _as_float32(rec[4])
-        v = (a - a_zp).astype(np.float32) * fa + (b - b_zp).astype(np.float32) * fb
-        zp = cfg["o_zp"]
-        flo, fhi = np.float32(lo - zp), np.float32(hi - zp)
-        y = np.rint(np.where(np.isnan(v), flo, np.clip(v, flo, fhi))).astype(np.int64) + zp
+        y = add_fp32(a, b, _as_float32(rec[2]), _as_float32(rec[4]), a_zp, b_zp, cfg["o_zp"], lo, hi)
     else:
         if not 0 <= left <= 30:
             raise _Fault(f"left_shift {left} outside 0..30")

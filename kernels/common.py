@@ -45,3 +45,26 @@ def store_word(mem, at, value, word_bits):
         mem[at] = wrap32(value)
     else:
         mem[at] = value
+
+
+@njit(**INLINE)
+def fma_f32(a, b, c):
+    """float32 fused multiply-add rounded once (as isa.requant.fma_f32): exact float64 product,
+    two-sum for the error of the addition, and a tie fix when the sum sits on a float32 midpoint."""
+    p = np.float64(a) * np.float64(b)
+    c64 = np.float64(c)
+    s = p + c64
+    bb = s - p
+    e = (p - (s - bb)) + (c64 - bb)
+    r = np.float32(s)
+    r64 = np.float64(r)
+    if e != 0.0 and s != r64:
+        if s > r64:
+            up = np.nextafter(r, np.float32(np.inf))
+            if np.float64(up) - s == s - r64:  # s is the midpoint of r and up: e decides
+                return up if e > 0 else r
+        else:
+            down = np.nextafter(r, np.float32(-np.inf))
+            if s - np.float64(down) == r64 - s:
+                return down if e < 0 else r
+    return r

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .common import INLINE, type_range, wrap, wrap32
+from .common import INLINE, fma_f32, type_range, wrap, wrap32
 from .requant import check_multipliers, clamp_output, mbqm, round_fp32
 from .state import (CFG_A_ZP, CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS,
                     CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, MODE_FIXED_SINGLE, MODE_FP32, OK)
@@ -52,9 +52,10 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, prm_at, word_bits):
         fa, fb = f[0], f[1]
         a = mem[a_at:a_at + n]
         b = mem[b_at:b_at + n]
-        for j in range(n):
-            v = np.float32(a[j] - a_zp) * fa + np.float32(b[j] - b_zp) * fb
-            out[j] = clamp_output(round_fp32(v, zp, lo, hi), cmin, cmax, lo, hi)
+        fixed = np.float32(np.float32(zp) - fma_f32(fa, np.float32(a_zp), np.float32(fb * np.float32(b_zp))))
+        for j in range(n):  # ONNX Runtime's QLinearAdd (MLAS AVX2): fma(a, rA, fma(b, rB, F))
+            v = fma_f32(np.float32(a[j]), fa, fma_f32(np.float32(b[j]), fb, fixed))
+            out[j] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
     else:
         if left < 0 or left > 30:
             return ERR_LEFT_SHIFT_RANGE

@@ -217,9 +217,11 @@ def test_vadd_fp32_and_fixed():
     # fp32 record: a_zp 2, b_zp 1, a scale 0.5, b scale 0.25
     _prm(s, 0, [2, 1, f(0.5), 0, f(0.25), 0, 0, 0, 0])
     run(s, cfg(o_zp=-1), I("VADD", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=4, n=3, prm=0))
-    # (10-2)*.5 + (5-1)*.25 = 5 -> 4; (20-2)*.5 + (7-1)*.25 = 10.5 -> 10 -> 9;
-    # (-128-2)*.5 + (127-1)*.25 = -65 + 31.5 = -33.5 -> -34 -> -35
-    assert s.buffers["OUT"][4:7].tolist() == [4, 9, -35]
+    # ONNX Runtime's QLinearAdd: F = o_zp - fma(rA, a_zp, rB * b_zp) = -1 - (1 + 0.25) = -2.25,
+    # v = fma(a, rA, fma(b, rB, F)) on the raw integers, round half to even:
+    # 10*.5 + (5*.25 - 2.25) = 4 -> 4;  20*.5 + (7*.25 - 2.25) = 9.5 -> 10 (the zero point is added
+    # before rounding: subtracting it after rounding 10.5 would give 9);  -64 + 29.5 = -34.5 -> -34
+    assert s.buffers["OUT"][4:7].tolist() == [4, 10, -34]
     # TFLite-style fixed: left_shift 20, a and b multipliers 0.5 (2^30, 0), output 2^-20 (2^30, -19)
     _prm(s, 9, [0, 0, 1 << 30, 0, 1 << 30, 0, 1 << 30, -19, 20])
     run(s, cfg(mode="fixed_double"),
