@@ -20,10 +20,10 @@ from isa.quant import dequantize, pack_bits, quantize
 from isa.table import DTYPES
 
 from .config import ChipConfig
-from .ir import ModelError, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
+from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
 from .program import Program, TensorRef
 from .simulator import Simulator
-from .tiling import ConvLayer, PoolLayer, conv_program, global_avgpool_program, pool_program
+from .tiling import ConvLayer, PoolLayer, add_program, conv_program, global_avgpool_program, pool_program
 
 ALIGN = 64
 
@@ -124,6 +124,26 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
                            "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
                            "instructions": len(body), "weight_bytes": 0, "shape": f"{x.shape}->{y.shape}",
                            "bits": x.dtype, "where": "chip"})
+            continue
+        if isinstance(node, QAdd):
+            a, b, y = graph.tensors[node.a], graph.tensors[node.b], graph.tensors[node.output]
+            ra, rb = np.float32(a.scale) / np.float32(y.scale), np.float32(b.scale) / np.float32(y.scale)
+            record = np.array([a.zero_point, b.zero_point, int(ra.view(np.int32)), 0, int(rb.view(np.int32)), 0, 0, 0, 0],
+                              np.int64)
+            param_addr = at
+            image_parts.append((param_addr, pack_bits(record, 32)))
+            at = _align(at + 36)
+            config = {"a": a.dtype, "w": "s8", "o": y.dtype, "o_zp": y.zero_point, "mode": "fp32",
+                      "clamp_min": node.clamp[0], "clamp_max": node.clamp[1]}
+            body = add_program(int(np.prod(a.shape)), chip, config, a_addr=region[a.name], b_addr=region[b.name],
+                               param_addr=param_addr, output_addr=region[y.name])
+            barrier = _barrier(prev_slots) if instructions else []
+            instructions += barrier + body
+            prev_slots = 2
+            layers.append({"name": node.name, "op": node.op_type, "macs": 0, "tiling": None,
+                           "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
+                           "instructions": len(body), "weight_bytes": 0, "shape": f"{a.shape}+{b.shape}->{y.shape}",
+                           "bits": a.dtype, "where": "chip"})
             continue
         if isinstance(node, QGlobalAvgPool):
             from isa.quant import qrange

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .ir import ModelError, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
+from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
 
 _NP_DTYPE = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.uint16): "u16",
              np.dtype(np.int16): "s16", np.dtype(np.int32): "s32"}
@@ -195,6 +195,18 @@ def _import_qdq(imp: _Importer) -> None:
                        imp.init(qn, qn.input[2], "zero point"), act, out)
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
+        if op == "Add":
+            for x in n.input:
+                if x not in q_of_float:
+                    raise ModelError(n.name, op, f"input {x!r} is not quantized (adding a constant is not supported)")
+            out, act = imp.activation_after(n, n.output[0])
+            qn = quantized_at.get(out)
+            if qn is None:
+                raise ModelError(n.name, op, f"output {out!r} is not followed by a QuantizeLinear")
+            _add(imp, n, g.tensors[q_of_float[n.input[0]]], g.tensors[q_of_float[n.input[1]]], qn.output[0],
+                 imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"), act)
+            imp.shapes[out] = g.tensors[qn.output[0]].shape
+            continue
         if op == "GlobalAveragePool":
             x = n.input[0]
             if x not in q_of_float:
@@ -273,6 +285,17 @@ def _maxpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_name: str) -> 
     imp.graph.tensors[out_name] = t
     imp.graph.nodes.append(QMaxPool(n.name, n.op_type, src.name, out_name, (kh, kw), (sh, sw), (pt, pl, pb, pr),
                                     (dh, dw)))
+
+
+def _add(imp: _Importer, n: onnx.NodeProto, a: QTensor, b: QTensor, y_name: str, y_scale, y_zp, act) -> None:
+    if a.shape != b.shape:
+        raise ModelError(n.name, n.op_type, f"broadcasting add of {a.shape} and {b.shape} is not supported")
+    if a.dtype != b.dtype:
+        raise ModelError(n.name, n.op_type, f"inputs of different types {a.dtype} and {b.dtype}")
+    y = imp.add_tensor(n, y_name, a.shape, y_scale, y_zp)
+    if y.dtype != a.dtype:
+        raise ModelError(n.name, n.op_type, f"output type {y.dtype} differs from the inputs' {a.dtype}")
+    imp.graph.nodes.append(QAdd(n.name, n.op_type, a.name, b.name, y.name, imp.clamp_for(y, act)))
 
 
 def _reshape(imp: _Importer, n: onnx.NodeProto, shape: tuple) -> tuple:
@@ -368,6 +391,16 @@ def _import_qoperator(imp: _Importer) -> None:
             if np.float32(np.asarray(xs).reshape(())) != xt.scale or int(np.asarray(xz).reshape(())) != xt.zero_point:
                 raise ModelError(n.name, op, f"input quantization of {x!r} differs from its producer's")
             _add_layer(imp, n, x, w, ws, wz, bias, n.output[0], ys, yz, None, n.output[0])
+        elif op == "QLinearAdd":
+            a, b = g.tensors.get(n.input[0]), g.tensors.get(n.input[3])
+            if a is None or b is None:
+                raise ModelError(n.name, op, "both inputs must be quantized tensors")
+            for t, si, zi in ((a, 1, 2), (b, 4, 5)):
+                if np.float32(np.asarray(imp.init(n, n.input[si], "scale")).reshape(())) != t.scale or \
+                        int(np.asarray(imp.init(n, n.input[zi], "zero point")).reshape(())) != t.zero_point:
+                    raise ModelError(n.name, op, f"input quantization of {t.name!r} differs from its producer's")
+            _add(imp, n, a, b, n.output[0], imp.init(n, n.input[6], "output scale"),
+                 imp.init(n, n.input[7], "output zero point"), None)
         elif op == "QLinearGlobalAveragePool":
             src = g.tensors.get(n.input[0])
             if src is None:

@@ -80,6 +80,22 @@ class QGlobalAvgPool:
 
 
 @dataclass
+class QAdd:
+    """Elementwise add of two quantized tensors of one shape (ONNX Runtime's QLinearAdd rounding)."""
+
+    name: str
+    op_type: str
+    a: str
+    b: str
+    output: str
+    clamp: Optional[tuple[int, int]] = None
+
+    @property
+    def input(self) -> str:
+        return self.a
+
+
+@dataclass
 class QReshape:
     """Flatten / Reshape of a quantized tensor (same integers, new shape)."""
 

@@ -320,11 +320,42 @@ def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config:
         r = min(chunk, pixels - p0)
         slot = i % 2
         prog.append(Instruction("LOAD", buf="INP", dtype=config["a"], dram=input_addr + p0 * channels * a_bits // 8,
-                                sram=slot * slot_words, x=r * channels, y=1, y_stride=0, pop_next=1, push_next=1))
+                                sram=slot * slot_words, x=channels, y=r, y_stride=channels, pop_next=1, push_next=1))
         prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * slot_words, acc=0, m=1, r=r, c=channels,
                                 accumulate=int(i > 0), pop_prev=1, push_prev=1))
     prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=0, prm=0, m=1, n=channels, pop_next=1, push_next=1))
     prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr, sram=0, x=channels, y=1,
                             y_stride=0, pop_prev=1, push_prev=1))
 
+    return prog
+
+
+def add_program(count: int, chip: ChipConfig, config: dict, *, a_addr: int, b_addr: int, param_addr: int,
+                output_addr: int, credits: bool = True) -> list[Instruction]:
+    """VADD of two packed tensors of ``count`` elements, in chunks, double-buffered.
+
+    The 9-word add record is at ``param_addr``; a goes to INP, b to WGT, the sum to OUT.
+    """
+    words = chip.buffer_words()
+    bits = int(config["a"][1:])
+    chunk = max(1, min(count, 16384, words["INP"] // 2, words["WGT"] // 2, words["OUT"] // 2))  # LOAD x: 14 bits
+    if bits == 4 and chunk % 2:
+        chunk -= 1
+    prog = [Instruction("CONFIG", **config)]
+    if credits:
+        prog += [Instruction("NOP", unit="compute", push_prev=1)] * 2 + [Instruction("NOP", unit="store", push_prev=1)] * 2
+    prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr, sram=0, x=9, y=1, y_stride=0))
+    for i, e0 in enumerate(range(0, count, chunk)):
+        n = min(chunk, count - e0)
+        slot = (i % 2) * chunk
+        off = e0 * bits // 8
+        prog.append(Instruction("LOAD", buf="INP", dtype=config["a"], dram=a_addr + off, sram=slot, x=n, y=1,
+                                y_stride=0, pop_next=1))
+        prog.append(Instruction("LOAD", buf="WGT", dtype=config["a"], dram=b_addr + off, sram=slot, x=n, y=1,
+                                y_stride=0, push_next=1))
+        prog.append(Instruction("VADD", a_buf="INP", a=slot, b_buf="WGT", b=slot, dst_buf="OUT", dst=slot, n=n, prm=0,
+                                pop_prev=1, push_prev=1))
+        prog.append(Instruction("NOP", unit="compute", pop_next=1, push_next=1))
+        prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr + off, sram=slot, x=n, y=1,
+                                y_stride=0, pop_prev=1, push_prev=1))
     return prog

@@ -239,3 +239,20 @@ def test_zoo_models_bit_exact(tmp_path, fmt, name):
         x = rng.normal(0, 1, shape).astype(np.float32)
         out, _ = compiled.run({"input": x})
         np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("name", ["residual_odd"])
+def test_residual_add_bit_exact(tmp_path, fmt, name):
+    from accelsim import zoo
+
+    model = zoo.build(name, fold_bn=True)
+    q = quantized(tmp_path, model, fmt, True)
+    compiled = compile_graph(import_model(q))
+    sess = session(q)
+    rng = np.random.default_rng(9)
+    shape = zoo.input_shape(model)
+    for _ in range(4):
+        x = rng.normal(0, 1, shape).astype(np.float32)
+        out, _ = compiled.run({"input": x})
+        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
