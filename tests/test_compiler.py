@@ -256,3 +256,18 @@ def test_residual_add_bit_exact(tmp_path, fmt, name):
         x = rng.normal(0, 1, shape).astype(np.float32)
         out, _ = compiled.run({"input": x})
         np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+
+
+def test_resnet18_224_bit_exact_with_onnxruntime(tmp_path):
+    """Issue 5, acceptance 2: ResNet-18 at 224x224 (random weights, BatchNorm folded), quantized by
+    ONNX Runtime (QDQ, per channel, reduce_range), compiles and runs bit-exact."""
+    from accelsim import zoo
+
+    model = zoo.build("resnet18", fold_bn=True)
+    q = quantized(tmp_path, model, "QDQ", True)
+    compiled = compile_graph(import_model(q))
+    x = np.random.default_rng(10).normal(0, 1, (1, 3, 224, 224)).astype(np.float32)
+    out, report = compiled.run({"input": x})
+    np.testing.assert_array_equal(out["output"], session(q).run(None, {"input": x})[0])
+    assert report.total_macs == 1_814_073_344  # ResNet-18's multiply-accumulates at 224 x 224
+    assert sum(s.cycles for s in report.segments) == report.cycles
