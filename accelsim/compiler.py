@@ -23,7 +23,8 @@ from .config import ChipConfig
 from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
 from .program import Program, TensorRef
 from .simulator import Simulator
-from .tiling import ConvLayer, PoolLayer, add_program, conv_program, global_avgpool_program, pool_program
+from .tiling import (ConvLayer, PoolLayer, add_program, conv_program, dwconv_program, global_avgpool_program,
+                     pool_program)
 
 ALIGN = 64
 
@@ -44,6 +45,7 @@ class CompiledModel:
     graph: QGraph
     chip: ChipConfig
     layers: list[dict] = field(default_factory=list)
+    regions: dict[str, TensorRef] = field(default_factory=dict)  # every activation's DRAM tensor (NHWC)
 
     def segments(self) -> np.ndarray:
         """The layer index of every instruction (a barrier belongs to the layer after it)."""
@@ -189,6 +191,10 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
             raise ModelError(node.name, node.op_type, "different vertical and horizontal strides or dilations")
         w_bits = DTYPES[node.w_dtype][0]
         a_bits = DTYPES[x.dtype][0]
+        if node.group > 1:  # depthwise (the frontend admits no other groups)
+            at = _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots)
+            prev_slots = 2
+            continue
         weight_addr = at
         weight_bytes = sum((layer.out_c * layer.k_h * layer.k_w * layer.in_c * w_bits + 7) // 8 for _ in [0]) + 64
         param_addr = _align(weight_addr + weight_bytes + 4 * layer.out_c)  # chunk rounding slack
@@ -232,7 +238,42 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
     tensors.update({q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), graph.tensors[q].dtype, "output")
                     for q in graph.outputs.values()})
     program = Program(encode_program(instructions), image, tensors, {"format": graph.source_format})
-    return CompiledModel(program, graph, chip, layers)
+    regions = {name: TensorRef(region[name], _nhwc_shape(t.shape), t.dtype, "output") for name, t in graph.tensors.items()}
+    return CompiledModel(program, graph, chip, layers, regions)
+
+
+def _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots) -> int:
+    """Lower a depthwise QConv; appends its instructions and layer entry; returns the new DRAM top."""
+    w_bits = DTYPES[node.w_dtype][0]
+    c, window = layer.in_c, layer.k_h * layer.k_w
+    weight_addr = at
+    param_addr = _align(weight_addr + (c * window * w_bits + 7) // 8 + 64)
+    top = _align(param_addr + 12 * c)
+    config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
+              "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
+              "acc_bits": 32}
+    try:
+        body, chunks, cc = dwconv_program(layer, chip, config, x.zero_point, input_addr=region[x.name],
+                                          weight_addr=weight_addr, param_addr=param_addr, output_addr=region[y.name])
+    except ValueError as e:
+        raise ModelError(node.name, node.op_type, str(e)) from None
+    w_rc = w[:, 0].transpose(1, 2, 0).reshape(window, c)  # (C, 1, kh, kw) -> [kh*kw][C]
+    for addr, c0, n in chunks:
+        image_parts.append((addr, pack_bits(w_rc[:, c0:c0 + n].ravel(), w_bits)))
+    scale = (np.float32(x.scale) * node.w_scale.astype(np.float32)) / np.float32(y.scale)
+    table = np.zeros(3 * c, np.int64)
+    for c0 in range(0, c, cc):
+        n = min(cc, c - c0)
+        table[3 * c0:3 * c0 + n] = node.bias[c0:c0 + n]
+        table[3 * c0 + n:3 * c0 + 2 * n] = scale[c0:c0 + n].astype(np.float32).view(np.int32)
+    image_parts.append((param_addr, pack_bits(table, 32)))
+    barrier = _barrier(prev_slots) if instructions else []
+    instructions += barrier + body
+    layers.append({"name": node.name, "op": node.op_type, "macs": layer.out_h * layer.out_w * c * window,
+                   "tiling": None, "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
+                   "instructions": len(body), "weight_bytes": sum((window * n * w_bits + 7) // 8 for _, _, n in chunks),
+                   "shape": f"{x.shape}->{y.shape}", "bits": f"{node.w_dtype}x{x.dtype}", "where": "chip"})
+    return top
 
 
 def layer_table(compiled: CompiledModel, report) -> list[dict]:

@@ -322,8 +322,9 @@ def _add_layer(imp: _Importer, n, x_name: str, w, ws, wz, bias, y_name, y_scale,
         if w.ndim != 4:
             raise ModelError(n.name, op, f"only 2-D convolutions are supported (weight rank {w.ndim})")
         stride, pads, dil, group, out_shape = _conv_geometry(n, x.shape, w.shape)
-        if group != 1:
-            raise ModelError(n.name, op, f"grouped convolution (group={group}) is not supported yet")
+        if group != 1 and not (group == x.shape[1] == w.shape[0] and w.shape[1] == 1):
+            raise ModelError(n.name, op, f"grouped convolution (group={group}) other than depthwise "
+                                         "is not supported yet")
         weight = w
     else:  # fully connected: Gemm / MatMul / QGemm / QLinearMatMul
         if a.get("transA", 0):

@@ -12,10 +12,16 @@ Both loops fill counter arrays indexed by the ``C_*`` constants (accelsim.report
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from numba import njit
 
 import kernels as K
+from kernels._cache import KERNELS_DIR, drop_stale_cache
+
+# The loops below link the kernels: their cache must go when any kernel source changes.
+drop_stale_cache(Path(__file__).resolve().parent, KERNELS_DIR.glob("*.py"), tag="accelsim")
 from kernels.state import CFG_A_BITS, CFG_W_BITS
 
 from .lowering import OP

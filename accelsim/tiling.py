@@ -359,3 +359,60 @@ def add_program(count: int, chip: ChipConfig, config: dict, *, a_addr: int, b_ad
         prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr + off, sram=slot, x=n, y=1,
                                 y_stride=0, pop_prev=1, push_prev=1))
     return prog
+
+
+def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: int, *, input_addr: int,
+                   weight_addr: int, param_addr: int, output_addr: int,
+                   credits: bool = True) -> tuple[list[Instruction], list[tuple[int, int, int]], int]:
+    """Depthwise convolution (one filter per channel): LOADWIN, LOADW, DWCONV, REQUANT, STORE per
+    (pixel tile, channel chunk), double-buffered like conv_program.
+
+    Returns the instructions, the weight chunks (dram addr, c0, cc) in stream order, each laid out
+    [k_h][k_w][cc], and the channel chunk size (parameter tables go tile by tile at 12 * c0).
+    """
+    words = chip.buffer_words()
+    window = layer.k_h * layer.k_w
+    pixels = layer.out_h * layer.out_w
+    c = layer.in_c
+    w_bits, o_bits = int(config["w"][1:]), int(config["o"][1:])
+    cc = min(c, 4096, words["WGT"] // (2 * window), words["PRM"] // 6, words["INP"] // (2 * window))
+    if cc < 1 or window > 1023:
+        raise ValueError(f"layer {layer.name}: a {layer.k_h}x{layer.k_w} depthwise window does not fit the chip")
+    tp = max(1, min(pixels, 4096, words["INP"] // (2 * window * cc), words["ACC"] // cc, words["OUT"] // (2 * cc)))
+    if tp > chip.rows:
+        tp -= tp % chip.rows
+    prog = [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=c, k_h=layer.k_h, k_w=layer.k_w,
+                        stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
+                        pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value),
+            Instruction("CONFIG", **config)]
+    if credits:
+        prog += [Instruction("NOP", unit="compute", push_prev=1)] * 2 + [Instruction("NOP", unit="store", push_prev=1)] * 2
+    chunks, at, step, out_no = [], weight_addr, 0, 0
+    a_slot, w_slot, o_slot = tp * window * cc, window * cc, tp * cc
+    for ci, c0 in enumerate(range(0, c, cc)):
+        n = min(cc, c - c0)
+        chunks.append((at, c0, n))
+        w_at = at
+        at += (window * n * w_bits + 7) // 8
+        prm = (ci % 2) * 3 * cc
+        prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr + 12 * c0, sram=prm, x=3 * n, y=1,
+                                y_stride=0))
+        for p0 in range(0, pixels, tp):
+            m = min(tp, pixels - p0)
+            slot = step % 2
+            step += 1
+            prog.append(Instruction("LOADWIN", buf="INP", dtype=config["a"], dram=input_addr, sram=slot * a_slot,
+                                    pix0=p0, npix=m, c0=c0, nc=n, pop_next=1))
+            prog.append(Instruction("LOADW", sram=slot * w_slot, dram=w_at, count=window * n, dtype=config["w"],
+                                    push_next=1))
+            prog.append(Instruction("DWCONV", inp=slot * a_slot, wgt=slot * w_slot, acc=0, m=m, r=window, c=n,
+                                    pop_prev=1, push_prev=1))
+            oslot = out_no % 2
+            out_no += 1
+            prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=oslot * o_slot, prm=prm, m=m, n=n,
+                                    pop_next=1, push_next=1))
+            prog.append(Instruction("STORE", buf="OUT", dtype=config["o"],
+                                    dram=output_addr + (p0 * c + c0) * o_bits // 8, sram=oslot * o_slot, x=n, y=m,
+                                    y_stride=c, pop_prev=1, push_prev=1))
+
+    return prog, chunks, cc

@@ -1,31 +1,34 @@
 """Keep Numba's on-disk cache honest.
 
-Numba invalidates a cached function when its own file changes, but not when a helper it inlined
-from another file does (kernels/common.py, kernels/requant.py ...).  Before any kernel module is
-imported, this drops the package's cache files if the sources of ``kernels/`` changed since they
-were written.
+Numba invalidates a cached function when its own file changes, but not when a function it
+inlined or linked from another file does (kernels/common.py, kernels/requant.py, or any kernel
+for accelsim/machine.py's loops).  :func:`drop_stale_cache` removes a package's Numba cache files
+when any of the sources it depends on changed since they were written.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Iterable
 
-_HERE = Path(__file__).resolve().parent
+KERNELS_DIR = Path(__file__).resolve().parent
 
 
-def _sources_digest() -> str:
+def sources_digest(files: Iterable[Path]) -> str:
     h = hashlib.sha256()
-    for f in sorted(_HERE.glob("*.py")):
+    for f in sorted(Path(p) for p in files):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def drop_stale_cache() -> None:
-    cache = _HERE / "__pycache__"
-    stamp = cache / "kernels-sources.sha256"
-    digest = _sources_digest()
+def drop_stale_cache(package_dir: Path = KERNELS_DIR, depends_on: Iterable[Path] = (), tag: str = "kernels") -> None:
+    """Delete ``package_dir/__pycache__``'s Numba files if the package's sources or ``depends_on`` changed."""
+    package_dir = Path(package_dir)
+    cache = package_dir / "__pycache__"
+    stamp = cache / f"{tag}-sources.sha256"
+    digest = sources_digest(list(package_dir.glob("*.py")) + list(depends_on))
     try:
         if stamp.exists() and stamp.read_text() == digest:
             return

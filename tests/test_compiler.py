@@ -271,3 +271,31 @@ def test_resnet18_224_bit_exact_with_onnxruntime(tmp_path):
     np.testing.assert_array_equal(out["output"], session(q).run(None, {"input": x})[0])
     assert report.total_macs == 1_814_073_344  # ResNet-18's multiply-accumulates at 224 x 224
     assert sum(s.cycles for s in report.segments) == report.cycles
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_depthwise_separable_bit_exact(tmp_path, fmt):
+    from accelsim import zoo
+
+    model = zoo.build("dw_separable", fold_bn=True)
+    q = quantized(tmp_path, model, fmt, True)
+    compiled = compile_graph(import_model(q))
+    sess = session(q)
+    rng = np.random.default_rng(13)
+    shape = zoo.input_shape(model)
+    for _ in range(4):
+        x = rng.normal(0, 1, shape).astype(np.float32)
+        out, _ = compiled.run({"input": x})
+        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+
+
+def test_mobilenetv2_bit_exact_with_onnxruntime(tmp_path):
+    """MobileNetV2 (depthwise convolutions, ReLU6, residual adds without activation) at 96 x 96."""
+    from accelsim import zoo
+
+    model = zoo.build("mobilenetv2", input_size=96, fold_bn=True)
+    q = quantized(tmp_path, model, "QDQ", True)
+    compiled = compile_graph(import_model(q))
+    x = np.random.default_rng(14).normal(0, 1, (1, 3, 96, 96)).astype(np.float32)
+    out, _ = compiled.run({"input": x})
+    np.testing.assert_array_equal(out["output"], session(q).run(None, {"input": x})[0])
