@@ -136,13 +136,13 @@ def cmd_estimate(args: argparse.Namespace) -> None:
                                                "layers": [asdict(r) for r in rows], "total": total}, indent=1))
 
 
-def _compile(model_path: str, chip):
+def _compile(model_path: str, chip, weights: str = "auto"):
     from .compiler import compile_graph
     from .frontend import import_model, load_model
     from .ir import ModelError
 
     try:
-        return compile_graph(import_model(load_model(model_path)), chip)
+        return compile_graph(import_model(load_model(model_path)), chip, weights)
     except ModelError as e:
         raise CliError(f"{model_path}: {e}") from None
     except ValueError as e:
@@ -150,7 +150,7 @@ def _compile(model_path: str, chip):
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
-    compiled = _compile(args.model, _load_chip(args.chip))
+    compiled = _compile(args.model, _load_chip(args.chip), args.weights)
     compiled.program.meta.update({"model": args.model, "layers": [
         {k: v for k, v in l.items() if k != "tiling"} for l in compiled.layers]})
     compiled.program.save(args.output)
@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .ir import ModelError
     from .lowering import SimError
 
-    compiled = _compile(args.model, _load_chip(args.chip))
+    compiled = _compile(args.model, _load_chip(args.chip), args.weights)
     names = list(compiled.graph.inputs)
     feeds = {}
     for spec in args.input:
@@ -183,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     except (ModelError, SimError) as e:
         raise CliError(str(e)) from None
     rows = layer_table(compiled, report)
+    rows = [{k: (v if not isinstance(v, (np.integer, np.floating)) else v.item()) for k, v in r.items()} for r in rows]
     print(f"{'layer':14s} {'op':12s} {'bits':7s} {'MACs':>12s} {'cycles':>10s} {'util%':>6s} {'W bytes':>10s} "
           f"{'A bytes':>10s} {'energy uJ':>9s} where")
     for r in rows:
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
     p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--weights", default="auto", choices=["auto", "dense", "bitmask", "rle", "codebook"],
+                   help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")
     p.add_argument("model")
@@ -239,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chip", help="chip configuration (TOML)")
     p.add_argument("--report", help="write the per-layer report and total as JSON")
     p.add_argument("--csv", help="write the per-layer table as CSV")
+    p.add_argument("--weights", default="auto", choices=["auto", "dense", "bitmask", "rle", "codebook"],
+                   help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("disasm", help="disassemble a program (.axp or .npy words)")
     p.add_argument("file")

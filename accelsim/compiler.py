@@ -19,12 +19,13 @@ from isa import Instruction, encode_program
 from isa.quant import dequantize, pack_bits, quantize
 from isa.table import DTYPES
 
+from . import compression
 from .config import ChipConfig
 from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
 from .program import Program, TensorRef
 from .simulator import Simulator
-from .tiling import (ConvLayer, PoolLayer, add_program, conv_program, dwconv_program, global_avgpool_program,
-                     pool_program)
+from .tiling import (ConvLayer, PoolLayer, add_program, choose_tiling, conv_program, dwconv_program,
+                     global_avgpool_program, pool_program)
 
 ALIGN = 64
 
@@ -80,8 +81,38 @@ class CompiledModel:
         return outputs, report
 
 
-def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledModel:
-    """Lay out DRAM, lower every node and assemble the program."""
+WEIGHT_FORMATS = ("auto", "dense", "bitmask", "rle", "codebook")
+
+
+def _weight_streams(w_nhwc: np.ndarray, layer: ConvLayer, tiling, dtype: str, zero: int, fmt: str, chip) -> dict:
+    """Encode each (n tile, c chunk) of the weights: the cheapest fetch on the chip, or ``fmt``."""
+    streams = {}
+    for n0 in range(0, layer.out_c, tiling.tn):
+        for c0 in range(0, layer.in_c, tiling.tc):
+            chunk = w_nhwc[n0:n0 + tiling.tn, :, :, c0:c0 + tiling.tc].ravel()
+            if fmt == "auto":
+                st = compression.encode_for_chip(chunk, dtype, chip, zero)
+            elif fmt == "dense":
+                st = compression.encode_dense(chunk, dtype)
+            elif fmt == "bitmask":
+                st = compression.encode_bitmask(chunk, dtype, zero)
+            elif fmt == "rle":
+                st = min((compression.encode_rle(chunk, dtype, rb, zero) for rb in range(1, 9)), key=lambda x: x.nbytes)
+            else:
+                st = compression.encode_codebook(chunk, dtype) or compression.encode_dense(chunk, dtype)
+            streams[(n0, c0)] = st
+    return streams
+
+
+def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str = "auto") -> CompiledModel:
+    """Lay out DRAM, lower every node and assemble the program.
+
+    ``weights``: how weight tiles are stored -- ``auto`` picks, per tile, the format with the
+    cheapest fetch on this chip (accelsim.compression.encode_for_chip); or one of dense, bitmask,
+    rle, codebook (codebook falls back to dense for a tile with more than 2^bits values).
+    """
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"weights={weights!r}: expected one of {', '.join(WEIGHT_FORMATS)}")
     chip = chip or ChipConfig()
     # DRAM regions for activations (a reshape aliases its input)
     region: dict[str, int] = {}
@@ -195,23 +226,23 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
             at = _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots)
             prev_slots = 2
             continue
+        tiling = choose_tiling(layer, chip, w_bits, a_bits)
+        streams = _weight_streams(w.transpose(0, 2, 3, 1), layer, tiling, node.w_dtype, node.w_zero_point, weights, chip)
         weight_addr = at
-        weight_bytes = sum((layer.out_c * layer.k_h * layer.k_w * layer.in_c * w_bits + 7) // 8 for _ in [0]) + 64
-        param_addr = _align(weight_addr + weight_bytes + 4 * layer.out_c)  # chunk rounding slack
+        param_addr = _align(weight_addr + sum(st.nbytes for st in streams.values()) + 64)
         at = _align(param_addr + 12 * layer.out_c)
         config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
                   "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
                   "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48}
-        lp = conv_program(layer, chip, w_bits, a_bits, config=config, pad_value=x.zero_point,
+        lp = conv_program(layer, chip, w_bits, a_bits, tiling, config=config, pad_value=x.zero_point,
                           addrs={"input": region[x.name], "weight": weight_addr, "param": param_addr,
-                                 "output": region[y.name]})
-        # weights in tile order: [n][kh][kw][c] per (n tile, c chunk)
-        w_nhwc = w.transpose(0, 2, 3, 1)
+                                 "output": region[y.name]}, streams=streams)
+        # weights in tile order: [n][kh][kw][c] per (n tile, c chunk), each chunk its own stream
         end = weight_addr
         for addr, n0, tn, c0, tc in lp.weight_chunks:
-            packed = pack_bits(w_nhwc[n0:n0 + tn, :, :, c0:c0 + tc].ravel(), w_bits)
-            image_parts.append((addr, packed))
-            end = max(end, addr + packed.size)
+            data = np.frombuffer(streams[(n0, c0)].data, np.uint8)
+            image_parts.append((addr, data))
+            end = max(end, addr + data.size)
         if end > param_addr:
             raise AssertionError("weight layout overran its region")
         # parameter table, tile by tile: bias[tn], fp32 scale bits[tn], shift[tn] at 12 * n0
@@ -228,7 +259,10 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None) -> CompiledM
         layers.append({"name": node.name, "op": node.op_type, "macs": layer.macs, "tiling": lp.tiling,
                        "first_instruction": len(instructions) - len(lp.instructions), "barrier": len(barrier),
                        "instructions": len(lp.instructions), "weight_bytes": end - weight_addr,
-                       "shape": f"{x.shape}->{y.shape}", "bits": f"{node.w_dtype}x{x.dtype}", "where": "chip"})
+                       "shape": f"{x.shape}->{y.shape}", "bits": f"{node.w_dtype}x{x.dtype}", "where": "chip",
+                       "weight_formats": sorted({st.format for st in streams.values()}),
+                       "dense_weight_bytes": sum((tn * layer.k_h * layer.k_w * tc * w_bits + 7) // 8
+                                                 for _, _, tn, _, tc in lp.weight_chunks)})
     instructions.append(Instruction("HALT"))
     image = np.zeros(at, np.uint8)
     for addr, data in image_parts:

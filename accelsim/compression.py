@@ -51,26 +51,29 @@ def encode_bitmask(values: np.ndarray, dtype: str, zero: int = 0) -> WeightStrea
 
 
 def encode_rle(values: np.ndarray, dtype: str, run_bits: int = 4, zero: int = 0) -> WeightStream:
-    """Entries (run of ``zero``s, value); long runs split with literal ``zero`` values."""
+    """Entries (run of ``zero``s, value); long runs split with literal ``zero`` values.
+
+    Vectorized: every element that is not ``zero`` (and the last element) ends an entry; a gap of
+    g zeros before it becomes g // (max + 1) entries (max, zero) and one (g % (max + 1), value).
+    """
     v, bits, _ = _check(values, dtype)
     if not 1 <= run_bits <= 8:
         raise ValueError("run_bits must be 1..8")
+    if v.size == 0:
+        return WeightStream("rle", b"", param=run_bits, zero=zero)
     max_run = (1 << run_bits) - 1
-    fields: list[int] = []
-    widths: list[int] = []
-    run = 0
-    for j, x in enumerate(v):
-        last = j == v.size - 1
-        if x == zero and run < max_run and not last:
-            run += 1
-            continue
-        fields += [run, int(x)]
-        widths += [run_bits, bits]
-        run = 0
-    bitstream = np.concatenate([(np.int64(f) >> np.arange(w)) & 1 for f, w in zip(fields, widths)]) \
-        if fields else np.zeros(0, np.int64)
-    data = np.packbits(bitstream.astype(np.uint8), bitorder="little").tobytes()
-    return WeightStream("rle", data, param=run_bits, zero=zero)
+    ends = np.flatnonzero(v != zero)
+    if ends.size == 0 or ends[-1] != v.size - 1:
+        ends = np.append(ends, v.size - 1)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    gaps = ends - starts
+    extra = gaps // (max_run + 1)
+    runs = np.repeat(np.stack([np.full_like(gaps, max_run), gaps % (max_run + 1)], 1).ravel(),
+                     np.stack([extra, np.ones_like(extra)], 1).ravel())
+    vals = np.repeat(np.stack([np.full_like(gaps, zero), v[ends]], 1).ravel(),
+                     np.stack([extra, np.ones_like(extra)], 1).ravel())
+    entries = runs | ((vals & ((1 << bits) - 1)) << run_bits)
+    return WeightStream("rle", pack_bits(entries, run_bits + bits).tobytes(), param=run_bits, zero=zero)
 
 
 def encode_codebook(values: np.ndarray, dtype: str) -> WeightStream | None:

@@ -162,7 +162,8 @@ def choose_tiling(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: i
 
 def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: int = 8,
                  tiling: Optional[Tiling] = None, base: int = 0, *, config: Optional[dict] = None,
-                 pad_value: int = 0, addrs: Optional[dict] = None, credits: bool = True) -> LayerProgram:
+                 pad_value: int = 0, addrs: Optional[dict] = None, credits: bool = True,
+                 streams: Optional[dict] = None) -> LayerProgram:
     """Instructions computing one layer (NHWC input and output in DRAM) on the chip.
 
     ``config``: the CONFIG fields (types, zero points, clamp; default unsigned activations, signed
@@ -220,7 +221,8 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
             tc = min(t.tc, layer.in_c - c0)
             chunks.append((c0, tc, w_stream))
             weight_chunks.append((w_stream, n0, tn, c0, tc))
-            w_stream += (tn * window * tc * w_bits + 7) // 8
+            stream = streams.get((n0, c0)) if streams else None
+            w_stream += stream.nbytes if stream is not None else (tn * window * tc * w_bits + 7) // 8
         for p0 in range(0, pixels, t.tp):
             tp = min(t.tp, pixels - p0)
             for ci, (c0, tc, w_at) in enumerate(chunks):
@@ -229,8 +231,10 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
                 k = window * tc
                 prog.append(Instruction("LOADWIN", buf="INP", dtype=a_type, dram=input_addr, sram=slot * a_slot,
                                         pix0=p0, npix=tp, c0=c0, nc=tc, pop_next=1))
+                st = streams.get((n0, c0)) if streams else None
+                fmt = dict(format=st.format, param=st.param, zero=st.zero) if st is not None else {}
                 prog.append(Instruction("LOADW", sram=slot * w_slot, dram=w_at, count=tn * k, dtype=w_type,
-                                        push_next=1))
+                                        push_next=1, **fmt))
                 prog.append(Instruction("GEMM", inp=slot * a_slot, wgt=slot * w_slot, acc=0, m=tp, n=tn, k=k,
                                         accumulate=int(ci > 0), pop_prev=1, push_prev=1))
             oslot = out_no % 2
