@@ -53,7 +53,8 @@ class CompiledModel:
         n = self.program.words.shape[0]
         seg = np.zeros(n, np.int64)
         for i, layer in enumerate(self.layers):
-            seg[layer["first_instruction"] - layer["barrier"]:] = i
+            if layer["where"] == "chip":
+                seg[layer["first_instruction"] - layer["barrier"]:] = i
         return seg
 
     def run(self, inputs: Mapping[str, np.ndarray], *, sim: Optional[Simulator] = None, values: bool = True):
@@ -78,7 +79,26 @@ class CompiledModel:
                 q = raw[qname]
                 q = q.transpose(0, 3, 1, 2) if q.ndim == 4 else q
                 outputs[fname] = dequantize(q, t.scale, t.zero_point)
+            if self.graph.host_nodes:
+                outputs.update(self._run_host(outputs))
+            outputs = {k: v for k, v in outputs.items() if k in self.graph.graph_outputs}
         return outputs, report
+
+    def _run_host(self, floats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Float ops after the chip (e.g. Softmax), evaluated by onnx's reference evaluator."""
+        import onnx
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+
+        produced = {o for n in self.graph.host_nodes for o in n.output}
+        needed = sorted({i for n in self.graph.host_nodes for i in n.input if i in floats})
+        outs = [o for o in self.graph.graph_outputs if o in produced]
+        g = helper.make_graph(list(self.graph.host_nodes), "host",
+                              [helper.make_tensor_value_info(i, onnx.TensorProto.FLOAT, floats[i].shape) for i in needed],
+                              [helper.make_empty_tensor_value_info(o) for o in outs], list(self.graph.host_initializers))
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.graph.opset)])
+        result = ReferenceEvaluator(model).run(None, {i: floats[i] for i in needed})
+        return dict(zip(outs, result))
 
 
 WEIGHT_FORMATS = ("auto", "dense", "bitmask", "rle", "codebook")
@@ -273,6 +293,10 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                     for q in graph.outputs.values()})
     program = Program(encode_program(instructions), image, tensors, {"format": graph.source_format})
     regions = {name: TensorRef(region[name], _nhwc_shape(t.shape), t.dtype, "output") for name, t in graph.tensors.items()}
+    for n in graph.host_nodes:
+        layers.append({"name": n.name or n.output[0], "op": n.op_type, "macs": 0, "tiling": None,
+                       "first_instruction": -1, "barrier": 0, "instructions": 0, "weight_bytes": 0,
+                       "shape": "", "bits": "float32", "where": "host"})
     return CompiledModel(program, graph, chip, layers, regions)
 
 
@@ -313,7 +337,14 @@ def _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions
 def layer_table(compiled: CompiledModel, report) -> list[dict]:
     """Per-layer rows: op, shape, bit widths, MACs, cycles, utilization, DRAM bytes, energy, where."""
     rows = []
-    for layer, seg in zip(compiled.layers, report.segments):
+    segments = iter(report.segments)
+    for layer in compiled.layers:
+        if layer["where"] == "host":
+            rows.append({"name": layer["name"], "op": layer["op"], "shape": "", "bits": "float32", "macs": 0,
+                         "cycles": 0, "utilization": 0.0, "dram_weight_bytes": 0, "dram_activation_bytes": 0,
+                         "dram_param_bytes": 0, "energy_pj": 0.0, "where": "host"})
+            continue
+        seg = next(segments)
         rows.append({"name": layer["name"], "op": layer["op"], "shape": layer["shape"], "bits": layer["bits"],
                      "macs": layer["macs"], "cycles": seg.cycles, "utilization": seg.mac_utilization,
                      "dram_weight_bytes": seg.dram_read_bytes["weight"],

@@ -20,6 +20,9 @@ from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QResh
 _NP_DTYPE = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.uint16): "u16",
              np.dtype(np.int16): "s16", np.dtype(np.int32): "s32"}
 _LAYER_OPS = {"Conv", "Gemm", "MatMul"}
+# float ops the host runs after the chip's last DequantizeLinear (listed as "host" in reports)
+HOST_OPS = {"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+            "ArgMax", "TopK", "Exp", "Log", "Mul", "Add", "Div", "Sub", "Transpose"}
 _Q_LAYER_OPS = {"QLinearConv", "QGemm", "QLinearMatMul"}
 
 
@@ -173,6 +176,9 @@ def _import_qdq(imp: _Importer) -> None:
                 g.outputs[n.output[0]] = n.input[0]
             continue
         if op in ("Relu", "Clip"):
+            if n.input[0] in q_of_float:
+                raise ModelError(n.name, op, "a standalone activation on a quantized tensor (between "
+                                             "DequantizeLinear and QuantizeLinear) is not supported yet")
             continue  # folded into the layer before it (activation_after)
         if op in _LAYER_OPS:
             x = n.input[0]
@@ -427,12 +433,51 @@ def _import_qoperator(imp: _Importer) -> None:
             raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
 
 
+def _split_host_tail(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list]:
+    """Separate float nodes that run after the chip: those fed only by DequantizeLinear outputs
+    (of activations) or by other such nodes, and leading to graph outputs."""
+    inits = {i.name for i in model.graph.initializer}
+    host_floats: set[str] = set()
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] not in inits:
+            host_floats.add(n.output[0])
+    tail = []
+    for n in model.graph.node:
+        ins = [i for i in n.input if i and i not in inits]
+        if n.op_type in HOST_OPS and ins and all(i in host_floats for i in ins):
+            tail.append(n)
+            host_floats.update(n.output)
+    # only nodes none of whose outputs feed the chip part again
+    chip_inputs = {i for n in model.graph.node if n not in tail for i in n.input}
+    tail = [n for n in tail if not (set(n.output) & chip_inputs)]
+    if not tail:
+        return model, []
+    trimmed = onnx.ModelProto()
+    trimmed.CopyFrom(model)
+    del trimmed.graph.node[:]
+    trimmed.graph.node.extend([n for n in model.graph.node if n not in tail])
+    needed = {i for n in tail for i in n.input}
+    produced = {o for n in tail for o in n.output}
+    outs = [o for o in model.graph.output if o.name not in produced]
+    del trimmed.graph.output[:]
+    trimmed.graph.output.extend(outs + [onnx.helper.make_empty_tensor_value_info(nm) for nm in sorted(needed - produced)
+                                        if nm not in {o.name for o in outs}])
+    return trimmed, tail
+
+
 def import_model(model: onnx.ModelProto) -> QGraph:
     """The quantized graph of a QDQ or QOperator model."""
+    graph_outputs = [o.name for o in model.graph.output]
+    model, tail = _split_host_tail(model)
     imp = _Importer(model)
     ops = {n.op_type for n in model.graph.node}
     qoperator = bool(ops & _Q_LAYER_OPS)
     (_import_qoperator if qoperator else _import_qdq)(imp)
+    imp.graph.host_nodes = tail
+    imp.graph.graph_outputs = graph_outputs
+    host_inputs = {i for n in tail for i in n.input}
+    imp.graph.host_initializers = [i for i in model.graph.initializer if i.name in host_inputs]
+    imp.graph.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     imp.graph.source_format = "QOperator" if qoperator else "QDQ"
     if not imp.graph.inputs:
         raise ModelError("<graph>", "QuantizeLinear", "no graph input is quantized by a QuantizeLinear")

@@ -112,5 +112,9 @@ class QGraph:
     tensors: dict[str, QTensor] = field(default_factory=dict)
     nodes: list = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)    # float graph input -> quantized tensor
-    outputs: dict[str, str] = field(default_factory=dict)   # float graph output -> quantized tensor
+    outputs: dict[str, str] = field(default_factory=dict)   # float tensor the host dequantizes -> quantized tensor
     source_format: str = ""
+    host_nodes: list = field(default_factory=list)          # float ONNX nodes after the chip (e.g. Softmax)
+    graph_outputs: list[str] = field(default_factory=list)  # the model's outputs, in order
+    host_initializers: list = field(default_factory=list)   # constants the host ops read
+    opset: int = 17

@@ -120,11 +120,11 @@ def test_unsupported_op_names_the_node(tmp_path):
     q = _qdq(tmp_path)
     out = q.graph.output[0].name
     producer = next(n for n in q.graph.node if out in n.output)
-    producer.output[0] = "pre_softmax"
-    q.graph.node.append(helper.make_node("Softmax", ["pre_softmax"], [out], name="softmax"))
+    producer.output[0] = "pre_erf"
+    q.graph.node.append(helper.make_node("Erf", ["pre_erf"], [out], name="erf"))
     with pytest.raises(ModelError) as e:
         import_model(q)
-    assert e.value.node == "softmax" and e.value.op_type == "Softmax" and "unsupported op" in str(e.value)
+    assert e.value.node == "erf" and e.value.op_type == "Erf" and "unsupported op" in str(e.value)
 
 
 def test_per_channel_zero_points_must_agree(tmp_path):
@@ -327,3 +327,46 @@ def test_compressed_weights_bit_exact_and_counted(tmp_path, weights):
             assert layer["weight_bytes"] < layer["dense_weight_bytes"]
         elif weights != "codebook":
             assert layer["weight_formats"] == [weights]
+
+
+def test_softmax_runs_on_the_host_and_is_reported(tmp_path):
+    """An op the chip does not run (Softmax after the last DequantizeLinear) runs on the host."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from accelsim.compiler import layer_table
+
+    model = float_model(seed=11)
+    fc = next(n for n in model.graph.node if n.op_type == "Gemm")
+    fc.output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["output"], axis=1, name="softmax"))
+    onnx.save(model, tmp_path / "f.onnx")
+    rng = np.random.default_rng(0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            r = np.random.default_rng(0)
+            self.it = iter([{"input": r.normal(0, 1, (1, 3, 9, 9)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm", "Relu", "Flatten"])
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    compiled = compile_graph(import_model(q))
+    x = rng.normal(0, 1, (1, 3, 9, 9)).astype(np.float32)
+    out, report = compiled.run({"input": x})
+    ref = session(q).run(None, {"input": x})[0]
+    np.testing.assert_allclose(out["output"], ref, rtol=1e-6, atol=1e-7)  # float softmax: host vs ORT
+    assert abs(out["output"].sum() - 1) < 1e-5
+    rows = layer_table(compiled, report)
+    assert rows[-1]["op"] == "Softmax" and rows[-1]["where"] == "host"
+    assert all(r["where"] == "chip" for r in rows[:-1])
+    # a Relu left unquantized sits between DequantizeLinear and QuantizeLinear: refused, not skipped
+    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q2.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm"])
+    with pytest.raises(ModelError, match="standalone activation") as e:
+        import_model(onnx.load(str(tmp_path / "q2.onnx")))
+    assert e.value.op_type == "Relu"
