@@ -92,7 +92,21 @@ def cmd_sim(args: argparse.Namespace) -> None:
     from .lowering import SimError
     from .simulator import Simulator
 
-    program = _load_program(args.program)
+    if args.program:
+        program = _load_program(args.program)
+    else:  # the bundled example: a 3x3 convolution tile with its data
+        from .program import Program
+
+        text, _ = _example_text()
+        rng = np.random.default_rng(0)
+        image = np.zeros(0x600, np.uint8)
+        image[:256] = rng.integers(0, 256, 256)
+        image[0x100:0x100 + 288] = rng.integers(-20, 21, 288).astype(np.int8).view(np.uint8)
+        table = np.concatenate([rng.integers(-100, 100, 8), np.full(8, np.float32(0.01)).view(np.int32),
+                                np.zeros(8)]).astype(np.int32)
+        image[0x200:0x200 + 96] = table.view(np.uint8)
+        program = Program(isa.assemble(text), image)
+        print(f"; bundled example {EXAMPLE} on the {'given' if args.chip else 'default'} chip")
     sim = Simulator(_load_chip(args.chip))
     try:
         _, report = sim.run(program, values=not args.no_values)
@@ -216,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the (n, 2) uint64 words to this .npy file")
     p.set_defaults(func=cmd_asm)
     p = sub.add_parser("sim", help="run a program on the simulated chip and print its report")
-    p.add_argument("program", help="program file: .axp (words + DRAM image), .npy (words) or .s (assembly)")
+    p.add_argument("program", nargs="?",
+                   help="program file: .axp (words + DRAM image), .npy (words) or .s (assembly); "
+                        "omitted: the bundled conv3x3 example with its data")
     p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
     p.add_argument("--report", help="write the report as JSON to this file")
     p.add_argument("--no-values", action="store_true", help="timing only: compute no data")

@@ -72,3 +72,9 @@ def test_cli_is_installed_as_a_console_script():
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "accelsim: error: /nonexistent.s: cannot read (No such file or directory)"
+
+
+def test_cli_sim_runs_the_bundled_example(capsys):
+    assert cli.main(["sim"]) == 0
+    out = capsys.readouterr().out
+    assert "bundled example conv3x3.s" in out and "MACs              8x8: 18,432" in out
