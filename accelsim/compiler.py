@@ -170,13 +170,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                 raise ModelError(node.name, node.op_type, "different vertical and horizontal dilations")
             body = pool_program(pl, chip, x.dtype, qrange(x.dtype)[0], input_addr=region[x.name],
                                 output_addr=region[y.name])
-            barrier = _barrier(prev_slots) if instructions else []
-            instructions += barrier + body
-            prev_slots = 2
-            layers.append({"name": node.name, "op": node.op_type, "macs": 0, "tiling": None,
-                           "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
-                           "instructions": len(body), "weight_bytes": 0, "shape": f"{x.shape}->{y.shape}",
-                           "bits": x.dtype, "where": "chip"})
+            prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{x.shape}->{y.shape}", x.dtype)
             continue
         if isinstance(node, QAdd):
             a, b, y = graph.tensors[node.a], graph.tensors[node.b], graph.tensors[node.output]
@@ -190,13 +184,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                       "clamp_min": node.clamp[0], "clamp_max": node.clamp[1]}
             body = add_program(int(np.prod(a.shape)), chip, config, a_addr=region[a.name], b_addr=region[b.name],
                                param_addr=param_addr, output_addr=region[y.name])
-            barrier = _barrier(prev_slots) if instructions else []
-            instructions += barrier + body
-            prev_slots = 2
-            layers.append({"name": node.name, "op": node.op_type, "macs": 0, "tiling": None,
-                           "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
-                           "instructions": len(body), "weight_bytes": 0, "shape": f"{a.shape}+{b.shape}->{y.shape}",
-                           "bits": a.dtype, "where": "chip"})
+            prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{a.shape}+{b.shape}->{y.shape}", a.dtype)
             continue
         if isinstance(node, QGlobalAvgPool):
             from isa.quant import qrange
@@ -217,13 +205,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                                               param_addr=param_addr, output_addr=region[y.name])
             except ValueError as e:
                 raise ModelError(node.name, node.op_type, str(e)) from None
-            barrier = _barrier(prev_slots) if instructions else []
-            instructions += barrier + body
-            prev_slots = 2
-            layers.append({"name": node.name, "op": node.op_type, "macs": 0, "tiling": None,
-                           "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
-                           "instructions": len(body), "weight_bytes": 0, "shape": f"{x.shape}->{y.shape}",
-                           "bits": x.dtype, "where": "chip"})
+            prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{x.shape}->{y.shape}", x.dtype)
             continue
         if not isinstance(node, QConv):
             raise ModelError(node.name, node.op_type, "no lowering for this node yet")
@@ -352,6 +334,18 @@ def layer_table(compiled: CompiledModel, report) -> list[dict]:
                      "dram_param_bytes": seg.dram_read_bytes["param"], "energy_pj": seg.energy_pj["total"],
                      "where": layer["where"]})
     return rows
+
+
+def _emit(instructions: list, layers: list, body: list, prev_slots: int, node, shape: str, bits: str,
+          macs: int = 0, weight_bytes: int = 0) -> int:
+    """Append one node's instructions (after a barrier) and its layer entry; returns its slot count."""
+    barrier = _barrier(prev_slots) if instructions else []
+    instructions += barrier + body
+    layers.append({"name": node.name, "op": node.op_type, "macs": macs, "tiling": None,
+                   "first_instruction": len(instructions) - len(body), "barrier": len(barrier),
+                   "instructions": len(body), "weight_bytes": weight_bytes, "shape": shape, "bits": bits,
+                   "where": "chip"})
+    return 2
 
 
 def _barrier(slots: int) -> list[Instruction]:

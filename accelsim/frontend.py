@@ -155,6 +155,17 @@ def _import_qdq(imp: _Importer) -> None:
         if n.op_type == "DequantizeLinear" and n.input[0] in imp.inits:
             zp = imp.inits[n.input[2]] if len(n.input) > 2 and n.input[2] else np.zeros((), np.int8)
             weights[n.output[0]] = (imp.inits[n.input[0]], imp.init(n, n.input[1], "scale"), zp)
+
+    def quantized_io(n: onnx.NodeProto, out: Optional[str] = None) -> tuple[QTensor, onnx.NodeProto]:
+        """The quantized tensor behind a node's first input and the QuantizeLinear of its output."""
+        x = n.input[0]
+        if x not in q_of_float:
+            raise ModelError(n.name, n.op_type, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+        qn = quantized_at.get(out or n.output[0])
+        if qn is None:
+            raise ModelError(n.name, n.op_type, f"output {out or n.output[0]!r} is not followed by a QuantizeLinear")
+        return g.tensors[q_of_float[x]], qn
+
     for n in imp.model.graph.node:
         op = n.op_type
         if op == "QuantizeLinear":
@@ -214,13 +225,7 @@ def _import_qdq(imp: _Importer) -> None:
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
         if op == "GlobalAveragePool":
-            x = n.input[0]
-            if x not in q_of_float:
-                raise ModelError(n.name, op, f"input {x!r} is not quantized")
-            qn = quantized_at.get(n.output[0])
-            if qn is None:
-                raise ModelError(n.name, op, f"output {n.output[0]!r} is not followed by a QuantizeLinear")
-            src = g.tensors[q_of_float[x]]
+            src, qn = quantized_io(n)
             if len(src.shape) != 4:
                 raise ModelError(n.name, op, f"expects an NCHW input, got shape {src.shape}")
             t = imp.add_tensor(qn, qn.output[0], (src.shape[0], src.shape[1], 1, 1),
@@ -229,13 +234,7 @@ def _import_qdq(imp: _Importer) -> None:
             imp.shapes[n.output[0]] = t.shape
             continue
         if op == "MaxPool":
-            x = n.input[0]
-            if x not in q_of_float:
-                raise ModelError(n.name, op, f"input {x!r} is not quantized")
-            qn = quantized_at.get(n.output[0])
-            if qn is None:
-                raise ModelError(n.name, op, f"output {n.output[0]!r} is not followed by a QuantizeLinear")
-            src = g.tensors[q_of_float[x]]
+            src, qn = quantized_io(n)
             _maxpool(imp, n, src, qn.output[0])
             t = g.tensors[qn.output[0]]
             qs = np.float32(np.asarray(imp.init(qn, qn.input[1], "scale")).reshape(()))
@@ -247,13 +246,7 @@ def _import_qdq(imp: _Importer) -> None:
         if imp.host_reshape(n):
             continue
         if op in ("Flatten", "Reshape"):
-            x = n.input[0]
-            if x not in q_of_float:
-                raise ModelError(n.name, op, f"input {x!r} is not quantized")
-            qn = quantized_at.get(n.output[0])
-            if qn is None:
-                raise ModelError(n.name, op, f"output {n.output[0]!r} is not followed by a QuantizeLinear")
-            src = g.tensors[q_of_float[x]]
+            src, qn = quantized_io(n)
             shape = _reshape(imp, n, src.shape)
             t = imp.add_tensor(qn, qn.output[0], shape, imp.init(qn, qn.input[1], "scale"),
                                imp.init(qn, qn.input[2], "zero point"))

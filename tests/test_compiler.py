@@ -43,6 +43,16 @@ def float_model(seed: int = 0, c_in: int = 3, size: int = 9) -> onnx.ModelProto:
     return m
 
 
+def assert_bit_exact(q: onnx.ModelProto, compiled, shape, seed: int, runs: int, std: float = 1.0) -> None:
+    """Random float inputs: the chip's outputs equal ONNX Runtime's bit for bit."""
+    sess = session(q)
+    rng = np.random.default_rng(seed)
+    for _ in range(runs):
+        x = rng.normal(0, std, shape).astype(np.float32)
+        out, _ = compiled.run({"input": x})
+        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+
+
 def quantized(tmp_path, model, fmt: str, per_channel: bool, seed: int = 0) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -232,13 +242,7 @@ def test_zoo_models_bit_exact(tmp_path, fmt, name):
     model = zoo.build(name)
     q = quantized(tmp_path, model, fmt, True)
     compiled = compile_graph(import_model(q))
-    sess = session(q)
-    rng = np.random.default_rng(8)
-    shape = zoo.input_shape(model)
-    for _ in range(5):
-        x = rng.normal(0, 1, shape).astype(np.float32)
-        out, _ = compiled.run({"input": x})
-        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+    assert_bit_exact(q, compiled, zoo.input_shape(model), 8, 5)
 
 
 @pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
@@ -249,13 +253,7 @@ def test_residual_add_bit_exact(tmp_path, fmt, name):
     model = zoo.build(name, fold_bn=True)
     q = quantized(tmp_path, model, fmt, True)
     compiled = compile_graph(import_model(q))
-    sess = session(q)
-    rng = np.random.default_rng(9)
-    shape = zoo.input_shape(model)
-    for _ in range(4):
-        x = rng.normal(0, 1, shape).astype(np.float32)
-        out, _ = compiled.run({"input": x})
-        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+    assert_bit_exact(q, compiled, zoo.input_shape(model), 9, 4)
 
 
 def test_resnet18_224_bit_exact_with_onnxruntime(tmp_path):
@@ -280,13 +278,7 @@ def test_depthwise_separable_bit_exact(tmp_path, fmt):
     model = zoo.build("dw_separable", fold_bn=True)
     q = quantized(tmp_path, model, fmt, True)
     compiled = compile_graph(import_model(q))
-    sess = session(q)
-    rng = np.random.default_rng(13)
-    shape = zoo.input_shape(model)
-    for _ in range(4):
-        x = rng.normal(0, 1, shape).astype(np.float32)
-        out, _ = compiled.run({"input": x})
-        np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
+    assert_bit_exact(q, compiled, zoo.input_shape(model), 13, 4)
 
 
 def test_mobilenetv2_bit_exact_with_onnxruntime(tmp_path):
