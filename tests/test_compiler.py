@@ -362,3 +362,15 @@ def test_softmax_runs_on_the_host_and_is_reported(tmp_path):
     with pytest.raises(ModelError, match="standalone activation") as e:
         import_model(onnx.load(str(tmp_path / "q2.onnx")))
     assert e.value.op_type == "Relu"
+
+
+@pytest.mark.parametrize("name, node_op", [("concat_branches", "Concat"), ("asym_pad", "AveragePool"),
+                                           ("grouped_conv", "Conv")])
+def test_models_not_yet_supported_fail_with_a_named_node(tmp_path, name, node_op):
+    """What the compiler does not take yet is refused up front, naming the node and its op."""
+    from accelsim import zoo
+
+    q = quantized(tmp_path, zoo.build(name, fold_bn=True), "QDQ", True)
+    with pytest.raises(ModelError) as e:
+        compile_graph(import_model(q))
+    assert e.value.op_type == node_op and e.value.node
