@@ -21,7 +21,7 @@ from isa.table import DTYPES
 
 from . import compression
 from .config import ChipConfig
-from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
+from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape
 from .program import Program, TensorRef
 from .simulator import Simulator
 from .tiling import (ConvLayer, PoolLayer, add_program, choose_tiling, conv_program, dwconv_program,
@@ -156,6 +156,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     image_parts: list[tuple[int, np.ndarray]] = []
     instructions: list[Instruction] = []
     layers = []
+    prev_slots = 2  # input-slot credits the previous node leaves queued (read only after a first node)
     for node in graph.nodes:
         if isinstance(node, QReshape):
             continue

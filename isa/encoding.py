@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 
@@ -174,8 +174,3 @@ def decode_program(words: np.ndarray) -> list[Instruction]:
         except DecodeError as e:
             raise DecodeError(f"word {idx}: {e}") from None
     return out
-
-
-def field_values(ins: Instruction) -> Mapping[str, Value]:
-    """All field values of an instruction, tokens included, in table order."""
-    return dict(ins.args)

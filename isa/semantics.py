@@ -24,7 +24,7 @@ from .asm import format_instruction
 from .encoding import Instruction, decode_program
 from .errors import ExecError
 from .quant import qrange
-from .requant import INT32_MAX, add_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
+from .requant import add_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
 from .table import BUFFERS, DTYPES
 from .weights import WeightStreamError, decode_weights
 

@@ -374,3 +374,21 @@ def test_models_not_yet_supported_fail_with_a_named_node(tmp_path, name, node_op
     with pytest.raises(ModelError) as e:
         compile_graph(import_model(q))
     assert e.value.op_type == node_op and e.value.node
+
+
+def test_graph_starting_with_maxpool():
+    """The first lowered node may be a pool, not a layer (regression: there is no previous node)."""
+    from accelsim.ir import QGraph, QMaxPool, QTensor
+
+    g = QGraph()
+    g.tensors["x"] = QTensor("x", (1, 3, 7, 7), "u8", np.float32(0.1), 3)
+    g.tensors["y"] = QTensor("y", (1, 3, 3, 3), "u8", np.float32(0.1), 3)
+    g.nodes.append(QMaxPool("pool0", "MaxPool", "x", "y", (3, 3), (2, 2), (0, 0, 0, 0)))
+    g.inputs, g.outputs, g.graph_outputs = {"input": "x"}, {"output": "y"}, ["output"]
+    compiled = compile_graph(g)
+    x = np.random.default_rng(15).normal(0, 1, (1, 3, 7, 7)).astype(np.float32)
+    out, _ = compiled.run({"input": x})
+    qx = np.clip(np.rint(x / np.float32(0.1)) + 3, 0, 255)
+    windows = np.stack([qx[:, :, i:i + 5:2, j:j + 5:2] for i in range(3) for j in range(3)])
+    expect = (windows.max(axis=0) - 3).astype(np.float32) * np.float32(0.1)
+    np.testing.assert_array_equal(out["output"], expect)
