@@ -222,6 +222,13 @@ def cmd_run(args: argparse.Namespace) -> None:
             w.writerows(rows)
 
 
+def _weights_option(p: argparse.ArgumentParser) -> None:
+    from .compression import WEIGHT_CHOICES
+
+    p.add_argument("--weights", default="auto", choices=WEIGHT_CHOICES,
+                   help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -247,8 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
     p.add_argument("--chip", help="chip configuration (TOML)")
-    p.add_argument("--weights", default="auto", choices=["auto", "dense", "bitmask", "rle", "codebook"],
-                   help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
+    _weights_option(p)
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")
     p.add_argument("model")
@@ -258,8 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chip", help="chip configuration (TOML)")
     p.add_argument("--report", help="write the per-layer report and total as JSON")
     p.add_argument("--csv", help="write the per-layer table as CSV")
-    p.add_argument("--weights", default="auto", choices=["auto", "dense", "bitmask", "rle", "codebook"],
-                   help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
+    _weights_option(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("disasm", help="disassemble a program (.axp or .npy words)")
     p.add_argument("file")

@@ -101,7 +101,7 @@ class CompiledModel:
         return dict(zip(outs, result))
 
 
-WEIGHT_FORMATS = ("auto", "dense", "bitmask", "rle", "codebook")
+WEIGHT_FORMATS = compression.WEIGHT_CHOICES
 
 
 def _weight_streams(w_nhwc: np.ndarray, layer: ConvLayer, tiling, dtype: str, zero: int, fmt: str, chip) -> dict:

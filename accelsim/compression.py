@@ -14,6 +14,10 @@ from isa.quant import pack_bits
 from isa.table import DTYPES
 
 
+#: How the compiler may store weight tiles: "auto" picks the cheapest fetch per tile on the chip.
+WEIGHT_CHOICES = ("auto", "dense", "bitmask", "rle", "codebook")
+
+
 @dataclass(frozen=True)
 class WeightStream:
     """An encoded weight stream and the LOADW fields that decode it."""
