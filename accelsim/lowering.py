@@ -19,7 +19,7 @@ import numpy as np
 from isa import format_instruction
 from isa.encoding import Instruction, decode_program
 from isa.errors import DecodeError
-from isa.semantics import ADD_RECORD_WORDS, RESET_CONFIG
+from isa.semantics import ADD_RECORD_WORDS, LUT_WORDS, RESET_CONFIG
 from isa.table import BUFFERS, DTYPES, UNITS, WEIGHT_FORMATS
 from kernels.state import config_register, window_register
 
@@ -27,7 +27,7 @@ from .config import ChipConfig
 
 ROW = 14
 OPS = ("NOP", "HALT", "CONFIG", "SETWIN", "LOAD", "LOADWIN", "LOADW", "STORE", "GEMM", "DWCONV",
-       "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR")
+       "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR", "VLUT")
 OP = {name: i for i, name in enumerate(OPS)}
 ARGS = {
     "CONFIG": ("cfg",), "SETWIN": ("win",),
@@ -44,6 +44,7 @@ ARGS = {
     "AVGPOOL": ("src", "dst", "m", "r", "c", "divisor", "word_bits", "cfg"),
     "SUMPOOL": ("src", "acc", "m", "r", "c", "accumulate", "cfg"),
     "SHR": ("src", "dst", "n", "shift", "round", "word_bits"),
+    "VLUT": ("src", "dst", "n", "prm", "word_bits", "dst_buf", "src_buf"),
 }
 BUFFER_ID = {b: i for i, b in enumerate(BUFFERS)}
 WORD_BITS = {"INP": 32, "WGT": 32, "ACC": 64, "OUT": 32, "PRM": 32}
@@ -193,6 +194,10 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
         elif op == "SHR":
             row += [span(a["src_buf"], a["src"], a["n"]), span(a["dst_buf"], a["dst"], a["n"]), a["n"], a["shift"],
                     a["round"], WORD_BITS[a["dst_buf"]]]
+        elif op == "VLUT":
+            row += [span(a["src_buf"], a["src"], a["n"]), span(a["dst_buf"], a["dst"], a["n"]), a["n"],
+                    span("PRM", a["prm"], LUT_WORDS), WORD_BITS[a["dst_buf"]], BUFFER_ID[a["dst_buf"]],
+                    BUFFER_ID[a["src_buf"]]]
         rows.append(row + [0] * (ROW - len(row)))
         if op == "HALT":
             break

@@ -27,9 +27,9 @@ from kernels.state import CFG_A_BITS, CFG_W_BITS
 from .lowering import OP
 
 (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW, OP_STORE, OP_GEMM, OP_DWCONV,
- OP_REQUANT, OP_VADD, OP_VMAX, OP_VMIN, OP_MAXPOOL, OP_AVGPOOL, OP_SUMPOOL, OP_SHR) = (
+ OP_REQUANT, OP_VADD, OP_VMAX, OP_VMIN, OP_MAXPOOL, OP_AVGPOOL, OP_SUMPOOL, OP_SHR, OP_VLUT) = (
     OP[n] for n in ("NOP", "HALT", "CONFIG", "SETWIN", "LOAD", "LOADWIN", "LOADW", "STORE", "GEMM", "DWCONV",
-                    "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR"))
+                    "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR", "VLUT"))
 
 # chip parameter vector (accelsim.simulator.chip_vector)
 (P_ROWS, P_COLS, P_DATAFLOW, P_OVERLAP, P_DRAM_BW, P_DRAM_LAT, P_DEC_DENSE, P_DEC_BITMASK, P_DEC_RLE, P_DEC_CODEBOOK,
@@ -85,6 +85,8 @@ def run_values(rows, cfgs, wins, dram, mem):
             overflows += K.sumpool(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
         elif op == OP_SHR:
             st = K.shr(mem, r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_VLUT:
+            st = K.vlut(mem, r[3], r[4], r[5], r[6], r[7])
         if st != 0:
             return i, st, overflows
     return -1, 0, overflows
@@ -256,6 +258,11 @@ def instruction_cost(r, cfgs, wins, dram, p, counters):
     if op == OP_VADD or op == OP_VMAX or op == OP_VMIN or op == OP_SHR:
         n = r[6] if op != OP_SHR else r[5]
         return _ceil_div(n, vec) + pipe
+    if op == OP_VLUT:  # one table read per element
+        counters[C_SRAM_RD_INP + r[10]] += r[5]
+        counters[C_SRAM_RD_PRM] += r[5]
+        counters[C_SRAM_WR_INP + r[9]] += r[5]
+        return _ceil_div(r[5], vec) + pipe
     if op == OP_MAXPOOL or op == OP_AVGPOOL or op == OP_SUMPOOL:
         return _ceil_div(r[5] * r[6] * r[7], vec) + pipe
     return 1  # NOP, HALT, CONFIG, SETWIN

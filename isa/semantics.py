@@ -348,10 +348,23 @@ def shr(s: MachineState, i: Instruction) -> None:
     write(s, i.dst_buf, i.dst, x >> i.shift)
 
 
+LUT_WORDS = 256
+
+
+def vlut(s: MachineState, i: Instruction) -> None:
+    """VLUT: dst[j] = PRM[prm + (src[j] & 255)]; the code of an 8-bit (or 4-bit) element indexes
+    the table, so one table holds any function of the element (e.g. dequantize, f, quantize)."""
+    x = read(s, i.src_buf, i.src, i.n)
+    table = read(s, "PRM", i.prm, LUT_WORDS)
+    check_span(s, i.dst_buf, i.dst, i.n)
+    write(s, i.dst_buf, i.dst, table[x & 255])
+
+
 GOLDEN: dict[str, Callable[[MachineState, Instruction], None]] = {
     "NOP": nop, "HALT": halt, "CONFIG": config, "SETWIN": setwin, "LOAD": load, "LOADWIN": loadwin,
     "LOADW": loadw, "STORE": store, "GEMM": gemm, "DWCONV": dwconv, "REQUANT": requant, "VADD": vadd,
     "VMAX": vmax, "VMIN": vmin, "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr,
+    "VLUT": vlut,
 }
 
 

@@ -319,6 +319,13 @@ OPS: tuple[Op, ...] = (
         Field("shift", 6, "shift amount (0..63)"),
         _flag("round", "1: add 2^(shift-1) before shifting"),
     )),
+    Op("VLUT", 0x12, "compute",
+       "Table lookup: dst[j] = PRM[prm + (src[j] & 255)] (requantize or map an 8-bit tensor).", (
+        _buf("src_buf", "source buffer"), _addr("src", "source address"),
+        _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
+        Field("n", 20, "elements", lo=1),
+        _addr("prm", "PRM address of the 256-word table, indexed by the low 8 bits of each input"),
+    )),
 )
 
 BY_MNEMONIC: dict[str, Op] = {op.mnemonic: op for op in OPS}

@@ -12,14 +12,14 @@ drop_stale_cache()
 from .dma import load, loadwin, pack_row, store, unpack_row  # noqa: E402
 from .mac import dwconv, gemm  # noqa: E402
 from .requant import requant  # noqa: E402
-from .vector import avgpool, maxpool, shr, sumpool, vadd, vmax, vmin  # noqa: E402
+from .vector import avgpool, maxpool, shr, sumpool, vadd, vlut, vmax, vmin  # noqa: E402
 from .weights import loadw  # noqa: E402
 
 KERNELS = {
     "LOAD": load, "LOADWIN": loadwin, "LOADW": loadw, "STORE": store, "GEMM": gemm,
     "DWCONV": dwconv, "REQUANT": requant, "VADD": vadd, "VMAX": vmax, "VMIN": vmin,
-    "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr,
+    "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr, "VLUT": vlut,
 }
 
 __all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "dwconv", "requant", "vadd",
-           "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "pack_row", "unpack_row"]
+           "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "vlut", "pack_row", "unpack_row"]

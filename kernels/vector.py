@@ -1,4 +1,4 @@
-"""Vector-unit kernels: VADD, VMAX, VMIN, MAXPOOL, AVGPOOL, SUMPOOL, SHR (twins of the golden
+"""Vector-unit kernels: VADD, VMAX, VMIN, MAXPOOL, AVGPOOL, SUMPOOL, SHR, VLUT (twins of the golden
 functions of the same names).  Loops run over contiguous elements or channels and vectorize.
 
 The golden semantics read every operand before writing; where a destination range overlaps a
@@ -171,5 +171,18 @@ def shr(mem, src_at, dst_at, n, shift, rnd, word_bits):
         else mem[dst_at:dst_at + n]
     for j in range(n):
         out[j] = (src[j] + add) >> shift
+    _commit(mem, dst_at, out, word_bits)
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def vlut(mem, src_at, dst_at, n, prm_at, word_bits):
+    """VLUT: dst[j] = PRM[prm + (src[j] & 255)] (a gather from a 256-word table)."""
+    table = mem[prm_at:prm_at + 256].copy()  # the destination may overlap the table
+    src = mem[src_at:src_at + n]
+    out = np.empty(n, np.int64) if _overlaps(dst_at, n, src_at, n) and dst_at != src_at \
+        else mem[dst_at:dst_at + n]
+    for j in range(n):
+        out[j] = table[src[j] & 255]
     _commit(mem, dst_at, out, word_bits)
     return OK

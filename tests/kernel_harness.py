@@ -78,6 +78,9 @@ def run_kernel(state: MachineState, ins: Instruction) -> MachineState:
     elif op == "SHR":
         st = K.shr(mem, ab(a["src_buf"], a["src"]), ab(a["dst_buf"], a["dst"]), a["n"], a["shift"],
                    a["round"], WORD_BITS[a["dst_buf"]])
+    elif op == "VLUT":
+        st = K.vlut(mem, ab(a["src_buf"], a["src"]), ab(a["dst_buf"], a["dst"]), a["n"], ab("PRM", a["prm"]),
+                    WORD_BITS[a["dst_buf"]])
     else:
         raise ValueError(f"no kernel for {op}")
     if op in ("GEMM", "DWCONV", "SUMPOOL"):  # these return the overflow count, never a fault

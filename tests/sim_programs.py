@@ -34,7 +34,7 @@ def program_and_image(draw, max_len: int = 12):
 
     for _ in range(draw(st.integers(1, max_len))):
         kind = draw(st.sampled_from(["CONFIG", "LOAD", "STORE", "GEMM", "REQUANT", "LOADW", "LOADWIN",
-                                     "VADD", "VMAX", "POOL", "SHR", "DWCONV"]))
+                                     "VADD", "VMAX", "POOL", "SHR", "DWCONV", "VLUT"]))
         if kind == "CONFIG":
             o = draw(st.sampled_from(MAC_DTYPES))
             lo, hi = (-(1 << (int(o[1:]) - 1)), (1 << (int(o[1:]) - 1)) - 1) if o[0] == "s" else (0, (1 << int(o[1:])) - 1)
@@ -110,6 +110,11 @@ def program_and_image(draw, max_len: int = 12):
                 if op == "AVGPOOL":
                     fields["divisor"] = small(20)
             prog.append(Instruction(op, **fields))
+        elif kind == "VLUT":
+            n = small(64)
+            src_buf, dst_buf = draw(st.sampled_from(BUFFERS)), draw(st.sampled_from(BUFFERS))
+            prog.append(Instruction("VLUT", src_buf=src_buf, src=addr(src_buf, n), dst_buf=dst_buf,
+                                    dst=addr(dst_buf, n), n=n, prm=addr("PRM", 256)))
         else:
             n = small(64)
             src_buf, dst_buf = draw(st.sampled_from(BUFFERS)), draw(st.sampled_from(BUFFERS))

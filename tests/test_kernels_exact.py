@@ -250,6 +250,20 @@ def test_shr(data):
                          round=data.draw(st.integers(0, 1))))
 
 
+@given(st.data())
+def test_vlut_including_overlaps(data):
+    """Any word indexes the table by its low 8 bits (signed codes too); outputs may overlap."""
+    cfg = data.draw(config())
+    s = data.draw(machine(cfg))
+    n = data.draw(SHAPES | st.integers(1, 500))
+    prm = _addr(data.draw, "PRM", 256)
+    src_buf, dst_buf = data.draw(st.sampled_from(BUFFERS)), data.draw(st.sampled_from(BUFFERS))
+    src = _addr(data.draw, src_buf, n)
+    dst = data.draw(st.sampled_from([src, src + 3]) if src_buf == dst_buf and src + 3 + n <= SIZES[dst_buf]
+                    else st.just(_addr(data.draw, dst_buf, n)))
+    check(s, Instruction("VLUT", src_buf=src_buf, src=src, dst_buf=dst_buf, dst=dst, n=n, prm=prm))
+
+
 # --------------------------------------------------------------------------- DMA
 @given(st.data())
 def test_load_and_store(data):

@@ -230,8 +230,8 @@ def test_vadd_fp32_and_fixed():
     assert s.buffers["OUT"][8:11].tolist() == [8, 14, -1]
 
 
-def test_pools_minmax_and_shr():
-    s = machine()
+def test_pools_minmax_shr_and_vlut():
+    s = machine(PRM=256)
     s.buffers["INP"][:8] = [1, -5, 4, 6, -3, -5, 2, 1]   # m=2, r=2, c=2
     run(s, I("MAXPOOL", src_buf="INP", src=0, dst_buf="OUT", dst=0, m=2, r=2, c=2))
     assert s.buffers["OUT"][:4].tolist() == [4, 6, 2, 1]
@@ -249,6 +249,10 @@ def test_pools_minmax_and_shr():
         I("SHR", src_buf="ACC", src=0, dst_buf="OUT", dst=4, n=4, shift=2, round=1))
     # floor: 1, -2, 1, -2;  round half up (x + 2) >> 2: 2, -2, 2, -1
     assert s.buffers["OUT"][:8].tolist() == [1, -2, 1, -2, 2, -2, 2, -1]
+    s.buffers["PRM"][:256] = np.arange(256) * 3 - 100     # table[i] = 3i - 100
+    s.buffers["INP"][:4] = [0, 255, -1, -128]              # -1 -> code 255, -128 -> code 128
+    run(s, I("VLUT", src_buf="INP", src=0, dst_buf="OUT", dst=0, n=4, prm=0))
+    assert s.buffers["OUT"][:4].tolist() == [-100, 665, 665, 284]
 
 
 def test_program_stops_at_halt_and_errors_name_the_instruction():
