@@ -21,11 +21,11 @@ from isa.table import DTYPES
 
 from . import compression
 from .config import ChipConfig
-from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape
+from .ir import ModelError, QAdd, QAvgPool, QConcat, QConv, QGlobalAvgPool, QGraph, QLut, QMaxPool, QReshape
 from .program import Program, TensorRef
 from .simulator import Simulator
-from .tiling import (ConvLayer, PoolLayer, add_program, choose_tiling, conv_program, dwconv_program,
-                     global_avgpool_program, pool_program)
+from .tiling import (ConvLayer, PoolLayer, add_program, avgpool_program, choose_tiling, conv_program,
+                     dwconv_program, global_avgpool_program, lut_program, pool_program, window_counts)
 
 ALIGN = 64
 
@@ -208,6 +208,18 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                 raise ModelError(node.name, node.op_type, str(e)) from None
             prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{x.shape}->{y.shape}", x.dtype)
             continue
+        if isinstance(node, QAvgPool):
+            x, y = graph.tensors[node.input], graph.tensors[node.output]
+            at, body = _avgpool(node, x, y, chip, region, at, image_parts)
+            prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{x.shape}->{y.shape}", x.dtype)
+            continue
+        if isinstance(node, (QConcat, QLut)):
+            at, body = _table_copies(node, graph, chip, region, at, image_parts)
+            y = graph.tensors[node.output]
+            ins = ", ".join(str(graph.tensors[t].shape) for t in getattr(node, "inputs", [node.input]))
+            prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{ins}->{y.shape}",
+                               graph.tensors[node.input].dtype)
+            continue
         if not isinstance(node, QConv):
             raise ModelError(node.name, node.op_type, "no lowering for this node yet")
         x, y = graph.tensors[node.input], graph.tensors[node.output]
@@ -219,53 +231,37 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
             if node.input in flat_from:  # columns in NCHW flatten order -> our NHWC order
                 _, fc, fh, fw = flat_from[node.input]
                 w = w.reshape(w.shape[0], fc, fh, fw).transpose(0, 2, 3, 1).reshape(w.shape[0], -1, 1, 1)
-        layer = ConvLayer(node.name, h, wd, c, w.shape[2], w.shape[3], w.shape[0], node.stride[0],
-                          node.pads[0], node.pads[1], node.pads[2], node.pads[3], node.dilation[0])
         if node.stride[0] != node.stride[1] or node.dilation[0] != node.dilation[1]:
             raise ModelError(node.name, node.op_type, "different vertical and horizontal strides or dilations")
-        w_bits = DTYPES[node.w_dtype][0]
-        a_bits = DTYPES[x.dtype][0]
-        if node.group > 1:  # depthwise (the frontend admits no other groups)
+        geometry = dict(stride=node.stride[0], pad_top=node.pads[0], pad_left=node.pads[1], pad_bottom=node.pads[2],
+                        pad_right=node.pads[3], dilation=node.dilation[0])
+        if node.group > 1 and node.group == c == w.shape[0] and w.shape[1] == 1:  # depthwise
+            layer = ConvLayer(node.name, h, wd, c, w.shape[2], w.shape[3], w.shape[0], **geometry)
             at = _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots)
             prev_slots = 2
             continue
-        tiling = choose_tiling(layer, chip, w_bits, a_bits)
-        streams = _weight_streams(w.transpose(0, 2, 3, 1), layer, tiling, node.w_dtype, node.w_zero_point, weights, chip)
-        weight_addr = at
-        param_addr = _align(weight_addr + sum(st.nbytes for st in streams.values()) + 64)
-        at = _align(param_addr + 12 * layer.out_c)
-        config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
-                  "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
-                  "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48}
-        lp = conv_program(layer, chip, w_bits, a_bits, tiling, config=config, pad_value=x.zero_point,
-                          addrs={"input": region[x.name], "weight": weight_addr, "param": param_addr,
-                                 "output": region[y.name]}, streams=streams)
-        # weights in tile order: [n][kh][kw][c] per (n tile, c chunk), each chunk its own stream
-        end = weight_addr
-        for addr, n0, tn, c0, tc in lp.weight_chunks:
-            data = np.frombuffer(streams[(n0, c0)].data, np.uint8)
-            image_parts.append((addr, data))
-            end = max(end, addr + data.size)
-        if end > param_addr:
-            raise AssertionError("weight layout overran its region")
-        # parameter table, tile by tile: bias[tn], fp32 scale bits[tn], shift[tn] at 12 * n0
-        scale = (np.float32(x.scale) * node.w_scale.astype(np.float32)) / np.float32(y.scale)
-        table = np.zeros(3 * layer.out_c, np.int64)
-        for n0 in range(0, layer.out_c, lp.tiling.tn):
-            tn = min(lp.tiling.tn, layer.out_c - n0)
-            table[3 * n0:3 * n0 + tn] = node.bias[n0:n0 + tn]
-            table[3 * n0 + tn:3 * n0 + 2 * tn] = scale[n0:n0 + tn].astype(np.float32).view(np.int32)
-        image_parts.append((param_addr, pack_bits(table, 32)))
-        barrier = _barrier(prev_slots) if instructions else []  # loads wait for the previous stores
-        instructions += barrier + lp.instructions
-        prev_slots = lp.tiling.slots
-        layers.append({"name": node.name, "op": node.op_type, "macs": layer.macs, "tiling": lp.tiling,
-                       "first_instruction": len(instructions) - len(lp.instructions), "barrier": len(barrier),
-                       "instructions": len(lp.instructions), "weight_bytes": end - weight_addr,
-                       "shape": f"{x.shape}->{y.shape}", "bits": f"{node.w_dtype}x{x.dtype}", "where": "chip",
-                       "weight_formats": sorted({st.format for st in streams.values()}),
-                       "dense_weight_bytes": sum((tn * layer.k_h * layer.k_w * tc * w_bits + 7) // 8
-                                                 for _, _, tn, _, tc in lp.weight_chunks)})
+        # one GEMM layer per group: group g reads input channels [g*cg, (g+1)*cg) and writes output
+        # channels [g*ng, (g+1)*ng) of the full NHWC tensors
+        cg, ng = c // node.group, w.shape[0] // node.group
+        entry = None
+        for g in range(node.group):
+            layer = ConvLayer(node.name, h, wd, cg, w.shape[2], w.shape[3], ng, **geometry,
+                              in_pitch=c, in_c0=g * cg, out_pitch=w.shape[0], out_c0=g * ng)
+            sl = slice(g * ng, (g + 1) * ng)
+            try:
+                at, prev_slots, part = _lower_conv(node, layer, x, y, w[sl], node.w_scale[sl], node.bias[sl], chip,
+                                                   weights, region, at, image_parts, instructions, prev_slots)
+            except ValueError as e:
+                raise ModelError(node.name, node.op_type, str(e)) from None
+            if entry is None:
+                entry = part
+            else:
+                for key in ("macs", "weight_bytes", "dense_weight_bytes"):
+                    entry[key] += part[key]
+                entry["weight_formats"] = sorted(set(entry["weight_formats"]) | set(part["weight_formats"]))
+                entry["instructions"] = len(instructions) - entry["first_instruction"]
+        entry["shape"] = f"{x.shape}->{y.shape}"
+        layers.append(entry)
     instructions.append(Instruction("HALT"))
     image = np.zeros(at, np.uint8)
     for addr, data in image_parts:
@@ -281,6 +277,137 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                        "first_instruction": -1, "barrier": 0, "instructions": 0, "weight_bytes": 0,
                        "shape": "", "bits": "float32", "where": "host"})
     return CompiledModel(program, graph, chip, layers, regions)
+
+
+def _lower_conv(node, layer: ConvLayer, x, y, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray, chip, weights: str,
+                region: dict, at: int, image_parts: list, instructions: list, prev_slots: int) -> tuple[int, int, dict]:
+    """Lower one GEMM-shaped convolution (or one group of a grouped one): weight streams, parameter
+    table and instructions after a barrier.  Returns the new DRAM top, its slot count and its
+    layer entry."""
+    w_bits, a_bits = DTYPES[node.w_dtype][0], DTYPES[x.dtype][0]
+    tiling = choose_tiling(layer, chip, w_bits, a_bits)
+    streams = _weight_streams(w.transpose(0, 2, 3, 1), layer, tiling, node.w_dtype, node.w_zero_point, weights, chip)
+    weight_addr = at
+    param_addr = _align(weight_addr + sum(st.nbytes for st in streams.values()) + 64)
+    top = _align(param_addr + 12 * layer.out_c)
+    config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
+              "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
+              "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48}
+    lp = conv_program(layer, chip, w_bits, a_bits, tiling, config=config, pad_value=x.zero_point,
+                      addrs={"input": region[x.name], "weight": weight_addr, "param": param_addr,
+                             "output": region[y.name]}, streams=streams)
+    # weights in tile order: [n][kh][kw][c] per (n tile, c chunk), each chunk its own stream
+    end = weight_addr
+    for addr, n0, tn, c0, tc in lp.weight_chunks:
+        data = np.frombuffer(streams[(n0, c0)].data, np.uint8)
+        image_parts.append((addr, data))
+        end = max(end, addr + data.size)
+    if end > param_addr:
+        raise AssertionError("weight layout overran its region")
+    # parameter table, tile by tile: bias[tn], fp32 scale bits[tn], shift[tn] at 12 * n0
+    scale = (np.float32(x.scale) * w_scale.astype(np.float32)) / np.float32(y.scale)
+    table = np.zeros(3 * layer.out_c, np.int64)
+    for n0 in range(0, layer.out_c, lp.tiling.tn):
+        tn = min(lp.tiling.tn, layer.out_c - n0)
+        table[3 * n0:3 * n0 + tn] = bias[n0:n0 + tn]
+        table[3 * n0 + tn:3 * n0 + 2 * tn] = scale[n0:n0 + tn].astype(np.float32).view(np.int32)
+    image_parts.append((param_addr, pack_bits(table, 32)))
+    barrier = _barrier(prev_slots) if instructions else []  # loads wait for the previous stores
+    instructions += barrier + lp.instructions
+    entry = {"name": node.name, "op": node.op_type, "macs": layer.macs, "tiling": lp.tiling,
+             "first_instruction": len(instructions) - len(lp.instructions), "barrier": len(barrier),
+             "instructions": len(lp.instructions), "weight_bytes": end - weight_addr,
+             "shape": "", "bits": f"{node.w_dtype}x{x.dtype}", "where": "chip",
+             "weight_formats": sorted({st.format for st in streams.values()}),
+             "dense_weight_bytes": sum((tn * layer.k_h * layer.k_w * tc * w_bits + 7) // 8
+                                       for _, _, tn, _, tc in lp.weight_chunks)}
+    return top, lp.tiling.slots, entry
+
+
+def _avgpool(node: QAvgPool, x, y, chip, region: dict, at: int, image_parts: list) -> tuple[int, list]:
+    """Average pool: SUMPOOL + REQUANT with one fp32 scale s_in / (s_out * count) per distinct count."""
+    from isa.quant import qrange
+
+    _, c, h, wd = x.shape
+    _, _, oh, ow = y.shape
+    if node.dilation[0] != node.dilation[1]:
+        raise ModelError(node.name, node.op_type, "different vertical and horizontal dilations")
+    if node.count_include_pad:
+        per_pixel = [node.kernel[0] * node.kernel[1]] * (oh * ow)
+    else:
+        rows = window_counts(h, oh, node.kernel[0], node.stride[0], node.pads[0], node.dilation[0])
+        cols = window_counts(wd, ow, node.kernel[1], node.stride[1], node.pads[1], node.dilation[1])
+        per_pixel = [r * q for r in rows for q in cols]
+    if min(per_pixel) == 0:
+        raise ModelError(node.name, node.op_type, "a pooling window lies entirely in the padding")
+    divisors = sorted(set(per_pixel))
+    counts = [divisors.index(d) for d in per_pixel]
+    param_addr = at
+    table = np.zeros(3 * c * len(divisors), np.int64)
+    for j, d in enumerate(divisors):
+        scale = np.float32(x.scale) / (np.float32(y.scale) * np.float32(d))  # as QLinearGlobalAveragePool
+        table[3 * c * j + c:3 * c * j + 2 * c] = np.full(c, scale, np.float32).view(np.int32)
+    lo, hi = qrange(y.dtype)
+    config = {"a": x.dtype, "w": "s8", "o": y.dtype, "a_zp": x.zero_point, "o_zp": y.zero_point, "mode": "fp32",
+              "clamp_min": lo, "clamp_max": hi}
+    pl = PoolLayer(node.name, h, wd, c, node.kernel[0], node.kernel[1], node.stride[0], node.stride[1], node.pads[0],
+                   node.pads[1], oh, ow, node.dilation[0])
+    # same quantization in and out: the mean of the integers, exactly, ties to even (padding
+    # counted in reads the zero point, padding left out reads 0 and is not counted)
+    same = (x.scale, x.zero_point, x.dtype) == (y.scale, y.zero_point, y.dtype)
+    divide = (divisors, x.zero_point if node.count_include_pad else 0) if same else None
+    try:
+        body, cc = avgpool_program(pl, chip, config, counts, input_addr=region[x.name], param_addr=param_addr,
+                                   output_addr=region[y.name], divide=divide)
+    except ValueError as e:
+        raise ModelError(node.name, node.op_type, str(e)) from None
+    # tables chunk by chunk: for chunk c0 of n channels, bias[n], scale[n], shift[n] at 12 * c0
+    chunked = np.zeros_like(table)
+    for j in range(len(divisors)):
+        base = 3 * c * j
+        for c0 in range(0, c, cc):
+            n = min(cc, c - c0)
+            chunked[base + 3 * c0 + n:base + 3 * c0 + 2 * n] = table[base + c:base + c + n]
+    if divide is not None:  # AVGPOOL divides the integers itself: no tables
+        return param_addr, body
+    image_parts.append((param_addr, pack_bits(chunked, 32)))
+    return _align(param_addr + 12 * c * len(divisors)), body
+
+
+def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts: list) -> tuple[int, list]:
+    """Concat (each input copied, or requantized by a table, into its channel slice) or an
+    elementwise table map, as strided DMA through the vector unit."""
+    from .frontend import _lut
+
+    y = graph.tensors[node.output]
+    srcs = [graph.tensors[t] for t in node.inputs] if isinstance(node, QConcat) else [graph.tensors[node.input]]
+    total_c = y.shape[1]
+    rows = int(np.prod(y.shape)) // total_c
+    pieces, c0 = [], 0
+    ybits = DTYPES[y.dtype][0]
+    for t in srcs:
+        ci = t.shape[1] if isinstance(node, QConcat) else total_c
+        if isinstance(node, QLut):
+            table = node.table
+        elif (t.scale, t.zero_point, t.dtype) == (y.scale, y.zero_point, y.dtype):
+            table = None
+        else:
+            table = _lut(t, y, lambda v: v)
+        if ybits == 4 and (c0 % 2 or total_c % 2):
+            raise ModelError(node.name, node.op_type, "4-bit channel slices must start and end on bytes")
+        addr = None
+        if table is not None:
+            addr = at
+            image_parts.append((addr, pack_bits(np.asarray(table, np.int64), 32)))
+            at = _align(at + 1024)
+        pieces.append({"src": region[t.name], "dst": region[y.name] + c0 * ybits // 8, "src_type": t.dtype,
+                       "dst_type": y.dtype, "rows": rows, "cols": ci, "src_pitch": ci, "dst_pitch": total_c,
+                       "table": addr})
+        c0 += ci
+    try:
+        return at, lut_program(pieces, chip)
+    except ValueError as e:
+        raise ModelError(node.name, node.op_type, str(e)) from None
 
 
 def _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots) -> int:

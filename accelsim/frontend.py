@@ -15,11 +15,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .ir import ModelError, QAdd, QConv, QGlobalAvgPool, QGraph, QMaxPool, QReshape, QTensor
+from .ir import ModelError, QAdd, QAvgPool, QConcat, QConv, QGlobalAvgPool, QGraph, QLut, QMaxPool, QReshape, QTensor
 
 _NP_DTYPE = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.uint16): "u16",
              np.dtype(np.int16): "s16", np.dtype(np.int32): "s32"}
 _LAYER_OPS = {"Conv", "Gemm", "MatMul"}
+DTYPES_BITS = {"u4": 4, "s4": 4, "u8": 8, "s8": 8, "u16": 16, "s16": 16}
 # float ops the host runs after the chip's last DequantizeLinear (listed as "host" in reports)
 HOST_OPS = {"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
             "ArgMax", "TopK", "Exp", "Log", "Mul", "Add", "Div", "Sub", "Transpose"}
@@ -166,8 +167,11 @@ def _import_qdq(imp: _Importer) -> None:
             raise ModelError(n.name, n.op_type, f"output {out or n.output[0]!r} is not followed by a QuantizeLinear")
         return g.tensors[q_of_float[x]], qn
 
+    consumed: set[int] = set()  # nodes already imported with the node before them
     for n in imp.model.graph.node:
         op = n.op_type
+        if id(n) in consumed:
+            continue
         if op == "QuantizeLinear":
             src = n.input[0]
             if src in imp.shapes and src not in q_of_float and n.output[0] not in g.tensors:
@@ -186,11 +190,44 @@ def _import_qdq(imp: _Importer) -> None:
             if any(n.output[0] == o.name for o in imp.model.graph.output):
                 g.outputs[n.output[0]] = n.input[0]
             continue
-        if op in ("Relu", "Clip"):
-            if n.input[0] in q_of_float:
-                raise ModelError(n.name, op, "a standalone activation on a quantized tensor (between "
-                                             "DequantizeLinear and QuantizeLinear) is not supported yet")
+        if op in ("Relu", "Clip", "LeakyRelu"):
+            if n.input[0] in q_of_float:  # standalone, between DequantizeLinear and QuantizeLinear: a table
+                users = imp.consumers.get(n.output[0], [])
+                reshape = users[0] if (n.output[0] not in quantized_at and len(users) == 1
+                                       and users[0].op_type in ("Flatten", "Reshape")) else None
+                src, qn = quantized_io(n, reshape.output[0] if reshape is not None else None)
+                ys, yz = imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point")
+                if reshape is None:
+                    _add_lut(imp, n, src, qn, qn.output[0], ys, yz, _activation_fn(n, imp))
+                else:  # activation -> Flatten/Reshape -> Q: the table, then the reshape
+                    mapped = qn.output[0] + "::mapped"
+                    _add_lut(imp, n, src, qn, mapped, ys, yz, _activation_fn(n, imp))
+                    shape = _reshape(imp, reshape, src.shape)
+                    t = g.tensors[mapped]
+                    g.tensors[qn.output[0]] = QTensor(qn.output[0], shape, t.dtype, t.scale, t.zero_point)
+                    g.nodes.append(QReshape(reshape.name, reshape.op_type, mapped, qn.output[0]))
+                    imp.shapes[reshape.output[0]] = shape
+                    consumed.add(id(reshape))
+                imp.shapes[n.output[0]] = src.shape
+                continue
+            if op == "LeakyRelu":
+                raise ModelError(n.name, op, "LeakyRelu on a float tensor (its input is not dequantized)")
             continue  # folded into the layer before it (activation_after)
+        if op == "AveragePool":
+            src, qn = quantized_io(n)
+            _avgpool(imp, n, src, qn, qn.output[0], imp.init(qn, qn.input[1], "scale"),
+                     imp.init(qn, qn.input[2], "zero point"))
+            imp.shapes[n.output[0]] = g.tensors[qn.output[0]].shape
+            continue
+        if op == "Concat":
+            for x in n.input:
+                if x not in q_of_float:
+                    raise ModelError(n.name, op, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+            _, qn = quantized_io(n)
+            _concat(imp, n, [g.tensors[q_of_float[x]] for x in n.input], qn, qn.output[0],
+                    imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"))
+            imp.shapes[n.output[0]] = g.tensors[qn.output[0]].shape
+            continue
         if op in _LAYER_OPS:
             x = n.input[0]
             if x not in q_of_float:
@@ -235,13 +272,15 @@ def _import_qdq(imp: _Importer) -> None:
             continue
         if op == "MaxPool":
             src, qn = quantized_io(n)
-            _maxpool(imp, n, src, qn.output[0])
-            t = g.tensors[qn.output[0]]
             qs = np.float32(np.asarray(imp.init(qn, qn.input[1], "scale")).reshape(()))
-            qz = int(np.asarray(imp.init(qn, qn.input[2], "zero point")).reshape(()))
-            if (qs, qz) != (t.scale, t.zero_point):
-                raise ModelError(n.name, op, "requantizing after MaxPool is not supported")
-            imp.shapes[n.output[0]] = t.shape
+            qz = np.asarray(imp.init(qn, qn.input[2], "zero point"))
+            if (qs, int(qz.reshape(())), _dtype_name(qz, qn.name, qn.op_type)) == (src.scale, src.zero_point, src.dtype):
+                _maxpool(imp, n, src, qn.output[0])
+            else:  # max commutes with the monotone DequantizeLinear: pool, then requantize by a table
+                _maxpool(imp, n, src, qn.output[0] + "::pooled")
+                pooled = g.tensors[qn.output[0] + "::pooled"]
+                _add_lut(imp, n, pooled, qn, qn.output[0], qs, qz, lambda v: v)
+            imp.shapes[n.output[0]] = g.tensors[qn.output[0]].shape
             continue
         if imp.host_reshape(n):
             continue
@@ -258,7 +297,8 @@ def _import_qdq(imp: _Importer) -> None:
         raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
 
 
-def _maxpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_name: str) -> None:
+def _pool_geometry(n: onnx.NodeProto, src: QTensor) -> tuple:
+    """(kernel, strides, dilations, pads top/left/bottom/right, output shape) of a 2-D pool."""
     a = _attrs(n)
     if len(src.shape) != 4:
         raise ModelError(n.name, n.op_type, f"expects an NCHW input, got shape {src.shape}")
@@ -266,6 +306,8 @@ def _maxpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_name: str) -> 
         raise ModelError(n.name, n.op_type, "the Indices output is not supported")
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise ModelError(n.name, n.op_type, "auto_pad is not supported; export explicit pads")
+    if len(a.get("kernel_shape", ())) != 2:
+        raise ModelError(n.name, n.op_type, f"only 2-D pooling is supported (kernel_shape {a.get('kernel_shape')})")
     kh, kw = a["kernel_shape"]
     sh, sw = a.get("strides", (1, 1))
     dh, dw = a.get("dilations", (1, 1))
@@ -279,11 +321,80 @@ def _maxpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_name: str) -> 
             o -= 1
         return o
 
-    oh, ow = out(h, kh, sh, dh, pt, pb), out(w, kw, sw, dw, pl, pr)
-    t = QTensor(out_name, (src.shape[0], c, oh, ow), src.dtype, src.scale, src.zero_point)
+    shape = (src.shape[0], c, out(h, kh, sh, dh, pt, pb), out(w, kw, sw, dw, pl, pr))
+    return (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr), shape
+
+
+def _maxpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_name: str) -> None:
+    k, st, dil, pads, shape = _pool_geometry(n, src)
+    t = QTensor(out_name, shape, src.dtype, src.scale, src.zero_point)
     imp.graph.tensors[out_name] = t
-    imp.graph.nodes.append(QMaxPool(n.name, n.op_type, src.name, out_name, (kh, kw), (sh, sw), (pt, pl, pb, pr),
-                                    (dh, dw)))
+    imp.graph.nodes.append(QMaxPool(n.name, n.op_type, src.name, out_name, k, st, pads, dil))
+
+
+def _avgpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: str, y_scale, y_zp) -> None:
+    k, st, dil, pads, shape = _pool_geometry(n, src)
+    y = imp.add_tensor(out_node, y_name, shape, y_scale, y_zp)
+    if DTYPES_BITS[y.dtype] > 8 or DTYPES_BITS[src.dtype] > 8:
+        raise ModelError(n.name, n.op_type, "average pooling of 16-bit tensors is not supported")
+    imp.graph.nodes.append(QAvgPool(n.name, n.op_type, src.name, y.name, k, st, pads,
+                                    bool(_attrs(n).get("count_include_pad", 0)), dil))
+
+
+def _lut(src: QTensor, dst: QTensor, fn) -> np.ndarray:
+    """The table Q(fn(DQ(x))) over the 256 codes of an 8-bit element (ONNX Runtime's float rule:
+    DQ = float32(x - z) * s; Q divides, rounds half to even and saturates)."""
+    from isa.quant import quantize
+
+    bits, signed = DTYPES_BITS[src.dtype], src.dtype.startswith("s")
+    codes = np.arange(256, dtype=np.int64)
+    v = codes & ((1 << bits) - 1)
+    if signed:
+        v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+    x = np.float32(src.scale) * (v - src.zero_point).astype(np.float32)
+    y = np.asarray(fn(x.astype(np.float32)), np.float32)
+    return quantize(y, dst.scale, dst.zero_point, dst.dtype).astype(np.int64)
+
+
+def _activation_fn(n: onnx.NodeProto, imp: _Importer):
+    """The float function of a standalone Relu / Clip / LeakyRelu node (exact in float32)."""
+    if n.op_type == "Relu":
+        return lambda x: np.maximum(x, np.float32(0))
+    if n.op_type == "LeakyRelu":
+        alpha = np.float32(_attrs(n).get("alpha", 0.01))
+        return lambda x: np.where(x >= 0, x, alpha * x)
+    lo = np.float32(imp.init(n, n.input[1], "min")) if len(n.input) > 1 and n.input[1] else np.float32(-np.inf)
+    hi = np.float32(imp.init(n, n.input[2], "max")) if len(n.input) > 2 and n.input[2] else np.float32(np.inf)
+    return lambda x: np.minimum(np.maximum(x, lo), hi)
+
+
+def _add_lut(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: str, y_scale, y_zp, fn) -> None:
+    if DTYPES_BITS[src.dtype] > 8:
+        raise ModelError(n.name, n.op_type, f"a standalone {n.op_type} on a {src.dtype} tensor is not supported "
+                                            "(the lookup table takes 8-bit codes)")
+    y = imp.add_tensor(out_node, y_name, src.shape, y_scale, y_zp)
+    if DTYPES_BITS[y.dtype] > 8:
+        raise ModelError(n.name, n.op_type, f"output type {y.dtype}: the lookup table yields at most 8 bits")
+    imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, _lut(src, y, fn)))
+
+
+def _concat(imp: _Importer, n: onnx.NodeProto, srcs: list[QTensor], out_node, y_name: str, y_scale, y_zp) -> None:
+    rank = len(srcs[0].shape)
+    axis = int(_attrs(n).get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if rank not in (2, 4) or axis != 1:
+        raise ModelError(n.name, n.op_type, f"only concatenation along channels (axis 1 of NCHW or of a 2-D "
+                                            f"tensor) is supported, got axis {axis} of rank {rank}")
+    for t in srcs:
+        if len(t.shape) != rank or t.shape[:1] + t.shape[2:] != srcs[0].shape[:1] + srcs[0].shape[2:]:
+            raise ModelError(n.name, n.op_type, f"input shapes {[t.shape for t in srcs]} differ off the channel axis")
+    shape = (srcs[0].shape[0], sum(t.shape[1] for t in srcs)) + srcs[0].shape[2:]
+    y = imp.add_tensor(out_node, y_name, shape, y_scale, y_zp)
+    for t in srcs:
+        same = (t.scale, t.zero_point, t.dtype) == (y.scale, y.zero_point, y.dtype)
+        if not same and max(DTYPES_BITS[t.dtype], DTYPES_BITS[y.dtype]) > 8:
+            raise ModelError(n.name, n.op_type, f"requantizing 16-bit input {t.name!r} is not supported")
+    imp.graph.nodes.append(QConcat(n.name, n.op_type, [t.name for t in srcs], y.name))
 
 
 def _add(imp: _Importer, n: onnx.NodeProto, a: QTensor, b: QTensor, y_name: str, y_scale, y_zp, act) -> None:
@@ -321,9 +432,9 @@ def _add_layer(imp: _Importer, n, x_name: str, w, ws, wz, bias, y_name, y_scale,
         if w.ndim != 4:
             raise ModelError(n.name, op, f"only 2-D convolutions are supported (weight rank {w.ndim})")
         stride, pads, dil, group, out_shape = _conv_geometry(n, x.shape, w.shape)
-        if group != 1 and not (group == x.shape[1] == w.shape[0] and w.shape[1] == 1):
-            raise ModelError(n.name, op, f"grouped convolution (group={group}) other than depthwise "
-                                         "is not supported yet")
+        if x.shape[1] % group or w.shape[0] % group or w.shape[1] * group != x.shape[1]:
+            raise ModelError(n.name, op, f"group={group} does not divide input channels {x.shape[1]} and "
+                                         f"output channels {w.shape[0]} (weight shape {w.shape})")
         weight = w
     else:  # fully connected: Gemm / MatMul / QGemm / QLinearMatMul
         if a.get("transA", 0):
@@ -410,6 +521,8 @@ def _import_qoperator(imp: _Importer) -> None:
             t = imp.add_tensor(n, n.output[0], (src.shape[0], src.shape[1], 1, 1),
                                imp.init(n, n.input[3], "output scale"), imp.init(n, n.input[4], "output zero point"))
             g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name))
+        elif op in ("QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu"):
+            _qlinear_misc(imp, n)
         elif op == "MaxPool":
             src = g.tensors.get(n.input[0])
             if src is None:
@@ -424,6 +537,36 @@ def _import_qoperator(imp: _Importer) -> None:
             g.nodes.append(QReshape(n.name, op, src.name, n.output[0]))
         else:
             raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
+
+
+def _qlinear_input(imp: _Importer, n: onnx.NodeProto, x: str, si: int, zi: int) -> QTensor:
+    """The quantized tensor ``x`` feeding a QOperator node, checked against the node's own scale and zero point."""
+    t = imp.graph.tensors.get(x)
+    if t is None:
+        raise ModelError(n.name, n.op_type, f"input {x!r} is not a quantized tensor")
+    if np.float32(np.asarray(imp.init(n, n.input[si], "scale")).reshape(())) != t.scale or \
+            int(np.asarray(imp.init(n, n.input[zi], "zero point")).reshape(())) != t.zero_point:
+        raise ModelError(n.name, n.op_type, f"input quantization of {x!r} differs from its producer's")
+    return t
+
+
+def _qlinear_misc(imp: _Importer, n: onnx.NodeProto) -> None:
+    """QLinearConcat, QLinearAveragePool and QLinearLeakyRelu (com.microsoft)."""
+    a = _attrs(n)
+    if a.get("channels_last", 0):
+        raise ModelError(n.name, n.op_type, "channels_last=1 is not supported")
+    if n.op_type == "QLinearConcat":
+        srcs = [_qlinear_input(imp, n, n.input[i], i + 1, i + 2) for i in range(2, len(n.input), 3)]
+        _concat(imp, n, srcs, n, n.output[0], imp.init(n, n.input[0], "output scale"),
+                imp.init(n, n.input[1], "output zero point"))
+        return
+    src = _qlinear_input(imp, n, n.input[0], 1, 2)
+    ys, yz = imp.init(n, n.input[3], "output scale"), imp.init(n, n.input[4], "output zero point")
+    if n.op_type == "QLinearAveragePool":
+        _avgpool(imp, n, src, n, n.output[0], ys, yz)
+    else:
+        alpha = np.float32(a.get("alpha", 0.01))
+        _add_lut(imp, n, src, n, n.output[0], ys, yz, lambda x: np.where(x >= 0, x, alpha * x))
 
 
 def _split_host_tail(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list]:

@@ -96,6 +96,50 @@ class QAdd:
 
 
 @dataclass
+class QAvgPool:
+    """Average pooling: y = sat(rint(float32(S) * float32(s_in / (s_out * count))) + z_out), S the exact
+    integer sum of (x - z_in) over the window (padding adds 0); ``count`` = kernel size, or the
+    taps inside the input when count_include_pad = 0."""
+
+    name: str
+    op_type: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    count_include_pad: bool = False
+    dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass
+class QConcat:
+    """Concatenation along channels (NCHW axis 1, or the feature axis of a 2-D tensor); inputs
+    whose scale or zero point differ from the output's are requantized by a lookup table."""
+
+    name: str
+    op_type: str
+    inputs: list[str]
+    output: str
+
+    @property
+    def input(self) -> str:
+        return self.inputs[0]
+
+
+@dataclass
+class QLut:
+    """An elementwise map of an 8-bit (or 4-bit) tensor given as a 256-entry table indexed by the
+    element's code (its low 8 bits): e.g. Q(f(DQ(x))) for a standalone activation f."""
+
+    name: str
+    op_type: str
+    input: str
+    output: str
+    table: np.ndarray
+
+
+@dataclass
 class QReshape:
     """Flatten / Reshape of a quantized tensor (same integers, new shape)."""
 

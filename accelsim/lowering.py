@@ -41,7 +41,7 @@ ARGS = {
     "VADD": ("a", "b", "dst", "n", "prm", "word_bits", "cfg"),
     "VMAX": ("a", "b", "dst", "n", "word_bits"), "VMIN": ("a", "b", "dst", "n", "word_bits"),
     "MAXPOOL": ("src", "dst", "m", "r", "c", "word_bits"),
-    "AVGPOOL": ("src", "dst", "m", "r", "c", "divisor", "word_bits", "cfg"),
+    "AVGPOOL": ("src", "dst", "m", "r", "c", "divisor", "word_bits", "cfg", "even"),
     "SUMPOOL": ("src", "acc", "m", "r", "c", "accumulate", "cfg"),
     "SHR": ("src", "dst", "n", "shift", "round", "word_bits"),
     "VLUT": ("src", "dst", "n", "prm", "word_bits", "dst_buf", "src_buf"),
@@ -186,7 +186,7 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
         elif op in ("MAXPOOL", "AVGPOOL"):
             row += [span(a["src_buf"], a["src"], a["m"] * a["r"] * a["c"]),
                     span(a["dst_buf"], a["dst"], a["m"] * a["c"]), a["m"], a["r"], a["c"]]
-            row += [a["divisor"], WORD_BITS[a["dst_buf"]], len(cfgs) - 1] if op == "AVGPOOL" else \
+            row += [a["divisor"], WORD_BITS[a["dst_buf"]], len(cfgs) - 1, a["even"]] if op == "AVGPOOL" else \
                 [WORD_BITS[a["dst_buf"]]]
         elif op == "SUMPOOL":
             row += [span(a["src_buf"], a["src"], a["m"] * a["r"] * a["c"]), span("ACC", a["acc"], a["m"] * a["c"]),

@@ -80,7 +80,7 @@ def run_values(rows, cfgs, wins, dram, mem):
         elif op == OP_MAXPOOL:
             st = K.maxpool(mem, r[3], r[4], r[5], r[6], r[7], r[8])
         elif op == OP_AVGPOOL:
-            st = K.avgpool(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            st = K.avgpool(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[11])
         elif op == OP_SUMPOOL:
             overflows += K.sumpool(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
         elif op == OP_SHR:

@@ -42,6 +42,18 @@ class ConvLayer:
     pad_bottom: int = 0
     pad_right: int = 0
     dilation: int = 1
+    in_pitch: int = 0    # channels per input pixel in DRAM (0: in_c); with in_c0, reads a channel slice
+    in_c0: int = 0
+    out_pitch: int = 0   # channels per output pixel in DRAM (0: out_c); with out_c0, writes a slice
+    out_c0: int = 0
+
+    @property
+    def in_stride(self) -> int:
+        return self.in_pitch or self.in_c
+
+    @property
+    def out_stride(self) -> int:
+        return self.out_pitch or self.out_c
 
     @property
     def out_h(self) -> int:
@@ -77,6 +89,9 @@ class LayerProgram:
 
 
 DTYPE = {4: "s4", 8: "s8", 16: "s16"}
+#: tokens of a streaming vector instruction: takes its loaded input (pop_prev) and a free output
+#: slot (pop_next) before it runs, then frees the input slot and hands the output to the store
+STREAM_TOKENS = dict(pop_prev=1, pop_next=1, push_prev=1, push_next=1)
 
 
 def o_bits_of(config: Optional[dict], a_bits: int) -> int:
@@ -178,13 +193,13 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
     a_type, w_type, o_type = UDTYPE[a_bits], DTYPE[w_bits], UDTYPE[a_bits]
     # DRAM layout
     input_addr = base
-    input_bytes = (layer.in_h * layer.in_w * layer.in_c * a_bits + 7) // 8
+    input_bytes = (layer.in_h * layer.in_w * layer.in_stride * a_bits + 7) // 8
     weight_addr = input_addr + input_bytes
     weight_bytes = (layer.out_c * window * layer.in_c * w_bits + 7) // 8 + 16
     param_addr = (weight_addr + weight_bytes + 3) & ~3
     param_bytes = 3 * 4 * layer.out_c
     output_addr = param_addr + param_bytes
-    output_bytes = (pixels * layer.out_c * a_bits + 7) // 8
+    output_bytes = (pixels * layer.out_stride * a_bits + 7) // 8
     if addrs:
         input_addr, weight_addr = addrs["input"], addrs["weight"]
         param_addr, output_addr = addrs["param"], addrs["output"]
@@ -193,14 +208,14 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
     a_slot, w_slot, o_slot = t.tp * k_max, t.tn * k_max, t.tp * t.tn
     assert t.slots * a_slot <= words["INP"] and t.slots * w_slot <= words["WGT"] and o_slot <= words["ACC"]
     assert 2 * o_slot <= words["OUT"] and 6 * t.tn <= words["PRM"]
-    if o_bits_of(config, a_bits) == 4 and layer.out_c % 2:
-        raise ValueError(f"layer {layer.name}: 4-bit outputs need an even channel count (byte-addressed rows)")
+    if o_bits_of(config, a_bits) == 4 and (layer.out_c % 2 or layer.out_stride % 2 or layer.out_c0 % 2):
+        raise ValueError(f"layer {layer.name}: 4-bit outputs need even channel counts and offsets (byte-addressed rows)")
     cfg = {"a": a_type, "w": w_type, "o": o_type, "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48,
            "clamp_min": 0, "clamp_max": (1 << a_bits) - 1, **(config or {})}
     a_type, w_type, o_type = cfg["a"], cfg["w"], cfg["o"]
     o_bits = int(o_type[1:])
     prog = [
-        Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_c, k_h=layer.k_h, k_w=layer.k_w,
+        Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_stride, k_h=layer.k_h, k_w=layer.k_w,
                     stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
                     pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value),
         Instruction("CONFIG", **cfg),
@@ -230,7 +245,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
                 chunk_no += 1
                 k = window * tc
                 prog.append(Instruction("LOADWIN", buf="INP", dtype=a_type, dram=input_addr, sram=slot * a_slot,
-                                        pix0=p0, npix=tp, c0=c0, nc=tc, pop_next=1))
+                                        pix0=p0, npix=tp, c0=layer.in_c0 + c0, nc=tc, pop_next=1))
                 st = streams.get((n0, c0)) if streams else None
                 fmt = dict(format=st.format, param=st.param, zero=st.zero) if st is not None else {}
                 prog.append(Instruction("LOADW", sram=slot * w_slot, dram=w_at, count=tn * k, dtype=w_type,
@@ -242,8 +257,9 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
             prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=oslot * o_slot, prm=prm, m=tp, n=tn,
                                     pop_next=1, push_next=1))
             prog.append(Instruction("STORE", buf="OUT", dtype=o_type,
-                                    dram=output_addr + (p0 * layer.out_c + n0) * o_bits // 8, sram=oslot * o_slot,
-                                    x=tn, y=tp, y_stride=layer.out_c, pop_prev=1, push_prev=1))
+                                    dram=output_addr + (p0 * layer.out_stride + layer.out_c0 + n0) * o_bits // 8,
+                                    sram=oslot * o_slot, x=tn, y=tp, y_stride=layer.out_stride, pop_prev=1,
+                                    push_prev=1))
     return LayerProgram(prog, t, weight_chunks, output_addr + output_bytes - base, input_addr, weight_addr,
                         param_addr, output_addr)
 
@@ -294,9 +310,9 @@ def pool_program(layer: PoolLayer, chip: ChipConfig, dtype: str, pad_value: int,
             step += 1
             prog.append(Instruction("LOADWIN", buf="INP", dtype=dtype, dram=input_addr, sram=slot * a_slot, pix0=p0,
                                     npix=n_pix, c0=c0, nc=cc, pop_next=1, push_next=1))
+            # the output slot is claimed (pop_next) before the MAXPOOL writes it
             prog.append(Instruction("MAXPOOL", src_buf="INP", src=slot * a_slot, dst_buf="OUT", dst=slot * o_slot,
-                                    m=n_pix, r=window, c=cc, pop_prev=1, push_prev=1))
-            prog.append(Instruction("NOP", unit="compute", pop_next=1, push_next=1))
+                                    m=n_pix, r=window, c=cc, **STREAM_TOKENS))
             prog.append(Instruction("STORE", buf="OUT", dtype=dtype, dram=output_addr + (p0 * layer.channels + c0) * bits // 8,
                                     sram=slot * o_slot, x=cc, y=n_pix, y_stride=layer.channels, pop_prev=1, push_prev=1))
     return prog
@@ -358,8 +374,7 @@ def add_program(count: int, chip: ChipConfig, config: dict, *, a_addr: int, b_ad
         prog.append(Instruction("LOAD", buf="WGT", dtype=config["a"], dram=b_addr + off, sram=slot, x=n, y=1,
                                 y_stride=0, push_next=1))
         prog.append(Instruction("VADD", a_buf="INP", a=slot, b_buf="WGT", b=slot, dst_buf="OUT", dst=slot, n=n, prm=0,
-                                pop_prev=1, push_prev=1))
-        prog.append(Instruction("NOP", unit="compute", pop_next=1, push_next=1))
+                                **STREAM_TOKENS))
         prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr + off, sram=slot, x=n, y=1,
                                 y_stride=0, pop_prev=1, push_prev=1))
     return prog
@@ -420,3 +435,119 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
                                     y_stride=c, pop_prev=1, push_prev=1))
 
     return prog, chunks, cc
+
+
+def window_counts(in_size: int, out_size: int, k: int, stride: int, pad: int, dilation: int = 1) -> list[int]:
+    """For each output position, how many of its window taps fall inside the input (not padding)."""
+    return [sum(0 <= o * stride - pad + t * dilation < in_size for t in range(k)) for o in range(out_size)]
+
+
+def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: list[int], *, input_addr: int,
+                    param_addr: int, output_addr: int, credits: bool = True,
+                    divide: Optional[tuple[list[int], int]] = None) -> tuple[list[Instruction], int]:
+    """Average pooling, one instruction per run of output pixels that divide by the same count.
+
+    Requantizing (``divide`` None): LOADWIN (padding reads the input zero point), SUMPOOL of
+    (x - z_in) into ACC, REQUANT per run.  ``counts[p]`` indexes the divisor of output pixel p
+    among the parameter tables at ``param_addr``: table j holds, chunk by chunk (at
+    12 * c0 + 12 * C * j), bias 0, the fp32 scale s_in / (s_out * divisor_j) and shift 0.
+
+    Same quantization in and out (``divide`` = (divisors, pad value)): LOADWIN, then AVGPOOL of
+    the raw values per run, an exact integer division rounded half to even.
+
+    Returns the instructions and the channel chunk size.
+    """
+    words = chip.buffer_words()
+    window = layer.k_h * layer.k_w
+    pixels = layer.out_h * layer.out_w
+    n_tables = max(counts) + 1
+    o_bits = int(config["o"][1:])
+    cc = min(layer.channels, 4096, words["INP"] // (2 * window),
+             words["PRM"] // (6 * n_tables) if divide is None else 4096)
+    if cc < 1 or window > 1023:
+        raise ValueError(f"a {layer.k_h}x{layer.k_w} average pool with {n_tables} divisors does not fit the chip")
+    tp = max(1, min(pixels, 4096, words["INP"] // (2 * window * cc), words["ACC"] // cc, words["OUT"] // (2 * cc)))
+    prog = [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.channels, k_h=layer.k_h,
+                        k_w=layer.k_w, stride_h=layer.stride_h, stride_w=layer.stride_w, dil_h=layer.dilation,
+                        dil_w=layer.dilation, pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w,
+                        pad_value=config["a_zp"] if divide is None else divide[1]),
+            Instruction("CONFIG", **config)]
+    if credits:
+        prog += [Instruction("NOP", unit="compute", push_prev=1)] * 2 + [Instruction("NOP", unit="store", push_prev=1)] * 2
+    a_slot, o_slot = tp * window * cc, tp * cc
+    step = 0
+    c = layer.channels
+    for ci, c0 in enumerate(range(0, c, cc)):
+        n = min(cc, c - c0)
+        prm = (ci % 2) * 3 * cc * n_tables
+        for j in range(n_tables if divide is None else 0):
+            prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr + 12 * c * j + 12 * c0,
+                                    sram=prm + 3 * cc * j, x=3 * n, y=1, y_stride=0))
+        for p0 in range(0, pixels, tp):
+            m = min(tp, pixels - p0)
+            slot = step % 2
+            step += 1
+            prog.append(Instruction("LOADWIN", buf="INP", dtype=config["a"], dram=input_addr, sram=slot * a_slot,
+                                    pix0=p0, npix=m, c0=c0, nc=n, pop_next=1, push_next=1))
+            if divide is None:
+                prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * a_slot, acc=0, m=m, r=window, c=n,
+                                        pop_prev=1, push_prev=1))
+            runs = []  # (first pixel in the tile, pixels, table)
+            for q in range(m):
+                if runs and runs[-1][2] == counts[p0 + q]:
+                    runs[-1][1] += 1
+                else:
+                    runs.append([q, 1, counts[p0 + q]])
+            for r_no, (q0, rn, j) in enumerate(runs):
+                first, last = int(r_no == 0), int(r_no == len(runs) - 1)
+                if divide is None:
+                    prog.append(Instruction("REQUANT", src=q0 * n, dst_buf="OUT", dst=slot * o_slot + q0 * n,
+                                            prm=prm + 3 * cc * j, m=rn, n=n, pop_next=first, push_next=last))
+                else:
+                    prog.append(Instruction("AVGPOOL", src_buf="INP", src=slot * a_slot + q0 * window * n,
+                                            dst_buf="OUT", dst=slot * o_slot + q0 * n, m=rn, r=window, c=n,
+                                            divisor=divide[0][j], even=1, pop_prev=first, pop_next=first,
+                                            push_prev=last, push_next=last))
+            prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr + (p0 * c + c0) * o_bits // 8,
+                                    sram=slot * o_slot, x=n, y=m, y_stride=c, pop_prev=1, push_prev=1))
+    return prog, cc
+
+
+def lut_program(pieces: list[dict], chip: ChipConfig, *, credits: bool = True) -> list[Instruction]:
+    """Strided copies through the vector unit: for each piece, ``rows`` rows of ``cols`` elements go
+    from ``src`` (row pitch ``src_pitch``) to ``dst`` (row pitch ``dst_pitch``), mapped by VLUT
+    through the 256-word table at DRAM ``table`` or, without a table, copied (VMAX of a row with
+    itself).  Used for Concat (a channel slice per input) and elementwise 8-bit maps.
+
+    Piece keys: src, dst (DRAM byte addresses), src_type, dst_type, rows, cols, src_pitch,
+    dst_pitch, table (DRAM byte address or None).
+    """
+    words = chip.buffer_words()
+    prog = [Instruction("NOP", unit="compute", push_prev=1)] * 2 + [Instruction("NOP", unit="store", push_prev=1)] * 2 \
+        if credits else []
+    step = 0
+    for k, pc in enumerate(pieces):
+        cols = pc["cols"]
+        if cols > 16383 or 2 * cols > min(words["INP"], words["OUT"]):
+            raise ValueError(f"rows of {cols} elements do not fit the chip's buffers")
+        rows_per = max(1, min(pc["rows"], 4095, words["INP"] // (2 * cols), words["OUT"] // (2 * cols)))
+        slot_words = rows_per * cols
+        prm = (k % (words["PRM"] // 256)) * 256  # a table per piece, reused only far apart
+        if pc["table"] is not None:
+            prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=pc["table"], sram=prm, x=256, y=1, y_stride=0))
+        sb, db = int(pc["src_type"][1:]), int(pc["dst_type"][1:])
+        for r0 in range(0, pc["rows"], rows_per):
+            nr = min(rows_per, pc["rows"] - r0)
+            slot = (step % 2) * slot_words
+            step += 1
+            prog.append(Instruction("LOAD", buf="INP", dtype=pc["src_type"], dram=pc["src"] + r0 * pc["src_pitch"] * sb // 8,
+                                    sram=slot, x=cols, y=nr, y_stride=pc["src_pitch"], pop_next=1, push_next=1))
+            if pc["table"] is not None:
+                prog.append(Instruction("VLUT", src_buf="INP", src=slot, dst_buf="OUT", dst=slot, n=nr * cols, prm=prm,
+                                        **STREAM_TOKENS))
+            else:
+                prog.append(Instruction("VMAX", a_buf="INP", a=slot, b_buf="INP", b=slot, dst_buf="OUT", dst=slot,
+                                        n=nr * cols, **STREAM_TOKENS))
+            prog.append(Instruction("STORE", buf="OUT", dtype=pc["dst_type"], dram=pc["dst"] + r0 * pc["dst_pitch"] * db // 8,
+                                    sram=slot, x=cols, y=nr, y_stride=pc["dst_pitch"], pop_prev=1, push_prev=1))
+    return prog

@@ -323,12 +323,15 @@ def maxpool(s: MachineState, i: Instruction) -> None:
 
 
 def avgpool(s: MachineState, i: Instruction) -> None:
-    """AVGPOOL: dst[m,c] = clamp(sum_r src / divisor rounded half away from zero)."""
+    """AVGPOOL: dst[m,c] = clamp(sum_r src / divisor), rounded half away from zero or half to even."""
     total = _windows(s, i.src_buf, i.src, i.m, i.r, i.c).sum(axis=1)
     check_span(s, i.dst_buf, i.dst, i.m * i.c)
     d = i.divisor
-    # C: acc > 0 ? (acc + d/2) / d : (acc - d/2) / d, with truncating division.
-    q = np.where(total > 0, (total + d // 2) // d, -((-total + d // 2) // d))
+    if i.even:  # floor division, then the remainder decides; a tie goes to the even quotient
+        q, rem = total // d, total % d
+        q = q + ((2 * rem > d) | ((2 * rem == d) & (q % 2 == 1)))
+    else:  # C: acc > 0 ? (acc + d/2) / d : (acc - d/2) / d, with truncating division.
+        q = np.where(total > 0, (total + d // 2) // d, -((-total + d // 2) // d))
     write(s, i.dst_buf, i.dst, _clamp_output(q, s.config))
 
 

@@ -301,11 +301,13 @@ OPS: tuple[Op, ...] = (
         M_ROWS, WINDOW, CHANNELS,
     )),
     Op("AVGPOOL", 0x0F, "compute",
-       "dst[m,c] = round_half_away(sum_r src[m,r,c] / divisor), clamped (TFLite reference).", (
+       "dst[m,c] = round(sum_r src[m,r,c] / divisor), clamped: exact integer division rounded half away "
+       "from zero (TFLite reference) or, with even=1, half to even (ONNX).", (
         _buf("src_buf", "source buffer"), _addr("src", "source address (m x r x c)"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address (m x c)"),
         M_ROWS, WINDOW, CHANNELS,
         Field("divisor", 10, "divisor (window elements counted)", lo=1),
+        _flag("even", "1: ties round to even; 0: away from zero"),
     )),
     Op("SUMPOOL", 0x10, "compute", "ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp): window sums for requant.", (
         _buf("src_buf", "source buffer"), _addr("src", "source address (m x r x c)"),

@@ -133,15 +133,21 @@ def maxpool(mem, src_at, dst_at, m, r, c, word_bits):
 
 
 @njit(cache=True, boundscheck=False)
-def avgpool(mem, cfg, src_at, dst_at, m, r, c, divisor, word_bits):
-    """AVGPOOL: dst = clamp(sum_r src / divisor, rounded half away from zero)."""
+def avgpool(mem, cfg, src_at, dst_at, m, r, c, divisor, word_bits, even):
+    """AVGPOOL: dst = clamp(sum_r src / divisor), rounded half away from zero, or half to even."""
     total = _window_reduce(mem, src_at, m, r, c, 1, 0)
     lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
     cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
     half = divisor // 2
     for j in range(total.size):
         t = total[j]
-        q = (t + half) // divisor if t > 0 else -((half - t) // divisor)
+        if even:
+            q = t // divisor  # floor (Python semantics in Numba)
+            rem2 = 2 * (t - q * divisor)
+            if rem2 > divisor or (rem2 == divisor and q % 2 != 0):
+                q += 1
+        else:
+            q = (t + half) // divisor if t > 0 else -((half - t) // divisor)
         total[j] = clamp_output(q, cmin, cmax, lo, hi)
     _commit(mem, dst_at, total, word_bits)
     return OK

@@ -71,7 +71,7 @@ def run_kernel(state: MachineState, ins: Instruction) -> MachineState:
                        WORD_BITS[a["dst_buf"]])
     elif op == "AVGPOOL":
         st = K.avgpool(mem, cfg, ab(a["src_buf"], a["src"]), ab(a["dst_buf"], a["dst"]), a["m"], a["r"],
-                       a["c"], a["divisor"], WORD_BITS[a["dst_buf"]])
+                       a["c"], a["divisor"], WORD_BITS[a["dst_buf"]], a["even"])
     elif op == "SUMPOOL":
         st = K.sumpool(mem, cfg, ab(a["src_buf"], a["src"]), ab("ACC", a["acc"]), a["m"], a["r"], a["c"],
                        a["accumulate"])

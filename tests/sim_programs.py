@@ -109,6 +109,7 @@ def program_and_image(draw, max_len: int = 12):
                 fields.update(dst_buf=dst_buf, dst=addr(dst_buf, m * c))
                 if op == "AVGPOOL":
                     fields["divisor"] = small(20)
+                    fields["even"] = draw(st.integers(0, 1))
             prog.append(Instruction(op, **fields))
         elif kind == "VLUT":
             n = small(64)

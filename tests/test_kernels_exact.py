@@ -232,7 +232,8 @@ def test_pools(data, op):
         assume(m * c <= SIZES[dst_buf])
         fields.update(dst_buf=dst_buf, dst=_addr(data.draw, dst_buf, m * c))
     if op == "AVGPOOL":
-        fields["divisor"] = data.draw(st.sampled_from([1, 2, 4, r, r + 1]) | st.integers(1, 1023))
+        fields["divisor"] = data.draw(st.sampled_from([1, 2, 4, 6, r, r + 1]) | st.integers(1, 1023))
+        fields["even"] = data.draw(st.integers(0, 1))
     check(s, Instruction(op, **fields))
 
 

@@ -241,6 +241,12 @@ def test_pools_minmax_shr_and_vlut():
     run(s, I("AVGPOOL", src_buf="INP", src=0, dst_buf="OUT", dst=0, m=2, r=2, c=2, divisor=3))
     # 5/3 = 1.67 -> 2, 1/3 -> 0, -1/3 -> 0, -4/3 -> -1
     assert s.buffers["OUT"][:4].tolist() == [2, 0, 0, -1]
+    run(s, I("AVGPOOL", src_buf="INP", src=0, dst_buf="OUT", dst=0, m=2, r=2, c=2, divisor=2, even=1))
+    # 2.5 -> 2, 0.5 -> 0, -0.5 -> 0, -2 -> -2 (ties to even)
+    assert s.buffers["OUT"][:4].tolist() == [2, 0, 0, -2]
+    s.buffers["INP"][8:12] = [7, -7, 9, -9]  # m=4, r=1, c=1 over divisor 6: 1.17, -1.17, 1.5, -1.5
+    run(s, I("AVGPOOL", src_buf="INP", src=8, dst_buf="OUT", dst=0, m=4, r=1, c=1, divisor=6, even=1))
+    assert s.buffers["OUT"][:4].tolist() == [1, -1, 2, -2]
     run(s, I("VMAX", a_buf="INP", a=0, b_buf="INP", b=4, dst_buf="OUT", dst=0, n=4),
         I("VMIN", a_buf="INP", a=0, b_buf="INP", b=4, dst_buf="OUT", dst=4, n=4))
     assert s.buffers["OUT"][:8].tolist() == [1, -5, 4, 6, -3, -5, 2, 1]
