@@ -78,6 +78,10 @@ class CompiledModel:
                 t = self.graph.tensors[qname]
                 q = raw[qname]
                 q = q.transpose(0, 3, 1, 2) if q.ndim == 4 else q
+                flat = self.program.meta.get("flattened", {}).get(qname)
+                if flat is not None:  # flattened on the chip in NHWC order: the model's order is NCHW
+                    n, c, h, w = flat
+                    q = q.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(q.shape)
                 outputs[fname] = dequantize(q, t.scale, t.zero_point)
             if self.graph.host_nodes:
                 outputs.update(self._run_host(outputs))
@@ -140,12 +144,29 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     at = 0
     for node in graph.nodes:
         if isinstance(node, QReshape):
-            src = graph.tensors[node.input]
+            src, dst = graph.tensors[node.input], graph.tensors[node.output]
             region[node.output] = region.get(node.input, -1)
-            if len(src.shape) == 4:
-                flat_from[node.output] = src.shape
-            elif node.input in flat_from:
+            spatial = len(src.shape) == 4 and src.shape[2] * src.shape[3] > 1 and src.shape[1] > 1
+            if len(src.shape) == 4 and len(dst.shape) == 2:
+                if spatial and not node.nhwc:
+                    flat_from[node.output] = src.shape
+            elif node.input in flat_from and len(dst.shape) == 2:
                 flat_from[node.output] = flat_from[node.input]
+            elif len(dst.shape) == 4 and (node.input in flat_from or spatial) and dst.shape != flat_from.get(node.input) \
+                    and not node.nhwc:
+                raise ModelError(node.name, node.op_type, f"reshaping {src.shape} to {dst.shape} changes the element "
+                                                          "order of the chip's NHWC layout")
+    views = {n.output for n in graph.nodes if isinstance(n, QReshape) and n.nhwc and len(graph.tensors[n.output].shape) == 4}
+    for node in graph.nodes:  # a flattened NCHW tensor feeds a fully connected layer (its weight
+        ins = getattr(node, "inputs", [node.input]) if not isinstance(node, QAdd) else [node.a, node.b]
+        if not isinstance(node, QReshape) and set(ins) & views:
+            raise ModelError(node.name, node.op_type, "reads an NCHW -> NHWC transposed tensor; only a Flatten may")
+        if isinstance(node, (QConv, QReshape)):  # columns are permuted) or another reshape only
+            continue
+        for t in ins:
+            if t in flat_from:
+                raise ModelError(node.name, node.op_type, f"input {t!r} is a flattened NCHW tensor; the chip keeps "
+                                                          "NHWC order, which only a fully connected layer can absorb")
     for name, t in graph.tensors.items():
         if region.get(name, -1) < 0:
             region[name] = at
@@ -271,6 +292,9 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     tensors.update({q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), graph.tensors[q].dtype, "output")
                     for q in graph.outputs.values()})
     program = Program(encode_program(instructions), image, tensors, {"format": graph.source_format})
+    if set(graph.outputs.values()) & views:
+        raise ModelError("<graph>", "Transpose", "a graph output is an NCHW -> NHWC transposed tensor")
+    program.meta["flattened"] = {q: list(flat_from[q]) for q in graph.outputs.values() if q in flat_from}
     regions = {name: TensorRef(region[name], _nhwc_shape(t.shape), t.dtype, "output") for name, t in graph.tensors.items()}
     for n in graph.host_nodes:
         layers.append({"name": n.name or n.output[0], "op": n.op_type, "macs": 0, "tiling": None,

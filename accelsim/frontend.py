@@ -78,6 +78,7 @@ class _Importer:
                 self.consumers.setdefault(i, []).append(n)
         self.shapes: dict[str, tuple] = {}
         self.input_alias: dict[str, str] = {}  # float tensor -> the graph input it reshapes (host side)
+        self.nhwc_views: set[str] = set()  # quantized tensors a Transpose made NHWC (only a Flatten may read them)
         for vi in model.graph.input:
             self.input_alias[vi.name] = vi.name
         for vi in model.graph.input:
@@ -284,14 +285,16 @@ def _import_qdq(imp: _Importer) -> None:
             continue
         if imp.host_reshape(n):
             continue
-        if op in ("Flatten", "Reshape"):
+        if op in ("Flatten", "Reshape", "Transpose"):
             src, qn = quantized_io(n)
-            shape = _reshape(imp, n, src.shape)
+            shape = _layout_shape(imp, n, src)
             t = imp.add_tensor(qn, qn.output[0], shape, imp.init(qn, qn.input[1], "scale"),
                                imp.init(qn, qn.input[2], "zero point"))
             if (t.scale, t.zero_point, t.dtype) != (src.scale, src.zero_point, src.dtype):
-                raise ModelError(n.name, op, "requantizing through a reshape is not supported")
-            g.nodes.append(QReshape(n.name, op, src.name, t.name))
+                raise ModelError(n.name, op, f"requantizing through a {op} is not supported")
+            g.nodes.append(QReshape(n.name, op, src.name, t.name, nhwc=op == "Transpose" or src.name in imp.nhwc_views))
+            if op == "Transpose":
+                imp.nhwc_views.add(t.name)
             imp.shapes[n.output[0]] = shape
             continue
         raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
@@ -406,6 +409,23 @@ def _add(imp: _Importer, n: onnx.NodeProto, a: QTensor, b: QTensor, y_name: str,
     if y.dtype != a.dtype:
         raise ModelError(n.name, n.op_type, f"output type {y.dtype} differs from the inputs' {a.dtype}")
     imp.graph.nodes.append(QAdd(n.name, n.op_type, a.name, b.name, y.name, imp.clamp_for(y, act)))
+
+
+def _layout_shape(imp: _Importer, n: onnx.NodeProto, src: QTensor) -> tuple:
+    """Output shape of a Flatten / Reshape, or of a Transpose the chip can take: NCHW -> NHWC
+    (perm 0, 2, 3, 1), which is its own DRAM order, when only a Flatten or Reshape to 2-D reads it."""
+    if n.op_type != "Transpose":
+        if src.name in imp.nhwc_views and len(_reshape(imp, n, src.shape)) != 2:
+            raise ModelError(n.name, n.op_type, "a transposed (NHWC) tensor can only be flattened to 2-D")
+        return _reshape(imp, n, src.shape)
+    perm = tuple(_attrs(n).get("perm", ()))
+    users = imp.consumers.get(n.output[0], [])
+    if len(src.shape) != 4 or perm != (0, 2, 3, 1):
+        raise ModelError(n.name, n.op_type, f"Transpose perm={list(perm)} of {src.shape}: only NCHW -> NHWC "
+                                            "(perm 0, 2, 3, 1) before a Flatten is a layout change the chip takes")
+    if not users or any(u.op_type not in ("QuantizeLinear", "Flatten", "Reshape") for u in users):
+        raise ModelError(n.name, n.op_type, "an NCHW -> NHWC Transpose must be followed by Flatten or Reshape to 2-D")
+    return tuple(src.shape[i] for i in perm)
 
 
 def _reshape(imp: _Importer, n: onnx.NodeProto, shape: tuple) -> tuple:
@@ -528,13 +548,15 @@ def _import_qoperator(imp: _Importer) -> None:
             if src is None:
                 raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
             _maxpool(imp, n, src, n.output[0])
-        elif op in ("Flatten", "Reshape"):
+        elif op in ("Flatten", "Reshape", "Transpose"):
             src = g.tensors.get(n.input[0])
             if src is None:
                 raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
-            shape = _reshape(imp, n, src.shape)
+            shape = _layout_shape(imp, n, src)
             g.tensors[n.output[0]] = QTensor(n.output[0], shape, src.dtype, src.scale, src.zero_point)
-            g.nodes.append(QReshape(n.name, op, src.name, n.output[0]))
+            g.nodes.append(QReshape(n.name, op, src.name, n.output[0], nhwc=op == "Transpose" or src.name in imp.nhwc_views))
+            if op == "Transpose":
+                imp.nhwc_views.add(n.output[0])
         else:
             raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
 

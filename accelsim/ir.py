@@ -141,12 +141,14 @@ class QLut:
 
 @dataclass
 class QReshape:
-    """Flatten / Reshape of a quantized tensor (same integers, new shape)."""
+    """Flatten / Reshape of a quantized tensor (same integers, new shape).  ``nhwc``: the flatten
+    reads a 4-D tensor in NHWC order (an ONNX Transpose to NHWC before it), our DRAM order."""
 
     name: str
     op_type: str
     input: str
     output: str
+    nhwc: bool = False
 
 
 @dataclass

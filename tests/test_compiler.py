@@ -540,3 +540,50 @@ def test_graph_starting_with_maxpool():
     windows = np.stack([qx[:, :, i:i + 5:2, j:j + 5:2] for i in range(3) for j in range(3)])
     expect = (windows.max(axis=0) - 3).astype(np.float32) * np.float32(0.1)
     np.testing.assert_array_equal(out["output"], expect)
+
+
+def layout_model(transpose: bool, flat_output: bool, seed: int = 0) -> onnx.ModelProto:
+    """Conv -> Relu -> [Transpose to NHWC] -> Flatten -> [Gemm]."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1")]
+    x = "r1"
+    if transpose:
+        nodes.append(helper.make_node("Transpose", ["r1"], ["t"], perm=[0, 2, 3, 1], name="to_nhwc"))
+        x = "t"
+    nodes.append(helper.make_node("Flatten", [x], ["output" if flat_output else "f"], name="flat"))
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (6, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 6).astype(np.float32), "b1")]
+    if not flat_output:
+        nodes.append(helper.make_node("Gemm", ["f", "w2", "b2"], ["output"], transB=1, name="fc"))
+        inits += [numpy_helper.from_array(rng.normal(0, 0.1, (10, 150)).astype(np.float32), "w2"),
+                  numpy_helper.from_array(rng.normal(0, 0.1, 10).astype(np.float32), "b2")]
+    g = helper.make_graph(nodes, "layout", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 5, 5])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("transpose, flat_output", [(True, False), (False, True), (True, True)])
+def test_transpose_to_nhwc_and_flattened_outputs(tmp_path, fmt, transpose, flat_output):
+    """A Transpose NCHW -> NHWC before Flatten is the chip's own order (no weight permutation);
+    a flattened NCHW graph output is put back into the model's order on the host."""
+    q = quantized(tmp_path, layout_model(transpose, flat_output), fmt, True)
+    compiled = compile_graph(import_model(q))
+    assert_bit_exact(q, compiled, (1, 3, 5, 5), 3, 3)
+
+
+def test_layout_changes_the_chip_cannot_take(tmp_path):
+    m = layout_model(True, False)
+    node = next(n for n in m.graph.node if n.op_type == "Transpose")
+    del node.attribute[:]
+    node.attribute.append(helper.make_attribute("perm", [0, 1, 3, 2]))
+    m.graph.node.remove(next(n for n in m.graph.node if n.op_type == "Gemm"))
+    flat = next(n for n in m.graph.node if n.op_type == "Flatten")
+    flat.output[0] = "output"
+    q = quantized(tmp_path, m, "QDQ", True)
+    with pytest.raises(ModelError, match="perm") as e:
+        import_model(q)
+    assert e.value.op_type == "Transpose" and e.value.node == "to_nhwc"
