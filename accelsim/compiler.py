@@ -443,7 +443,7 @@ def _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions
     top = _align(param_addr + 12 * c)
     config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
               "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
-              "acc_bits": 32}
+              "acc_bits": 32 if max(DTYPES[x.dtype][0], w_bits) <= 8 else 48}
     try:
         body, chunks, cc = dwconv_program(layer, chip, config, x.zero_point, input_addr=region[x.name],
                                           weight_addr=weight_addr, param_addr=param_addr, output_addr=region[y.name])
