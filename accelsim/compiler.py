@@ -404,6 +404,23 @@ def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts:
     from .frontend import _lut
 
     y = graph.tensors[node.output]
+    if isinstance(node, QLut) and node.table.ndim == 2:  # a table per channel: one channel column at a time
+        x = graph.tensors[node.input]
+        c = y.shape[1]
+        xbits, ybits = DTYPES[x.dtype][0], DTYPES[y.dtype][0]
+        if min(xbits, ybits) < 8:
+            raise ModelError(node.name, node.op_type, "per-channel tables need 8-bit elements")
+        pieces = []
+        for k in range(c):
+            image_parts.append((at, pack_bits(np.asarray(node.table[k], np.int64), 32)))
+            pieces.append({"src": region[x.name] + k * xbits // 8, "dst": region[y.name] + k * ybits // 8,
+                           "src_type": x.dtype, "dst_type": y.dtype, "rows": int(np.prod(y.shape)) // c, "cols": 1,
+                           "src_pitch": c, "dst_pitch": c, "table": at})
+            at = _align(at + 1024)
+        try:
+            return at, lut_program(pieces, chip)
+        except ValueError as e:
+            raise ModelError(node.name, node.op_type, str(e)) from None
     srcs = [graph.tensors[t] for t in node.inputs] if isinstance(node, QConcat) else [graph.tensors[node.input]]
     total_c = y.shape[1]
     rows = int(np.prod(y.shape)) // total_c

@@ -23,7 +23,8 @@ _LAYER_OPS = {"Conv", "Gemm", "MatMul"}
 DTYPES_BITS = {"u4": 4, "s4": 4, "u8": 8, "s8": 8, "u16": 16, "s16": 16}
 # float ops the host runs after the chip's last DequantizeLinear (listed as "host" in reports)
 HOST_OPS = {"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-            "ArgMax", "TopK", "Exp", "Log", "Mul", "Add", "Div", "Sub", "Transpose"}
+            "ArgMax", "TopK", "Exp", "Log", "Mul", "Add", "Div", "Sub", "Transpose",
+            "BatchNormalization", "Relu", "Clip", "LeakyRelu"}
 _Q_LAYER_OPS = {"QLinearConv", "QGemm", "QLinearMatMul"}
 
 
@@ -146,10 +147,11 @@ class _Importer:
         return lo, hi
 
 
-def _import_qdq(imp: _Importer) -> None:
+def _import_graph(imp: _Importer) -> None:
     g = imp.graph
     q_of_float: dict[str, str] = {}       # float tensor produced by an activation DQ -> QTensor name
     weights: dict[str, tuple] = {}        # float tensor produced by a weight DQ -> (ints, scale, zp)
+    floats: dict[str, np.ndarray] = {}    # the same, dequantized (float32), for float parameters (BN)
     quantized_at: dict[str, onnx.NodeProto] = {}  # float tensor -> the QuantizeLinear consuming it
     for n in imp.model.graph.node:
         if n.op_type == "QuantizeLinear":
@@ -157,6 +159,14 @@ def _import_qdq(imp: _Importer) -> None:
         if n.op_type == "DequantizeLinear" and n.input[0] in imp.inits:
             zp = imp.inits[n.input[2]] if len(n.input) > 2 and n.input[2] else np.zeros((), np.int8)
             weights[n.output[0]] = (imp.inits[n.input[0]], imp.init(n, n.input[1], "scale"), zp)
+            axis = int(_attrs(n).get("axis", 1))
+            q, s = imp.inits[n.input[0]].astype(np.int64), np.asarray(imp.inits[n.input[1]], np.float32)
+            z = np.asarray(zp).astype(np.int64)
+            if s.ndim == 1 and s.size > 1:  # per axis: broadcast along ``axis``
+                shape = [1] * q.ndim
+                shape[axis] = s.size
+                s, z = s.reshape(shape), z.reshape(shape)
+            floats[n.output[0]] = (q - z).astype(np.float32) * s  # ONNX Runtime's DequantizeLinear
 
     def quantized_io(n: onnx.NodeProto, out: Optional[str] = None) -> tuple[QTensor, onnx.NodeProto]:
         """The quantized tensor behind a node's first input and the QuantizeLinear of its output."""
@@ -172,6 +182,9 @@ def _import_qdq(imp: _Importer) -> None:
     for n in imp.model.graph.node:
         op = n.op_type
         if id(n) in consumed:
+            continue
+        if op in _QOPERATOR_OPS or (op != "DequantizeLinear" and n.input and n.input[0] in g.tensors):
+            _qoperator_node(imp, n)  # a QOperator node: reads quantized tensors directly
             continue
         if op == "QuantizeLinear":
             src = n.input[0]
@@ -214,6 +227,20 @@ def _import_qdq(imp: _Importer) -> None:
             if op == "LeakyRelu":
                 raise ModelError(n.name, op, "LeakyRelu on a float tensor (its input is not dequantized)")
             continue  # folded into the layer before it (activation_after)
+        if op == "BatchNormalization":
+            if n.input[0] not in q_of_float:
+                raise ModelError(n.name, op, "BatchNormalization on a float tensor (fold it into the conv before "
+                                             "quantizing: onnxruntime.quantization.quant_pre_process)")
+            params = []
+            for name, what in zip(n.input[1:5], ("scale", "bias", "mean", "var")):
+                v = floats.get(name)
+                params.append(v if v is not None else np.asarray(imp.init(n, name, what), np.float32))
+            out, act = imp.activation_after(n, n.output[0])
+            src, qn = quantized_io(n, out)
+            _batchnorm(imp, n, src, qn, qn.output[0], imp.init(qn, qn.input[1], "scale"),
+                       imp.init(qn, qn.input[2], "zero point"), params, act)
+            imp.shapes[out] = src.shape
+            continue
         if op == "AveragePool":
             src, qn = quantized_io(n)
             _avgpool(imp, n, src, qn, qn.output[0], imp.init(qn, qn.input[1], "scale"),
@@ -381,6 +408,41 @@ def _add_lut(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: 
     imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, _lut(src, y, fn)))
 
 
+def _batchnorm(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: str, y_scale, y_zp, params,
+               act) -> None:
+    """A BatchNormalization between DequantizeLinear and QuantizeLinear as one table per channel,
+    with ONNX Runtime's float arithmetic (batch_norm.h): inv_std = 1 / sqrt(var + eps),
+    new_scale = inv_std * scale, new_bias = bias - mean * new_scale, y = x * new_scale + new_bias,
+    then any Relu / Clip, then QuantizeLinear."""
+    a = _attrs(n)
+    if len(n.output) > 1 and any(n.output[1:]) or a.get("training_mode", 0):
+        raise ModelError(n.name, n.op_type, "training-mode BatchNormalization is not supported")
+    if len(src.shape) < 2:
+        raise ModelError(n.name, n.op_type, f"expects an (N, C, ...) input, got shape {src.shape}")
+    c = src.shape[1]
+    scale, bias, mean, var = (np.asarray(p, np.float32).reshape(-1) for p in params)
+    if not all(p.size == c for p in (scale, bias, mean, var)):
+        raise ModelError(n.name, n.op_type, f"parameters must have {c} values (one per channel)")
+    eps = np.float32(a.get("epsilon", 1e-5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_std = np.float32(1) / np.sqrt(var + eps)
+    new_scale = inv_std * scale
+    new_bias = bias - mean * new_scale
+    if DTYPES_BITS[src.dtype] > 8:
+        raise ModelError(n.name, n.op_type, f"a BatchNormalization on a {src.dtype} tensor is not supported "
+                                            "(the lookup table takes 8-bit codes)")
+    y = imp.add_tensor(out_node, y_name, src.shape, y_scale, y_zp)
+    if DTYPES_BITS[y.dtype] > 8:
+        raise ModelError(n.name, n.op_type, f"output type {y.dtype}: the lookup table yields at most 8 bits")
+    lo, hi = (np.float32(0), np.float32(np.inf)) if act is None or act[0] == "Relu" else \
+        (np.float32(act[1]), np.float32(act[2]))
+    if act is None:
+        lo = np.float32(-np.inf)
+    tables = np.stack([_lut(src, y, lambda x, k=k: np.minimum(np.maximum(x * new_scale[k] + new_bias[k], lo), hi))
+                       for k in range(c)])
+    imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, tables))
+
+
 def _concat(imp: _Importer, n: onnx.NodeProto, srcs: list[QTensor], out_node, y_name: str, y_scale, y_zp) -> None:
     rank = len(srcs[0].shape)
     axis = int(_attrs(n).get("axis", 1))
@@ -480,85 +542,76 @@ def _add_layer(imp: _Importer, n, x_name: str, w, ws, wz, bias, y_name, y_scale,
                          imp.clamp_for(y, act)))
 
 
-def _import_qoperator(imp: _Importer) -> None:
+_QOPERATOR_OPS = _Q_LAYER_OPS | {"QLinearAdd", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearAveragePool",
+                                 "QLinearLeakyRelu"}
+
+
+def _qoperator_node(imp: _Importer, n: onnx.NodeProto) -> None:
+    """One node of a QOperator model that reads quantized tensors directly."""
     g = imp.graph
-    for n in imp.model.graph.node:
-        op = n.op_type
-        if imp.host_reshape(n):
-            continue
-        if op == "QuantizeLinear":
-            src = n.input[0]
-            if src not in imp.input_alias:
-                raise ModelError(n.name, op, f"quantizes {src!r}, which is not a graph input")
-            t = imp.add_tensor(n, n.output[0], imp.shapes.get(src, ()), imp.init(n, n.input[1], "scale"),
-                               imp.init(n, n.input[2], "zero point"))
-            g.inputs[imp.input_alias[src]] = t.name
-        elif op == "DequantizeLinear":
-            if n.input[0] not in g.tensors:
-                raise ModelError(n.name, op, f"dequantizes {n.input[0]!r}, which no quantized node produced")
-            g.outputs[n.output[0]] = n.input[0]
-        elif op in _Q_LAYER_OPS:
-            x = n.input[0]
-            if x not in g.tensors:
-                raise ModelError(n.name, op, f"input {x!r} is not a quantized tensor")
-            if op == "QLinearConv":
-                w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
-                                                                          (5, "weight zero point")))
-                ys, yz = imp.init(n, n.input[6], "output scale"), imp.init(n, n.input[7], "output zero point")
-                bias = imp.init(n, n.input[8], "bias") if len(n.input) > 8 and n.input[8] else None
-            elif op == "QGemm":
-                w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
-                                                                          (5, "weight zero point")))
-                bias = imp.init(n, n.input[6], "bias") if len(n.input) > 6 and n.input[6] else None
-                if len(n.input) < 9:
-                    raise ModelError(n.name, op, "QGemm without an output scale (float output) is not supported")
-                ys, yz = imp.init(n, n.input[7], "output scale"), imp.init(n, n.input[8], "output zero point")
-            else:
-                w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
-                                                                          (5, "weight zero point")))
-                ys, yz, bias = imp.init(n, n.input[6], "output scale"), imp.init(n, n.input[7], "output zero point"), None
-            xs, xz = imp.init(n, n.input[1], "input scale"), imp.init(n, n.input[2], "input zero point")
-            xt = g.tensors[x]
-            if np.float32(np.asarray(xs).reshape(())) != xt.scale or int(np.asarray(xz).reshape(())) != xt.zero_point:
-                raise ModelError(n.name, op, f"input quantization of {x!r} differs from its producer's")
-            _add_layer(imp, n, x, w, ws, wz, bias, n.output[0], ys, yz, None, n.output[0])
-        elif op == "QLinearAdd":
-            a, b = g.tensors.get(n.input[0]), g.tensors.get(n.input[3])
-            if a is None or b is None:
-                raise ModelError(n.name, op, "both inputs must be quantized tensors")
-            for t, si, zi in ((a, 1, 2), (b, 4, 5)):
-                if np.float32(np.asarray(imp.init(n, n.input[si], "scale")).reshape(())) != t.scale or \
-                        int(np.asarray(imp.init(n, n.input[zi], "zero point")).reshape(())) != t.zero_point:
-                    raise ModelError(n.name, op, f"input quantization of {t.name!r} differs from its producer's")
-            _add(imp, n, a, b, n.output[0], imp.init(n, n.input[6], "output scale"),
-                 imp.init(n, n.input[7], "output zero point"), None)
-        elif op == "QLinearGlobalAveragePool":
-            src = g.tensors.get(n.input[0])
-            if src is None:
-                raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
-            if _attrs(n).get("channels_last", 0):
-                raise ModelError(n.name, op, "channels_last=1 is not supported")
-            t = imp.add_tensor(n, n.output[0], (src.shape[0], src.shape[1], 1, 1),
-                               imp.init(n, n.input[3], "output scale"), imp.init(n, n.input[4], "output zero point"))
-            g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name))
-        elif op in ("QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu"):
-            _qlinear_misc(imp, n)
-        elif op == "MaxPool":
-            src = g.tensors.get(n.input[0])
-            if src is None:
-                raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
-            _maxpool(imp, n, src, n.output[0])
-        elif op in ("Flatten", "Reshape", "Transpose"):
-            src = g.tensors.get(n.input[0])
-            if src is None:
-                raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
-            shape = _layout_shape(imp, n, src)
-            g.tensors[n.output[0]] = QTensor(n.output[0], shape, src.dtype, src.scale, src.zero_point)
-            g.nodes.append(QReshape(n.name, op, src.name, n.output[0], nhwc=op == "Transpose" or src.name in imp.nhwc_views))
-            if op == "Transpose":
-                imp.nhwc_views.add(n.output[0])
+    op = n.op_type
+    if op in _Q_LAYER_OPS:
+        x = n.input[0]
+        if x not in g.tensors:
+            raise ModelError(n.name, op, f"input {x!r} is not a quantized tensor")
+        if op == "QLinearConv":
+            w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
+                                                                      (5, "weight zero point")))
+            ys, yz = imp.init(n, n.input[6], "output scale"), imp.init(n, n.input[7], "output zero point")
+            bias = imp.init(n, n.input[8], "bias") if len(n.input) > 8 and n.input[8] else None
+        elif op == "QGemm":
+            w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
+                                                                      (5, "weight zero point")))
+            bias = imp.init(n, n.input[6], "bias") if len(n.input) > 6 and n.input[6] else None
+            if len(n.input) < 9:
+                raise ModelError(n.name, op, "QGemm without an output scale (float output) is not supported")
+            ys, yz = imp.init(n, n.input[7], "output scale"), imp.init(n, n.input[8], "output zero point")
         else:
-            raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
+            w, ws, wz = (imp.init(n, n.input[i], what) for i, what in ((3, "weight"), (4, "weight scale"),
+                                                                      (5, "weight zero point")))
+            ys, yz, bias = imp.init(n, n.input[6], "output scale"), imp.init(n, n.input[7], "output zero point"), None
+        xs, xz = imp.init(n, n.input[1], "input scale"), imp.init(n, n.input[2], "input zero point")
+        xt = g.tensors[x]
+        if np.float32(np.asarray(xs).reshape(())) != xt.scale or int(np.asarray(xz).reshape(())) != xt.zero_point:
+            raise ModelError(n.name, op, f"input quantization of {x!r} differs from its producer's")
+        _add_layer(imp, n, x, w, ws, wz, bias, n.output[0], ys, yz, None, n.output[0])
+    elif op == "QLinearAdd":
+        a, b = g.tensors.get(n.input[0]), g.tensors.get(n.input[3])
+        if a is None or b is None:
+            raise ModelError(n.name, op, "both inputs must be quantized tensors")
+        for t, si, zi in ((a, 1, 2), (b, 4, 5)):
+            if np.float32(np.asarray(imp.init(n, n.input[si], "scale")).reshape(())) != t.scale or \
+                    int(np.asarray(imp.init(n, n.input[zi], "zero point")).reshape(())) != t.zero_point:
+                raise ModelError(n.name, op, f"input quantization of {t.name!r} differs from its producer's")
+        _add(imp, n, a, b, n.output[0], imp.init(n, n.input[6], "output scale"),
+             imp.init(n, n.input[7], "output zero point"), None)
+    elif op == "QLinearGlobalAveragePool":
+        src = g.tensors.get(n.input[0])
+        if src is None:
+            raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
+        if _attrs(n).get("channels_last", 0):
+            raise ModelError(n.name, op, "channels_last=1 is not supported")
+        t = imp.add_tensor(n, n.output[0], (src.shape[0], src.shape[1], 1, 1),
+                           imp.init(n, n.input[3], "output scale"), imp.init(n, n.input[4], "output zero point"))
+        g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name))
+    elif op in ("QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu"):
+        _qlinear_misc(imp, n)
+    elif op == "MaxPool":
+        src = g.tensors.get(n.input[0])
+        if src is None:
+            raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
+        _maxpool(imp, n, src, n.output[0])
+    elif op in ("Flatten", "Reshape", "Transpose"):
+        src = g.tensors.get(n.input[0])
+        if src is None:
+            raise ModelError(n.name, op, f"input {n.input[0]!r} is not a quantized tensor")
+        shape = _layout_shape(imp, n, src)
+        g.tensors[n.output[0]] = QTensor(n.output[0], shape, src.dtype, src.scale, src.zero_point)
+        g.nodes.append(QReshape(n.name, op, src.name, n.output[0], nhwc=op == "Transpose" or src.name in imp.nhwc_views))
+        if op == "Transpose":
+            imp.nhwc_views.add(n.output[0])
+    else:
+        raise ModelError(n.name, op, "unsupported op (runs on neither the chip nor the host yet)")
 
 
 def _qlinear_input(imp: _Importer, n: onnx.NodeProto, x: str, si: int, zi: int) -> QTensor:
@@ -606,8 +659,12 @@ def _split_host_tail(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list]:
             tail.append(n)
             host_floats.update(n.output)
     # only nodes none of whose outputs feed the chip part again
-    chip_inputs = {i for n in model.graph.node if n not in tail for i in n.input}
-    tail = [n for n in tail if not (set(n.output) & chip_inputs)]
+    while True:  # drop, until none is left, tail nodes whose outputs feed a node outside the tail
+        chip_inputs = {i for n in model.graph.node if n not in tail for i in n.input}
+        kept = [n for n in tail if not (set(n.output) & chip_inputs)]
+        if len(kept) == len(tail):
+            break
+        tail = kept
     if not tail:
         return model, []
     trimmed = onnx.ModelProto()
@@ -629,8 +686,8 @@ def import_model(model: onnx.ModelProto) -> QGraph:
     model, tail = _split_host_tail(model)
     imp = _Importer(model)
     ops = {n.op_type for n in model.graph.node}
-    qoperator = bool(ops & _Q_LAYER_OPS)
-    (_import_qoperator if qoperator else _import_qdq)(imp)
+    qoperator = bool(ops & _QOPERATOR_OPS)
+    _import_graph(imp)  # QDQ groups and QOperator nodes (and QOperator models' float islands) alike
     imp.graph.host_nodes = tail
     imp.graph.graph_outputs = graph_outputs
     host_inputs = {i for n in tail for i in n.input}

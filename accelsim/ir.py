@@ -130,7 +130,8 @@ class QConcat:
 @dataclass
 class QLut:
     """An elementwise map of an 8-bit (or 4-bit) tensor given as a 256-entry table indexed by the
-    element's code (its low 8 bits): e.g. Q(f(DQ(x))) for a standalone activation f."""
+    element's code (its low 8 bits): e.g. Q(f(DQ(x))) for a standalone activation f.  A (C, 256)
+    table maps each channel (NCHW axis 1) by its own row (a BatchNormalization)."""
 
     name: str
     op_type: str

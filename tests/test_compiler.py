@@ -668,3 +668,31 @@ def test_int4_and_16_bit_layers_exact_and_within_one_lsb_of_onnxruntime(tmp_path
         assert d.max() <= 1
         diffs, total = diffs + int((d > 0).sum()), total + d.size
     assert diffs <= 0.005 * total, f"{diffs} of {total} outputs differ from ONNX Runtime"
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("name", ["residual_odd", "dw_separable"])
+def test_unfolded_batchnorm_bit_exact(tmp_path, fmt, name):
+    """A BatchNormalization left in the quantized model runs in float between DequantizeLinear and
+    QuantizeLinear in ONNX Runtime; the chip runs it as one 256-entry table per channel built with
+    ONNX Runtime's float arithmetic (batch_norm.h), and equals it bit for bit."""
+    from accelsim import zoo
+
+    model = zoo.build(name, fold_bn=False)
+    assert any(n.op_type == "BatchNormalization" for n in model.graph.node)
+    q = quantized(tmp_path, model, fmt, True)
+    graph = import_model(q)
+    tables = [n for n in graph.nodes if n.op_type == "BatchNormalization"]
+    assert tables and all(n.table.shape == (graph.tensors[n.input].shape[1], 256) for n in tables)
+    compiled = compile_graph(graph)
+    if not graph.host_nodes:
+        assert_bit_exact(q, compiled, zoo.input_shape(model), 19, 4)
+        return
+    # QOperator leaves the last BatchNormalization in float after the last DequantizeLinear: the host
+    # runs it (onnx's reference evaluator), to float32 rounding of ONNX Runtime's own
+    assert graph.host_nodes[0].op_type == "BatchNormalization"
+    sess, rng = session(q), np.random.default_rng(19)
+    for _ in range(3):
+        x = rng.normal(0, 1, zoo.input_shape(model)).astype(np.float32)
+        np.testing.assert_allclose(compiled.run({"input": x})[0]["output"], sess.run(None, {"input": x})[0],
+                                   rtol=1e-5, atol=1e-6)
