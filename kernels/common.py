@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir as llvm_ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core import config as numba_config
+from numba.extending import intrinsic
 
 INLINE = dict(cache=True, inline="always", boundscheck=False)
 
@@ -47,10 +51,30 @@ def store_word(mem, at, value, word_bits):
         mem[at] = value
 
 
+@intrinsic
+def _llvm_fma_f32(typingctx, a, b, c):
+    """LLVM's ``llvm.fma.f32``: one rounding (``vfmadd`` on FMA hardware, libm's exact ``fmaf`` else)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        f32 = llvm_ir.FloatType()
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(f32, [f32, f32, f32]), "llvm.fma.f32")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
 @njit(**INLINE)
-def fma_f32(a, b, c):
+def _fma_f32_hw(a, b, c):
+    """float32 fused multiply-add rounded once, by the hardware (IEEE 754 fusedMultiplyAdd)."""
+    return _llvm_fma_f32(np.float32(a), np.float32(b), np.float32(c))
+
+
+@njit(**INLINE)
+def _fma_f32_emulated(a, b, c):
     """float32 fused multiply-add rounded once (as isa.requant.fma_f32): exact float64 product,
-    two-sum for the error of the addition, and a tie fix when the sum sits on a float32 midpoint."""
+    two-sum for the error of the addition, and a tie fix when the sum sits on a float32 midpoint.
+    Used with the JIT disabled, where LLVM's intrinsic is not available."""
     p = np.float64(a) * np.float64(b)
     c64 = np.float64(c)
     s = p + c64
@@ -68,3 +92,7 @@ def fma_f32(a, b, c):
             if s - np.float64(down) == r64 - s:
                 return down if e < 0 else r
     return r
+
+
+#: the kernels' float32 FMA: LLVM's intrinsic when compiled, the exact emulation without the JIT
+fma_f32 = _fma_f32_emulated if numba_config.DISABLE_JIT else _fma_f32_hw
