@@ -106,17 +106,51 @@ def encode_best(values: np.ndarray, dtype: str, zero: int = 0) -> WeightStream:
 
 def fetch_cycles(stream: WeightStream, count: int, bandwidth: float, rates: dict[str, float]) -> float:
     """LOADW cost without latency: DRAM bytes / bandwidth or count / decompressor rate, the slower."""
-    return max(-(-stream.nbytes // bandwidth), -(-count // rates[stream.format]))
+    return _fetch(stream.format, stream.nbytes, count, bandwidth, rates)
+
+
+def _fetch(fmt: str, nbytes: int, count: int, bandwidth: float, rates: dict[str, float]) -> float:
+    return max(-(-nbytes // bandwidth), -(-count // rates[fmt]))
+
+
+def stream_sizes(values: np.ndarray, dtype: str, zero: int = 0) -> list[tuple[str, int, int]]:
+    """(format, param, bytes) of every candidate stream, computed without encoding, in the order
+    encode_for_chip breaks ties: dense, bitmask, run-length with 2..8 run bits, codebook."""
+    v, bits, _ = _check(values, dtype)
+    n = v.size
+    keep = v != zero
+    nnz = int(keep.sum())
+    out = [("dense", 1, -(-n * bits // 8)), ("bitmask", 1, -(-n // 8) + -(-nnz * bits // 8))]
+    ends = np.flatnonzero(keep)
+    if n and (ends.size == 0 or ends[-1] != n - 1):
+        ends = np.append(ends, n - 1)
+    gaps = ends - np.concatenate([[0], ends[:-1] + 1]) if n else ends
+    for rb in (2, 3, 4, 5, 6, 8):
+        entries = int(ends.size + (gaps // (1 << rb)).sum())
+        out.append(("rle", rb, -(-entries * (rb + bits) // 8)))
+    palette = np.unique(v).size
+    if 0 < palette <= 256:
+        k = max(1, int(np.ceil(np.log2(palette))))
+        if k <= bits:
+            out.append(("codebook", k, -(-(1 << k) * bits // 8) + -(-n * k // 8)))
+    return out
 
 
 def encode_for_chip(values: np.ndarray, dtype: str, chip, zero: int = 0) -> WeightStream:
     """The stream with the cheapest fetch on ``chip`` (an accelsim.config.ChipConfig); ties go to
-    the fewest bytes (less DRAM energy)."""
+    the fewest bytes (less DRAM energy).  Candidates are sized without encoding; only the chosen
+    one is encoded."""
     v = np.asarray(values).ravel()
-    candidates = [encode_dense(v, dtype), encode_bitmask(v, dtype, zero)]
-    candidates += [encode_rle(v, dtype, rb, zero) for rb in (2, 3, 4, 5, 6, 8)]
-    cb = encode_codebook(v, dtype)
-    if cb is not None:
-        candidates.append(cb)
     bw, rates = chip["dram"]["bandwidth"], chip["decompressor"]
-    return min(candidates, key=lambda s: (fetch_cycles(s, v.size, bw, rates), s.nbytes))
+    fmt, param, nbytes = min(stream_sizes(v, dtype, zero),
+                             key=lambda c: (_fetch(c[0], c[2], v.size, bw, rates), c[2]))
+    if fmt == "dense":
+        stream = encode_dense(v, dtype)
+    elif fmt == "bitmask":
+        stream = encode_bitmask(v, dtype, zero)
+    elif fmt == "rle":
+        stream = encode_rle(v, dtype, param, zero)
+    else:
+        stream = encode_codebook(v, dtype)
+    assert stream is not None and stream.nbytes == nbytes and stream.param == param, (fmt, param, nbytes)
+    return stream

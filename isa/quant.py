@@ -185,6 +185,8 @@ def pack_bits(values: Sequence[int] | np.ndarray, bits: int) -> np.ndarray:
     if not 1 <= bits <= 32:
         raise ValueError(f"bit width {bits} outside 1..32")
     v = np.asarray(values, dtype=np.int64).ravel() & ((1 << bits) - 1)
+    if bits in (8, 16, 32):  # whole bytes: the same stream as the bit planes, little-endian
+        return v.astype(f"<u{bits // 8}").view(np.uint8)
     bitplanes = ((v[:, None] >> np.arange(bits)) & 1).astype(np.uint8).ravel()
     return np.packbits(bitplanes, bitorder="little")
 

@@ -83,3 +83,22 @@ def test_encode_for_chip_minimises_fetch_cycles():
         assert C.fetch_cycles(chosen, w.size, bw, rates) <= C.fetch_cycles(s, w.size, bw, rates)
     # 80% zeros: run-length is smallest but its decoder (16/cycle) is slower than the bitmask's
     assert C.encode_best(w, "s8").format == "rle" and chosen.format == "bitmask"
+
+
+@given(weights())
+def test_sizes_without_encoding_equal_the_encoded_streams(case):
+    """encode_for_chip sizes every candidate without encoding it: the sizes must be the real ones,
+    and its choice the one a brute-force encoding of every candidate makes."""
+    from accelsim.config import ChipConfig
+
+    w, dtype, zero = case
+    sizes = C.stream_sizes(w, dtype, zero)
+    streams = [C.encode_dense(w, dtype), C.encode_bitmask(w, dtype, zero)]
+    streams += [C.encode_rle(w, dtype, rb, zero) for rb in (2, 3, 4, 5, 6, 8)]
+    cb = C.encode_codebook(w, dtype)
+    streams += [cb] if cb is not None else []
+    assert sizes == [(s.format, s.param, s.nbytes) for s in streams]
+    chip = ChipConfig()
+    bw, rates = chip["dram"]["bandwidth"], chip["decompressor"]
+    best = min(streams, key=lambda s: (C.fetch_cycles(s, w.size, bw, rates), s.nbytes))
+    assert C.encode_for_chip(w, dtype, chip, zero) == best

@@ -191,3 +191,17 @@ def test_int4_odd_length_packing():
     assert pack_int4(np.array([-8])).tolist() == [0x08]
     with pytest.raises(ValueError, match="too short"):
         unpack_int4(np.array([0x12], dtype=np.uint8), 3, signed=True)
+
+
+def test_byte_aligned_packing_equals_the_bit_stream():
+    """pack_bits' whole-byte fast path (8/16/32 bits) writes the same little-endian bit stream as
+    the bit planes: low bits of each value first, two's complement for negatives."""
+    from isa.quant import pack_bits, unpack_bits
+
+    rng = np.random.default_rng(0)
+    for bits in (8, 16, 32):
+        v = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), 257)
+        planes = ((v[:, None] & ((1 << bits) - 1)) >> np.arange(bits)) & 1
+        expect = np.packbits(planes.astype(np.uint8).ravel(), bitorder="little")
+        np.testing.assert_array_equal(pack_bits(v, bits), expect)
+        np.testing.assert_array_equal(unpack_bits(pack_bits(v, bits), v.size, bits, True), v)
