@@ -179,6 +179,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .compiler import layer_table
     from .ir import ModelError
     from .lowering import SimError
+    from .report import format_layers, layer_total
 
     compiled = _compile(args.model, _load_chip(args.chip), args.weights)
     names = list(compiled.graph.inputs)
@@ -197,18 +198,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     except (ModelError, SimError) as e:
         raise CliError(str(e)) from None
     rows = layer_table(compiled, report)
-    rows = [{k: (v if not isinstance(v, (np.integer, np.floating)) else v.item()) for k, v in r.items()} for r in rows]
-    print(f"{'layer':14s} {'op':12s} {'bits':7s} {'MACs':>12s} {'cycles':>10s} {'util%':>6s} {'W bytes':>10s} "
-          f"{'A bytes':>10s} {'energy uJ':>9s} where")
-    for r in rows:
-        print(f"{r['name'][:14]:14s} {r['op'][:12]:12s} {r['bits']:7s} {r['macs']:12,d} {r['cycles']:10,d} "
-              f"{100 * r['utilization']:6.1f} {r['dram_weight_bytes']:10,d} {r['dram_activation_bytes']:10,d} "
-              f"{r['energy_pj'] / 1e6:9.3f} {r['where']}")
-    total = {"macs": report.total_macs, "cycles": report.cycles, "utilization": report.mac_utilization,
-             "dram_bytes": sum(report.dram_read_bytes.values()) + sum(report.dram_write_bytes.values()),
-             "energy_pj": report.energy_pj["total"], "time_us": report.time_us}
-    print(f"{'total':14s} {'':12s} {'':7s} {total['macs']:12,d} {total['cycles']:10,d} "
-          f"{100 * total['utilization']:6.1f}  ({total['time_us']:.1f} us)")
+    total = layer_total(report)
+    print(format_layers(rows, total))
     if args.output:
         out = outputs[next(iter(compiled.graph.outputs))] if len(outputs) == 1 else outputs
         np.save(args.output, out) if not isinstance(out, dict) else np.savez(args.output, **out)
@@ -222,6 +213,45 @@ def cmd_run(args: argparse.Namespace) -> None:
             w.writerows(rows)
 
 
+def cmd_quantize(args: argparse.Namespace) -> None:
+    import onnx
+
+    from .frontend import load_model
+    from .ir import ModelError
+    from .ptq import QuantConfig, load_layer_bits, quantize_model
+
+    try:
+        model = load_model(args.model)
+        calib = np.load(args.calib, allow_pickle=False)
+    except ModelError as e:
+        raise CliError(str(e)) from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"{args.calib}: cannot read a .npy array ({e})") from None
+    try:
+        layer_bits = load_layer_bits(args.layer_bits) if args.layer_bits else {}
+        config = QuantConfig(weight_bits=args.weight_bits, activation_bits=args.activation_bits,
+                             per_channel=not args.per_tensor, symmetric_weights=not args.asymmetric_weights,
+                             narrow_range=args.narrow_range, reduce_range=args.reduce_range,
+                             symmetric_activations=args.symmetric_activations, calibrator=args.calibrator,
+                             percentile=args.percentile, layer_bits=layer_bits)
+        q = quantize_model(model, calib, config, progress=not args.quiet)
+    except (ModelError, ValueError) as e:
+        raise CliError(str(e)) from None
+    onnx.save(q, args.output)
+    print(f"{args.output}: QDQ model, weights {args.weight_bits} bits, activations {args.activation_bits} bits, "
+          f"{'per tensor' if args.per_tensor else 'per channel'}, {args.calibrator} calibration on {len(calib)} samples"
+          + (f", {len(layer_bits)} layers with their own widths" if layer_bits else ""))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import format_demo, run_demo
+
+    if not 2 <= args.bits <= 8:
+        raise CliError(f"--bits {args.bits}: the demo takes 2..8")
+    print(format_demo(run_demo(bits=args.bits, calibrator=args.calibrator, chip=_load_chip(args.chip),
+                               progress=not args.quiet), args.bits))
+
+
 def _weights_option(p: argparse.ArgumentParser) -> None:
     from .compression import WEIGHT_CHOICES
 
@@ -230,6 +260,8 @@ def _weights_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .calibrate import CALIBRATORS
+
     ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("asm", help="assemble a program (default: the bundled example) and print its disassembly")
@@ -266,6 +298,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="write the per-layer table as CSV")
     _weights_option(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("quantize", help="post-training quantization of a float ONNX model to a QDQ model")
+    p.add_argument("model", help="float ONNX model")
+    p.add_argument("--calib", required=True, help="calibration inputs: .npy, samples along the first axis")
+    p.add_argument("-o", "--output", required=True, help="QDQ ONNX model to write")
+    p.add_argument("--weight-bits", type=int, default=8, help="weight width, 2..16 (default 8)")
+    p.add_argument("--activation-bits", type=int, default=8, help="activation width, 2..16 (default 8)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per layer (default: per channel)")
+    p.add_argument("--asymmetric-weights", action="store_true", help="weights with a zero point (per tensor only)")
+    p.add_argument("--narrow-range", action="store_true", help="symmetric weights without the most negative value")
+    p.add_argument("--reduce-range", action="store_true", help="weights one bit narrower (int8: [-64, 64])")
+    p.add_argument("--symmetric-activations", action="store_true", help="signed activations, zero point 0")
+    p.add_argument("--calibrator", default="minmax", choices=CALIBRATORS, help="activation range method")
+    p.add_argument("--percentile", type=float, default=99.99, help="for --calibrator percentile (default 99.99)")
+    p.add_argument("--layer-bits", help="JSON or TOML: node name -> {weight_bits, activation_bits} or one width")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser("demo", help="quantize the bundled digits CNN, run it on the chip, print accuracy and costs")
+    p.add_argument("--bits", type=int, default=8, help="weight and activation width, 2..8 (default 8)")
+    p.add_argument("--calibrator", default="percentile", choices=CALIBRATORS)
+    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
     p = sub.add_parser("disasm", help="disassemble a program (.axp or .npy words)")
     p.add_argument("file")
     p.add_argument("--numbered", action="store_true", help="append each instruction's index")

@@ -66,6 +66,9 @@ class CompiledModel:
                 raise ModelError("<graph>", "input", f"missing input {fname!r}")
             t = self.graph.tensors[qname]
             x = np.asarray(inputs[fname], np.float32)
+            if fname in self.graph.input_clips:  # a Clip before the input's QuantizeLinear, in float
+                lo, hi = self.graph.input_clips[fname]
+                x = np.clip(x, np.float32(lo) if lo is not None else None, np.float32(hi) if hi is not None else None)
             if x.size != int(np.prod(t.shape)):
                 raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
             x = x.reshape(t.shape)  # a Flatten/Reshape before the input's QuantizeLinear runs here
@@ -219,7 +222,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
             param_addr = at
             image_parts.append((param_addr, pack_bits(table, 32)))
             at = _align(at + 12 * c)
-            lo, hi = qrange(y.dtype)
+            lo, hi = node.clamp or qrange(y.dtype)
             config = {"a": x.dtype, "w": "s8", "o": y.dtype, "a_zp": x.zero_point, "o_zp": y.zero_point,
                       "mode": "fp32", "clamp_min": lo, "clamp_max": hi}
             try:
@@ -430,10 +433,12 @@ def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts:
         ci = t.shape[1] if isinstance(node, QConcat) else total_c
         if isinstance(node, QLut):
             table = node.table
-        elif (t.scale, t.zero_point, t.dtype) == (y.scale, y.zero_point, y.dtype):
+        elif (t.scale, t.zero_point, t.dtype) == (y.scale, y.zero_point, y.dtype) and node.clamp is None:
             table = None
         else:
             table = _lut(t, y, lambda v: v)
+            if node.clamp is not None:  # a fused Relu / Clip: clamp the table
+                table = np.clip(table, *node.clamp)
         if ybits == 4 and (c0 % 2 or total_c % 2):
             raise ModelError(node.name, node.op_type, "4-bit channel slices must start and end on bytes")
         addr = None
@@ -502,7 +507,7 @@ def layer_table(compiled: CompiledModel, report) -> list[dict]:
                      "dram_activation_bytes": seg.dram_read_bytes["input"] + seg.dram_write_bytes["output"],
                      "dram_param_bytes": seg.dram_read_bytes["param"], "energy_pj": seg.energy_pj["total"],
                      "where": layer["where"]})
-    return rows
+    return [{k: (v.item() if isinstance(v, (np.integer, np.floating)) else v) for k, v in r.items()} for r in rows]
 
 
 def _emit(instructions: list, layers: list, body: list, prev_slots: int, node, shape: str, bits: str,

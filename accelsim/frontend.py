@@ -87,10 +87,18 @@ class _Importer:
             self.shapes[vi.name] = dims
 
     def host_reshape(self, n: onnx.NodeProto) -> bool:
-        """A Flatten/Reshape of a float graph input before its QuantizeLinear runs on the host."""
+        """A Flatten/Reshape or a constant Clip of a float graph input before its QuantizeLinear:
+        the host does it (the Clip in float, as ONNX does, before quantizing)."""
         if n.op_type in ("Flatten", "Reshape") and n.input[0] in self.input_alias:
             self.shapes[n.output[0]] = _reshape(self, n, self.shapes[n.input[0]])
             self.input_alias[n.output[0]] = self.input_alias[n.input[0]]
+            return True
+        if n.op_type == "Clip" and n.input[0] in self.input_alias \
+                and self.input_alias[n.input[0]] not in self.graph.input_clips:
+            bounds = [float(self.init(n, i, "bound")) if i else None for i in list(n.input[1:3]) + [""] * (3 - len(n.input))]
+            self.shapes[n.output[0]] = self.shapes[n.input[0]]
+            self.input_alias[n.output[0]] = self.input_alias[n.input[0]]
+            self.graph.input_clips[self.input_alias[n.input[0]]] = (bounds[0], bounds[1])
             return True
         return False
 
@@ -183,6 +191,8 @@ def _import_graph(imp: _Importer) -> None:
         op = n.op_type
         if id(n) in consumed:
             continue
+        if imp.host_reshape(n):
+            continue
         if op in _QOPERATOR_OPS or (op != "DequantizeLinear" and n.input and n.input[0] in g.tensors):
             _qoperator_node(imp, n)  # a QOperator node: reads quantized tensors directly
             continue
@@ -251,10 +261,11 @@ def _import_graph(imp: _Importer) -> None:
             for x in n.input:
                 if x not in q_of_float:
                     raise ModelError(n.name, op, f"input {x!r} is not quantized (no DequantizeLinear before it)")
-            _, qn = quantized_io(n)
+            out, act = imp.activation_after(n, n.output[0])
+            _, qn = quantized_io(n, out)
             _concat(imp, n, [g.tensors[q_of_float[x]] for x in n.input], qn, qn.output[0],
-                    imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"))
-            imp.shapes[n.output[0]] = g.tensors[qn.output[0]].shape
+                    imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"), act)
+            imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
         if op in _LAYER_OPS:
             x = n.input[0]
@@ -290,13 +301,14 @@ def _import_graph(imp: _Importer) -> None:
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
         if op == "GlobalAveragePool":
-            src, qn = quantized_io(n)
+            out, act = imp.activation_after(n, n.output[0])
+            src, qn = quantized_io(n, out)
             if len(src.shape) != 4:
                 raise ModelError(n.name, op, f"expects an NCHW input, got shape {src.shape}")
             t = imp.add_tensor(qn, qn.output[0], (src.shape[0], src.shape[1], 1, 1),
                                imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"))
-            g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name))
-            imp.shapes[n.output[0]] = t.shape
+            g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name, imp.clamp_for(t, act)))
+            imp.shapes[out] = t.shape
             continue
         if op == "MaxPool":
             src, qn = quantized_io(n)
@@ -309,8 +321,6 @@ def _import_graph(imp: _Importer) -> None:
                 pooled = g.tensors[qn.output[0] + "::pooled"]
                 _add_lut(imp, n, pooled, qn, qn.output[0], qs, qz, lambda v: v)
             imp.shapes[n.output[0]] = g.tensors[qn.output[0]].shape
-            continue
-        if imp.host_reshape(n):
             continue
         if op in ("Flatten", "Reshape", "Transpose"):
             src, qn = quantized_io(n)
@@ -443,7 +453,8 @@ def _batchnorm(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name
     imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, tables))
 
 
-def _concat(imp: _Importer, n: onnx.NodeProto, srcs: list[QTensor], out_node, y_name: str, y_scale, y_zp) -> None:
+def _concat(imp: _Importer, n: onnx.NodeProto, srcs: list[QTensor], out_node, y_name: str, y_scale, y_zp,
+            act=None) -> None:
     rank = len(srcs[0].shape)
     axis = int(_attrs(n).get("axis", 1))
     axis = axis + rank if axis < 0 else axis
@@ -459,7 +470,8 @@ def _concat(imp: _Importer, n: onnx.NodeProto, srcs: list[QTensor], out_node, y_
         same = (t.scale, t.zero_point, t.dtype) == (y.scale, y.zero_point, y.dtype)
         if not same and max(DTYPES_BITS[t.dtype], DTYPES_BITS[y.dtype]) > 8:
             raise ModelError(n.name, n.op_type, f"requantizing 16-bit input {t.name!r} is not supported")
-    imp.graph.nodes.append(QConcat(n.name, n.op_type, [t.name for t in srcs], y.name))
+    clamp = imp.clamp_for(y, act) if act is not None else None
+    imp.graph.nodes.append(QConcat(n.name, n.op_type, [t.name for t in srcs], y.name, clamp))
 
 
 def _add(imp: _Importer, n: onnx.NodeProto, a: QTensor, b: QTensor, y_name: str, y_scale, y_zp, act) -> None:

@@ -77,6 +77,7 @@ class QGlobalAvgPool:
     op_type: str
     input: str
     output: str
+    clamp: Optional[tuple[int, int]] = None
 
 
 @dataclass
@@ -121,6 +122,7 @@ class QConcat:
     op_type: str
     inputs: list[str]
     output: str
+    clamp: Optional[tuple[int, int]] = None   # a fused Relu / Clip: every input goes through a table
 
     @property
     def input(self) -> str:
@@ -165,3 +167,4 @@ class QGraph:
     graph_outputs: list[str] = field(default_factory=list)  # the model's outputs, in order
     host_initializers: list = field(default_factory=list)   # constants the host ops read
     opset: int = 17
+    input_clips: dict = field(default_factory=dict)         # float graph input -> (min, max) the host clips it to
