@@ -109,14 +109,17 @@ def _smooth(p: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     return p / p.sum()
 
 
-def entropy_threshold(abs_hist: np.ndarray, abs_edges: np.ndarray, levels: int = 128) -> float:
-    """TensorRT's KL-divergence threshold T over a histogram of |x| (see the module docstring)."""
+def entropy_threshold(abs_hist: np.ndarray, abs_edges: np.ndarray, levels: int = 128, start: int = 128) -> float:
+    """TensorRT's KL-divergence threshold T over a histogram of |x| (see the module docstring);
+    candidate thresholds run from ``max(levels, start)`` bins (TensorRT: 128) to all of them."""
     nbins = abs_hist.size
     hist = abs_hist.astype(np.float64)
     if hist.sum() == 0:
         return float(abs_edges[-1])
+    if nbins > 1:  # the spike of exact zeros (after a ReLU) would dominate P: count it as its neighbour
+        hist[0] = hist[1]
     best_i, best_kl = nbins, np.inf
-    for i in range(levels, nbins + 1):
+    for i in range(min(max(levels, start), nbins), nbins + 1):
         p = hist[:i].copy()
         p[i - 1] += hist[i:].sum()                    # outliers into the last bin
         # merge the i bins into ``levels`` groups (the last takes the remainder) and expand each

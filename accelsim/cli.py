@@ -233,6 +233,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
                              per_channel=not args.per_tensor, symmetric_weights=not args.asymmetric_weights,
                              narrow_range=args.narrow_range, reduce_range=args.reduce_range,
                              symmetric_activations=args.symmetric_activations, calibrator=args.calibrator,
+                             input_calibrator=args.input_calibrator,
                              percentile=args.percentile, layer_bits=layer_bits)
         q = quantize_model(model, calib, config, progress=not args.quiet)
     except (ModelError, ValueError) as e:
@@ -310,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduce-range", action="store_true", help="weights one bit narrower (int8: [-64, 64])")
     p.add_argument("--symmetric-activations", action="store_true", help="signed activations, zero point 0")
     p.add_argument("--calibrator", default="minmax", choices=CALIBRATORS, help="activation range method")
+    p.add_argument("--input-calibrator", default="minmax", choices=CALIBRATORS,
+                   help="range method for the graph inputs (default minmax: inputs are not clipped)")
     p.add_argument("--percentile", type=float, default=99.99, help="for --calibrator percentile (default 99.99)")
     p.add_argument("--layer-bits", help="JSON or TOML: node name -> {weight_bits, activation_bits} or one width")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -57,14 +57,16 @@ class QuantConfig:
     reduce_range: bool = False          # weights one bit narrower (ONNX Runtime's reduce_range)
     symmetric_activations: bool = False  # signed activations with zero point 0
     calibrator: str = "minmax"
+    input_calibrator: str = "minmax"     # graph inputs (often few discrete values, e.g. pixels): not clipped
     percentile: float = 99.99
     momentum: float = 0.9
     batch_size: int = 16                # samples per calibration batch (moving average)
     layer_bits: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.calibrator not in CALIBRATORS:
-            raise ValueError(f"unknown calibrator {self.calibrator!r}; choose one of {', '.join(CALIBRATORS)}")
+        for c in (self.calibrator, self.input_calibrator):
+            if c not in CALIBRATORS:
+                raise ValueError(f"unknown calibrator {c!r}; choose one of {', '.join(CALIBRATORS)}")
         for b in [self.weight_bits, self.activation_bits] + [v for d in self.layer_bits.values() for v in d.values()]:
             if not 2 <= int(b) <= 16:
                 raise ValueError(f"bit width {b} outside 2..16")
@@ -347,10 +349,12 @@ def quantize_model(model: onnx.ModelProto, calib: np.ndarray, config: Optional[Q
     plan, fused = _plan(model, config)
     own = [t for t in plan.values() if t.source is None]
     stats = calibrate(model, calib, [t.name for t in own], config, progress)
+    graph_inputs = {i.name for i in model.graph.input}
     for t in own:
         t.signed = config.symmetric_activations
         qmin, qmax = _range(t.bits, t.signed)
-        lo, hi = calibrated_range(stats[t.name], config.calibrator, bits=t.bits, qmin=qmin, qmax=qmax,
+        method = config.input_calibrator if t.name in graph_inputs else config.calibrator
+        lo, hi = calibrated_range(stats[t.name], method, bits=t.bits, qmin=qmin, qmax=qmax,
                                   symmetric=t.signed, percentile=config.percentile, momentum=config.momentum)
         scale, zp = scale_zero_point(lo, hi, qmin, qmax, symmetric=t.signed)
         t.scale, t.zero_point = np.float32(scale), int(zp)
