@@ -57,19 +57,23 @@ class TensorStats:
         self.batch_min.append(float(np.min(x)))
         self.batch_max.append(float(np.max(x)))
 
+    def _top(self) -> float:
+        """The histogram's upper end: the maximum, or a little above the minimum when the range
+        is too narrow to hold BINS bins at this magnitude (a constant tensor)."""
+        pad = max(1e-12, abs(self.min) * 1e-9)
+        return self.max if self.max - self.min >= pad else self.min + pad
+
     def add_histogram(self, x: np.ndarray) -> None:
         """Pass 2 (after every batch_min/batch_max is known): accumulate both histograms."""
         x = np.asarray(x, np.float64).ravel()
-        lo, hi = self.min, self.max
-        h, _ = np.histogram(x, BINS, (lo, hi if hi > lo else lo + 1e-12))
+        h, _ = np.histogram(x, BINS, (self.min, self._top()))
         a, _ = np.histogram(np.abs(x), BINS, (0.0, self.absmax if self.absmax > 0 else 1e-12))
         self.hist = h if self.hist is None else self.hist + h
         self.abs_hist = a if self.abs_hist is None else self.abs_hist + a
 
     @property
     def edges(self) -> np.ndarray:
-        hi = self.max if self.max > self.min else self.min + 1e-12
-        return np.linspace(self.min, hi, BINS + 1)
+        return np.linspace(self.min, self._top(), BINS + 1)
 
     @property
     def abs_edges(self) -> np.ndarray:
@@ -96,7 +100,7 @@ def percentile_range(hist: np.ndarray, edges: np.ndarray, percentile: float) -> 
         raise ValueError(f"percentile must be in (50, 100], got {percentile}")
     cum = np.cumsum(hist) / max(1, hist.sum())
     hi_bin = int(np.searchsorted(cum, percentile / 100.0 - 1e-12))
-    lo_bin = int(np.searchsorted(cum, 1.0 - percentile / 100.0, side="right"))
+    lo_bin = int(np.searchsorted(cum, (100.0 - percentile) / 100.0, side="right"))
     hi = float(edges[min(hi_bin + 1, len(edges) - 1)])
     lo = float(edges[0]) if edges[0] >= 0 else float(edges[min(lo_bin, len(edges) - 2)])
     return min(lo, 0.0) if edges[0] < 0 else lo, hi
