@@ -14,7 +14,9 @@ range and one of |x| over [0, max |x|], each of ``BINS`` bins.  The methods:
   threshold of i bins (i from the number of quantization levels to 2048) the reference
   distribution P is the first i bins with all outliers folded into the last one, Q is P merged
   into the quantization levels and expanded back over the non-empty bins; the threshold with
-  the least KL(P || Q) wins, and the range is [max(min, -T), min(max, T)].
+  the least KL(P || Q) wins, and the range is [max(min, -T), min(max, T)].  Candidates start at
+  128 bins (TensorRT), and the spike of exact zeros after a ReLU is counted as its neighbouring
+  bin (NVIDIA's pytorch-quantization does the same), else it dominates P.
 * ``mse`` -- the range, shrunk by a factor from a grid, whose quantization (with the tensor's own
   bit width and zero point rule) has the least mean squared error over the histogram.
 """
@@ -100,7 +102,7 @@ def percentile_range(hist: np.ndarray, edges: np.ndarray, percentile: float) -> 
         raise ValueError(f"percentile must be in (50, 100], got {percentile}")
     cum = np.cumsum(hist) / max(1, hist.sum())
     hi_bin = int(np.searchsorted(cum, percentile / 100.0 - 1e-12))
-    lo_bin = int(np.searchsorted(cum, (100.0 - percentile) / 100.0, side="right"))
+    lo_bin = int(np.searchsorted(cum, (100.0 - percentile) / 100.0 + 1e-12, side="right"))
     hi = float(edges[min(hi_bin + 1, len(edges) - 1)])
     lo = float(edges[0]) if edges[0] >= 0 else float(edges[min(lo_bin, len(edges) - 2)])
     return min(lo, 0.0) if edges[0] < 0 else lo, hi
