@@ -90,9 +90,10 @@ def test_8_bit_models_bit_exact_with_onnxruntime(name, calibrator):
     QuantConfig(weight_bits=3, activation_bits=3, calibrator="mse"),
     QuantConfig(weight_bits=4, activation_bits=8, per_channel=False),
     QuantConfig(weight_bits=8, activation_bits=16),
+    QuantConfig(weight_bits=16, activation_bits=16, calibrator="percentile"),
     QuantConfig(weight_bits=8, activation_bits=8, symmetric_activations=True, per_channel=False,
                 symmetric_weights=False),
-], ids=["w4a4", "w3a3-mse", "w4a8-per-tensor", "w8a16", "s8-activations-asym-weights"])
+], ids=["w4a4", "w3a3-mse", "w4a8-per-tensor", "w8a16", "w16a16", "s8-activations-asym-weights"])
 def test_other_widths_equal_the_exact_reference(config):
     """4-, 3- and 16-bit widths (ONNX Runtime runs float convolutions between DQ and Q): the chip
     equals an exact integer reference of the quantized graph; ONNX Runtime stays close."""
@@ -211,3 +212,17 @@ def test_demo_runs_and_checks_onnxruntime(capsys):
     acc = float(out.split("8-bit on the chip ")[1].split("%")[0])
     assert acc > 96
     assert "mixed 4/8 against all 8-bit" in out and "conv2" in out
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2"])
+def test_large_models_quantized_by_accelsim_bit_exact(name):
+    """ResNet-18 and MobileNetV2 (BatchNorm unfolded in the float model: folded by the quantizer)
+    quantized by accelsim at 64 x 64, run on the chip bit-exact with ONNX Runtime."""
+    model = zoo.build(name, input_size=64, fold_bn=False)
+    calib = np.random.default_rng(0).normal(0, 1, (6, 3, 64, 64)).astype(np.float32)
+    q = quantize_model(model, calib, QuantConfig(reduce_range=True), progress=False)
+    assert not any(n.op_type == "BatchNormalization" for n in q.graph.node)
+    compiled = compile_graph(import_model(q))
+    sess = _ort(q, False)
+    x = np.random.default_rng(1).normal(0, 1, (1, 3, 64, 64)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.run({"input": x})[0]["output"], sess.run(None, {"input": x})[0])
