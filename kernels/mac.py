@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from .common import operand, wrap
+from .vnni import HAS_VNNI, STEP, vnni_block
 from .state import (CFG_A_BITS, CFG_A_SIGNED, CFG_A_ZP, CFG_ACC_BITS, CFG_W_BITS, CFG_W_SIGNED,
                     CFG_W_ZP)
 
@@ -99,6 +100,53 @@ def _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C, Ap, Wp, wide):
 
 
 @njit(cache=True, boundscheck=False)
+def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
+    """C (m x n) += A @ W.T on u8 x s8 panels with the AVX512-VNNI micro-kernel.
+
+    A is packed plus 128 when signed (unsigned bytes), W (signed, zero point 0) as is; the
+    zero-point term is taken out per column: sum (a - z) w = sum (a + sh) w - (z + sh) sum w.
+    Panels are as wide as K rounded up to 64 bytes, the tail zero (it adds nothing)."""
+    a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
+    w_bits, w_signed = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED]
+    shift = 128 if a_signed else 0
+    corr = a_zp + shift
+    kc_max = min(KC, k)
+    width = -(-kc_max // STEP) * STEP
+    Ap = np.zeros((m, width), np.uint8)
+    Wp = np.zeros((min(NC, n), width), np.int8)
+    colsum = np.zeros(n, np.int64)  # sum_k w[n, k], for the zero-point term
+    m_body = m - m % MR
+    for k0 in range(0, k, KC):
+        kc = min(KC, k - k0)
+        kc_pad = -(-kc // STEP) * STEP
+        if kc < kc_max:  # a shorter last chunk: clear what the longer ones left in W's padding
+            Wp[:, kc:kc_pad] = 0  # (zero weights make the products zero whatever A's padding holds)
+        _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, -shift, Ap)
+        for j0 in range(0, n, NC):
+            nc = min(NC, n - j0)
+            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, 0, Wp)
+            if corr != 0:
+                for j in range(nc):
+                    s = 0
+                    for p in range(kc):
+                        s += np.int64(Wp[j, p])
+                    colsum[j0 + j] += s
+            n_body = nc - nc % NR
+            for i in range(0, m_body, MR):
+                for j in range(0, n_body, NR):
+                    vnni_block(Ap, Wp, C, i, j, j0 + j, kc_pad)
+            for i in range(m):  # right and bottom edges
+                j_from = n_body if i < m_body else 0
+                for j in range(j_from, nc):
+                    _dot(Ap, Wp, C, i, j, j0 + j, kc)
+    if corr != 0:  # row by row (contiguous); every exact result fits int32
+        for i in range(m):
+            row = C[i]
+            for j in range(n):
+                row[j] = np.int32(np.int64(row[j]) - corr * colsum[j])
+
+
+@njit(cache=True, boundscheck=False)
 def _write_acc(mem, acc_at, C, accumulate, acc_bits):
     """Store the (exact) sums wrapped to acc_bits; returns how many wrapped (overflowed)."""
     m, n = C.shape
@@ -119,6 +167,13 @@ def uses_int16_panels(a_bits, w_bits):
     return a_bits <= 8 and w_bits <= 8
 
 
+@njit(cache=True)
+def uses_vnni(a_bits, w_bits, w_signed, w_zp):
+    """On an AVX512-VNNI CPU: activations of at most 8 bits and signed symmetric weights of at
+    most 8 bits (zero point 0, the usual case) run the u8 x s8 ``vpdpbusd`` micro-kernel."""
+    return HAS_VNNI and a_bits <= 8 and w_bits <= 8 and w_signed and w_zp == 0
+
+
 @njit(cache=True, boundscheck=False)
 def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
@@ -126,6 +181,10 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     Returns the number of accumulators whose exact value did not fit acc_bits (they wrapped).
     """
     kc = min(KC, k)
+    if uses_vnni(cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]):
+        C32 = np.zeros((m, n), np.int32)
+        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
+        return _write_acc(mem, acc_at, C32, accumulate, cfg[CFG_ACC_BITS])
     if uses_int16_panels(cfg[CFG_A_BITS], cfg[CFG_W_BITS]):
         C32 = np.zeros((m, n), np.int32)
         _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,

@@ -17,6 +17,8 @@ from collections import Counter
 
 import numpy as np
 
+from .state import CFG_A_BITS, CFG_ACC_BITS, CFG_SIZE, CFG_W_BITS, CFG_W_SIGNED
+
 # Packed (not scalar) AVX instructions: integer vp*, or floating point ending in ps/pd.
 _ASM_VEC = re.compile(r"\n\s+(vp[a-z0-9]+|v[a-z0-9]*p[sd])\s+[^\n]*%([xyz])mm")
 # Vector operations in the LLVM IR: "%x = mul nsw <8 x i32> ..." -> "mul <8 x i32>"
@@ -36,6 +38,9 @@ def _compile_all() -> dict:
     bias = np.zeros(8, np.int64)
     mac._micro_i32(np.zeros((8, 64), np.int16), np.zeros((8, 64), np.int16), np.zeros((8, 8), np.int32),
                    0, 0, 0, 64)
+    cfg = np.zeros(CFG_SIZE, np.int64)
+    cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_ACC_BITS] = 8, 8, 1, 32
+    mac._gemm_vnni(mem, cfg, 0, 512, 4, 4, 64, np.zeros((4, 4), np.int32))
     mac._micro_i64(np.zeros((8, 64), np.int32), np.zeros((8, 64), np.int32), np.zeros((8, 8), np.int64),
                    0, 0, 0, 64)
     mac._pack(mem, 0, 4, 64, 0, 64, 8, True, 0, np.zeros((4, 64), np.int16))
@@ -47,6 +52,7 @@ def _compile_all() -> dict:
     vec._window_reduce(mem, 0, 2, 3, 16, 0, 0)
     return {
         "gemm_micro_int16_int32acc": mac._micro_i32,  # 4x4, 8x4, 8x8 operands
+        "gemm_u8s8_panels": mac._gemm_vnni,  # symmetric weights: vpdpbusd with AVX512-VNNI
         "gemm_micro_int32_int64acc": mac._micro_i64,  # 16-bit operands
         "gemm_pack_operands": mac._pack,
         "requant_fp32": rq._requant_fp32,

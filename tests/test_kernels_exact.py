@@ -118,6 +118,24 @@ def test_gemm_long_k_wraps_narrow_accumulators(a, acc_bits, seed):
     assert_same_state(golden, run_kernel(s, ins))
 
 
+@given(st.sampled_from(["u8", "s8", "u4", "s4"]), st.sampled_from(["s8", "s4"]), st.integers(0, 2**32 - 1),
+       st.sampled_from([1, 3, 4, 9]), st.sampled_from([1, 4, 7, 70]), st.sampled_from([63, 64, 65, 1030, 2100]))
+def test_gemm_symmetric_weights_path(a, w, seed, m, n, k):
+    """Signed symmetric weights (zero point 0) take the u8 x s8 panels (vpdpbusd on AVX512-VNNI):
+    activations shifted to unsigned bytes, the zero-point term removed per column, K padded to 64
+    bytes and split in chunks whose last one is shorter.  Extreme operands and zero points."""
+    rng = np.random.default_rng(seed)
+    alo, ahi = qrange(a)
+    wlo, whi = qrange(w)
+    sizes = {"INP": m * k, "WGT": n * k, "ACC": m * n, "OUT": 16, "PRM": 16}
+    s = MachineState.create(16, sizes=sizes)
+    step(s, Instruction("CONFIG", a=a, w=w, o="s8", a_zp=int(rng.choice([alo, ahi, 0])), w_zp=0, acc_bits=32,
+                        clamp_min=-128, clamp_max=127))
+    s.buffers["INP"][:] = rng.choice([alo, ahi, rng.integers(alo, ahi + 1)], m * k)
+    s.buffers["WGT"][:] = rng.choice([wlo, whi, rng.integers(wlo, whi + 1)], n * k)
+    check(s, Instruction("GEMM", inp=0, wgt=0, acc=0, m=m, n=n, k=k))
+
+
 @given(st.data())
 def test_dwconv(data):
     cfg = data.draw(config())

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kernels.mac import uses_int16_panels
+from kernels.mac import uses_int16_panels, uses_vnni
+from kernels.vnni import HAS_VNNI
 
 ROOT = Path(__file__).resolve().parent.parent
 AVX2 = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+mmx,+movbe,+pclmul,+popcnt,+sahf,"
@@ -27,6 +28,7 @@ AVX2 = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+mmx,+movbe,
 REQUIRED = {
     "gemm_micro_int16_int32acc": ([r"sext <(\d+) x i16>", r"add <(\d+) x i32>"],
                                   r"^(vpmulld|vpmaddwd|vpdpwssd) [yz]mm"),
+    "gemm_u8s8_panels": ([r"add <(\d+) x i32>"], r"^(vpdpbusd|vpmulld|vpmaddwd|vpdpwssd) [yz]mm"),
     "gemm_micro_int32_int64acc": ([r"mul <(\d+) x i64>", r"add <(\d+) x i64>"], r"^(vpmuldq|vpmullq|vpmuludq) [yz]mm"),
     "gemm_pack_operands": ([r"sub <(\d+) x i64>"], r"^vpsubq [yz]mm"),
     "requant_fp32": ([r"fmul <(\d+) x float>", r"fptosi <(\d+) x float>"], r"^vmulps [xyz]mm"),
@@ -66,6 +68,8 @@ def test_hot_loops_are_vectorized(target, tmp_path):
             f"{target}: {kernel} has no {asm_pattern} ({list(asm)[:12]})"
     if target == "avx2":  # and no AVX-512 leaked into the AVX2 build
         assert not any("zmm" in ins for k in rep for ins in rep[k]["asm"])
+    elif HAS_VNNI:  # the byte micro-kernel is the 4-products-per-lane instruction itself
+        assert rep["gemm_u8s8_panels"]["asm"].get("vpdpbusd zmm", 0) >= 16
 
 
 @pytest.mark.parametrize("a_bits, w_bits, int16", [(4, 4, True), (8, 4, True), (4, 8, True), (8, 8, True),
@@ -73,3 +77,6 @@ def test_hot_loops_are_vectorized(target, tmp_path):
 def test_gemm_precisions_take_the_checked_path(a_bits, w_bits, int16):
     """GEMM at 4x4, 8x4 and 8x8 runs the int16/int32 micro-kernel, 16-bit operands the int64 one."""
     assert uses_int16_panels(a_bits, w_bits) is int16
+    # symmetric signed weights of at most 8 bits take the vpdpbusd kernel on a VNNI CPU
+    assert uses_vnni(a_bits, w_bits, True, 0) is (int16 and HAS_VNNI)
+    assert not uses_vnni(a_bits, w_bits, True, 3) and not uses_vnni(a_bits, w_bits, False, 0)
