@@ -34,6 +34,26 @@ def _align(x: int) -> int:
     return (x + ALIGN - 1) // ALIGN * ALIGN
 
 
+def storage_types(graph: QGraph) -> dict[str, str]:
+    """Each tensor's element type in DRAM: its own, except a 4-bit tensor whose NHWC rows (or a
+    concat's or grouped conv's channel slices) would not start and end on a byte, which is stored
+    in 8 bits (same signedness); the MAC array still reads 4-bit operands."""
+    odd = set()
+    for node in graph.nodes:
+        if isinstance(node, QConcat) and any(graph.tensors[t].shape[1] % 2 for t in node.inputs):
+            odd.add(node.output)
+        if isinstance(node, QConv) and node.group > 1 and (node.weight.shape[0] // node.group) % 2:
+            odd.add(node.output)
+    mem = {}
+    for name, t in graph.tensors.items():
+        bits = DTYPES[t.dtype][0]
+        mem[name] = t.dtype[0] + "8" if bits == 4 and (t.shape[1] % 2 or name in odd) else t.dtype
+    for node in graph.nodes:  # a reshape aliases its input's bytes
+        if isinstance(node, QReshape):
+            mem[node.output] = mem[node.input]
+    return mem
+
+
 def _nhwc_shape(shape: tuple) -> tuple:
     return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape)
 
@@ -141,7 +161,8 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"weights={weights!r}: expected one of {', '.join(WEIGHT_FORMATS)}")
     chip = chip or ChipConfig()
-    # DRAM regions for activations (a reshape aliases its input)
+    # DRAM regions for activations (a reshape aliases its input), each at its storage type
+    mem = storage_types(graph)
     region: dict[str, int] = {}
     flat_from: dict[str, tuple] = {}  # 2-D tensor name -> the NCHW shape it was flattened from
     at = 0
@@ -173,7 +194,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     for name, t in graph.tensors.items():
         if region.get(name, -1) < 0:
             region[name] = at
-            at = _align(at + (int(np.prod(t.shape)) * DTYPES[t.dtype][0] + 7) // 8)
+            at = _align(at + (int(np.prod(t.shape)) * DTYPES[mem[name]][0] + 7) // 8)
     for node in graph.nodes:  # aliases resolved after their sources are placed
         if isinstance(node, QReshape):
             region[node.output] = region[node.input]
@@ -193,7 +214,9 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                            node.dilation[0])
             if node.dilation[0] != node.dilation[1]:
                 raise ModelError(node.name, node.op_type, "different vertical and horizontal dilations")
-            body = pool_program(pl, chip, x.dtype, qrange(x.dtype)[0], input_addr=region[x.name],
+            if mem[x.name] != mem[y.name]:
+                raise AssertionError("a max pool keeps its tensor's storage type")
+            body = pool_program(pl, chip, mem[x.name], qrange(x.dtype)[0], input_addr=region[x.name],
                                 output_addr=region[y.name])
             prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{x.shape}->{y.shape}", x.dtype)
             continue
@@ -206,6 +229,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
             image_parts.append((param_addr, pack_bits(record, 32)))
             at = _align(at + 36)
             config = {"a": a.dtype, "w": "s8", "o": y.dtype, "o_zp": y.zero_point, "mode": "fp32",
+                      "a_mem": mem[a.name], "o_mem": mem[y.name],
                       "clamp_min": node.clamp[0], "clamp_max": node.clamp[1]}
             body = add_program(int(np.prod(a.shape)), chip, config, a_addr=region[a.name], b_addr=region[b.name],
                                param_addr=param_addr, output_addr=region[y.name])
@@ -224,7 +248,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
             at = _align(at + 12 * c)
             lo, hi = node.clamp or qrange(y.dtype)
             config = {"a": x.dtype, "w": "s8", "o": y.dtype, "a_zp": x.zero_point, "o_zp": y.zero_point,
-                      "mode": "fp32", "clamp_min": lo, "clamp_max": hi}
+                      "mode": "fp32", "clamp_min": lo, "clamp_max": hi, "a_mem": mem[x.name], "o_mem": mem[y.name]}
             try:
                 body = global_avgpool_program(h * wd, c, chip, config, input_addr=region[x.name],
                                               param_addr=param_addr, output_addr=region[y.name])
@@ -234,11 +258,11 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
             continue
         if isinstance(node, QAvgPool):
             x, y = graph.tensors[node.input], graph.tensors[node.output]
-            at, body = _avgpool(node, x, y, chip, region, at, image_parts)
+            at, body = _avgpool(node, x, y, chip, region, mem, at, image_parts)
             prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{x.shape}->{y.shape}", x.dtype)
             continue
         if isinstance(node, (QConcat, QLut)):
-            at, body = _table_copies(node, graph, chip, region, at, image_parts)
+            at, body = _table_copies(node, graph, chip, region, mem, at, image_parts)
             y = graph.tensors[node.output]
             ins = ", ".join(str(graph.tensors[t].shape) for t in getattr(node, "inputs", [node.input]))
             prev_slots = _emit(instructions, layers, body, prev_slots, node, f"{ins}->{y.shape}",
@@ -261,7 +285,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                         pad_right=node.pads[3], dilation=node.dilation[0])
         if node.group > 1 and node.group == c == w.shape[0] and w.shape[1] == 1:  # depthwise
             layer = ConvLayer(node.name, h, wd, c, w.shape[2], w.shape[3], w.shape[0], **geometry)
-            at = _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots)
+            at = _depthwise(node, layer, x, y, w, chip, region, mem, at, image_parts, instructions, layers, prev_slots)
             prev_slots = 2
             continue
         # one GEMM layer per group: group g reads input channels [g*cg, (g+1)*cg) and writes output
@@ -274,7 +298,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
             sl = slice(g * ng, (g + 1) * ng)
             try:
                 at, prev_slots, part = _lower_conv(node, layer, x, y, w[sl], node.w_scale[sl], node.bias[sl], chip,
-                                                   weights, region, at, image_parts, instructions, prev_slots)
+                                                   weights, region, mem, at, image_parts, instructions, prev_slots)
             except ValueError as e:
                 raise ModelError(node.name, node.op_type, str(e)) from None
             if entry is None:
@@ -290,15 +314,15 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     image = np.zeros(at, np.uint8)
     for addr, data in image_parts:
         image[addr:addr + data.size] = data
-    tensors = {q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), graph.tensors[q].dtype, "input")
+    tensors = {q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), mem[q], "input")
                for q in graph.inputs.values()}
-    tensors.update({q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), graph.tensors[q].dtype, "output")
+    tensors.update({q: TensorRef(region[q], _nhwc_shape(graph.tensors[q].shape), mem[q], "output")
                     for q in graph.outputs.values()})
     program = Program(encode_program(instructions), image, tensors, {"format": graph.source_format})
     if set(graph.outputs.values()) & views:
         raise ModelError("<graph>", "Transpose", "a graph output is an NCHW -> NHWC transposed tensor")
     program.meta["flattened"] = {q: list(flat_from[q]) for q in graph.outputs.values() if q in flat_from}
-    regions = {name: TensorRef(region[name], _nhwc_shape(t.shape), t.dtype, "output") for name, t in graph.tensors.items()}
+    regions = {name: TensorRef(region[name], _nhwc_shape(t.shape), mem[name], "output") for name, t in graph.tensors.items()}
     for n in graph.host_nodes:
         layers.append({"name": n.name or n.output[0], "op": n.op_type, "macs": 0, "tiling": None,
                        "first_instruction": -1, "barrier": 0, "instructions": 0, "weight_bytes": 0,
@@ -307,7 +331,8 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
 
 
 def _lower_conv(node, layer: ConvLayer, x, y, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray, chip, weights: str,
-                region: dict, at: int, image_parts: list, instructions: list, prev_slots: int) -> tuple[int, int, dict]:
+                region: dict, mem: dict, at: int, image_parts: list, instructions: list,
+                prev_slots: int) -> tuple[int, int, dict]:
     """Lower one GEMM-shaped convolution (or one group of a grouped one): weight streams, parameter
     table and instructions after a barrier.  Returns the new DRAM top, its slot count and its
     layer entry."""
@@ -319,7 +344,7 @@ def _lower_conv(node, layer: ConvLayer, x, y, w: np.ndarray, w_scale: np.ndarray
     top = _align(param_addr + 12 * layer.out_c)
     config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
               "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
-              "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48}
+              "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48, "a_mem": mem[x.name], "o_mem": mem[y.name]}
     lp = conv_program(layer, chip, w_bits, a_bits, tiling, config=config, pad_value=x.zero_point,
                       addrs={"input": region[x.name], "weight": weight_addr, "param": param_addr,
                              "output": region[y.name]}, streams=streams)
@@ -351,7 +376,7 @@ def _lower_conv(node, layer: ConvLayer, x, y, w: np.ndarray, w_scale: np.ndarray
     return top, lp.tiling.slots, entry
 
 
-def _avgpool(node: QAvgPool, x, y, chip, region: dict, at: int, image_parts: list) -> tuple[int, list]:
+def _avgpool(node: QAvgPool, x, y, chip, region: dict, mem: dict, at: int, image_parts: list) -> tuple[int, list]:
     """Average pool: SUMPOOL + REQUANT with one fp32 scale s_in / (s_out * count) per distinct count."""
     from isa.quant import qrange
 
@@ -376,7 +401,7 @@ def _avgpool(node: QAvgPool, x, y, chip, region: dict, at: int, image_parts: lis
         table[3 * c * j + c:3 * c * j + 2 * c] = np.full(c, scale, np.float32).view(np.int32)
     lo, hi = qrange(y.dtype)
     config = {"a": x.dtype, "w": "s8", "o": y.dtype, "a_zp": x.zero_point, "o_zp": y.zero_point, "mode": "fp32",
-              "clamp_min": lo, "clamp_max": hi}
+              "clamp_min": lo, "clamp_max": hi, "a_mem": mem[x.name], "o_mem": mem[y.name]}
     pl = PoolLayer(node.name, h, wd, c, node.kernel[0], node.kernel[1], node.stride[0], node.stride[1], node.pads[0],
                    node.pads[1], oh, ow, node.dilation[0])
     # same quantization in and out: the mean of the integers, exactly, ties to even (padding
@@ -401,7 +426,7 @@ def _avgpool(node: QAvgPool, x, y, chip, region: dict, at: int, image_parts: lis
     return _align(param_addr + 12 * c * len(divisors)), body
 
 
-def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts: list) -> tuple[int, list]:
+def _table_copies(node, graph: QGraph, chip, region: dict, mem: dict, at: int, image_parts: list) -> tuple[int, list]:
     """Concat (each input copied, or requantized by a table, into its channel slice) or an
     elementwise table map, as strided DMA through the vector unit."""
     from .frontend import _lut
@@ -410,14 +435,14 @@ def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts:
     if isinstance(node, QLut) and node.table.ndim == 2:  # a table per channel: one channel column at a time
         x = graph.tensors[node.input]
         c = y.shape[1]
-        xbits, ybits = DTYPES[x.dtype][0], DTYPES[y.dtype][0]
+        xbits, ybits = DTYPES[mem[x.name]][0], DTYPES[mem[y.name]][0]
         if min(xbits, ybits) < 8:
             raise ModelError(node.name, node.op_type, "per-channel tables need 8-bit elements")
         pieces = []
         for k in range(c):
             image_parts.append((at, pack_bits(np.asarray(node.table[k], np.int64), 32)))
             pieces.append({"src": region[x.name] + k * xbits // 8, "dst": region[y.name] + k * ybits // 8,
-                           "src_type": x.dtype, "dst_type": y.dtype, "rows": int(np.prod(y.shape)) // c, "cols": 1,
+                           "src_type": mem[x.name], "dst_type": mem[y.name], "rows": int(np.prod(y.shape)) // c, "cols": 1,
                            "src_pitch": c, "dst_pitch": c, "table": at})
             at = _align(at + 1024)
         try:
@@ -428,7 +453,7 @@ def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts:
     total_c = y.shape[1]
     rows = int(np.prod(y.shape)) // total_c
     pieces, c0 = [], 0
-    ybits = DTYPES[y.dtype][0]
+    ybits = DTYPES[mem[y.name]][0]
     for t in srcs:
         ci = t.shape[1] if isinstance(node, QConcat) else total_c
         if isinstance(node, QLut):
@@ -446,8 +471,8 @@ def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts:
             addr = at
             image_parts.append((addr, pack_bits(np.asarray(table, np.int64), 32)))
             at = _align(at + 1024)
-        pieces.append({"src": region[t.name], "dst": region[y.name] + c0 * ybits // 8, "src_type": t.dtype,
-                       "dst_type": y.dtype, "rows": rows, "cols": ci, "src_pitch": ci, "dst_pitch": total_c,
+        pieces.append({"src": region[t.name], "dst": region[y.name] + c0 * ybits // 8, "src_type": mem[t.name],
+                       "dst_type": mem[y.name], "rows": rows, "cols": ci, "src_pitch": ci, "dst_pitch": total_c,
                        "table": addr})
         c0 += ci
     try:
@@ -456,7 +481,7 @@ def _table_copies(node, graph: QGraph, chip, region: dict, at: int, image_parts:
         raise ModelError(node.name, node.op_type, str(e)) from None
 
 
-def _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions, layers, prev_slots) -> int:
+def _depthwise(node, layer, x, y, w, chip, region, mem, at, image_parts, instructions, layers, prev_slots) -> int:
     """Lower a depthwise QConv; appends its instructions and layer entry; returns the new DRAM top."""
     w_bits = DTYPES[node.w_dtype][0]
     c, window = layer.in_c, layer.k_h * layer.k_w
@@ -465,7 +490,7 @@ def _depthwise(node, layer, x, y, w, chip, region, at, image_parts, instructions
     top = _align(param_addr + 12 * c)
     config = {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
               "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
-              "acc_bits": 32 if max(DTYPES[x.dtype][0], w_bits) <= 8 else 48}
+              "acc_bits": 32 if max(DTYPES[x.dtype][0], w_bits) <= 8 else 48, "a_mem": mem[x.name], "o_mem": mem[y.name]}
     try:
         body, chunks, cc = dwconv_program(layer, chip, config, x.zero_point, input_addr=region[x.name],
                                           weight_addr=weight_addr, param_addr=param_addr, output_addr=region[y.name])

@@ -94,6 +94,14 @@ DTYPE = {4: "s4", 8: "s8", 16: "s16"}
 STREAM_TOKENS = dict(pop_prev=1, pop_next=1, push_prev=1, push_next=1)
 
 
+def dram_types(config: dict) -> tuple[dict, str, str]:
+    """CONFIG fields without the DRAM element types ``a_mem`` / ``o_mem`` of the input and output
+    tensors, and those types (by default the operand types ``a`` / ``o``: a 4-bit tensor whose rows
+    would not end on a byte is stored in 8 bits, and the MAC array still reads 4-bit operands)."""
+    cfg = dict(config)
+    return cfg, cfg.pop("a_mem", cfg.get("a")), cfg.pop("o_mem", cfg.get("o"))
+
+
 def o_bits_of(config: Optional[dict], a_bits: int) -> int:
     return int(config["o"][1:]) if config and "o" in config else a_bits
 UDTYPE = {4: "u4", 8: "u8", 16: "u16"}
@@ -208,12 +216,13 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
     a_slot, w_slot, o_slot = t.tp * k_max, t.tn * k_max, t.tp * t.tn
     assert t.slots * a_slot <= words["INP"] and t.slots * w_slot <= words["WGT"] and o_slot <= words["ACC"]
     assert 2 * o_slot <= words["OUT"] and 6 * t.tn <= words["PRM"]
-    if o_bits_of(config, a_bits) == 4 and (layer.out_c % 2 or layer.out_stride % 2 or layer.out_c0 % 2):
-        raise ValueError(f"layer {layer.name}: 4-bit outputs need even channel counts and offsets (byte-addressed rows)")
-    cfg = {"a": a_type, "w": w_type, "o": o_type, "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48,
-           "clamp_min": 0, "clamp_max": (1 << a_bits) - 1, **(config or {})}
+    cfg, a_mem, o_mem = dram_types({"a": a_type, "w": w_type, "o": o_type,
+                                    "acc_bits": 32 if max(a_bits, w_bits) <= 8 else 48,
+                                    "clamp_min": 0, "clamp_max": (1 << a_bits) - 1, **(config or {})})
     a_type, w_type, o_type = cfg["a"], cfg["w"], cfg["o"]
-    o_bits = int(o_type[1:])
+    o_bits = int(o_mem[1:])
+    if o_bits == 4 and (layer.out_c % 2 or layer.out_stride % 2 or layer.out_c0 % 2):
+        raise ValueError(f"layer {layer.name}: 4-bit outputs need even channel counts and offsets (byte-addressed rows)")
     prog = [
         Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_stride, k_h=layer.k_h, k_w=layer.k_w,
                     stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
@@ -244,7 +253,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
                 slot = chunk_no % t.slots
                 chunk_no += 1
                 k = window * tc
-                prog.append(Instruction("LOADWIN", buf="INP", dtype=a_type, dram=input_addr, sram=slot * a_slot,
+                prog.append(Instruction("LOADWIN", buf="INP", dtype=a_mem, dram=input_addr, sram=slot * a_slot,
                                         pix0=p0, npix=tp, c0=layer.in_c0 + c0, nc=tc, pop_next=1))
                 st = streams.get((n0, c0)) if streams else None
                 fmt = dict(format=st.format, param=st.param, zero=st.zero) if st is not None else {}
@@ -256,7 +265,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
             out_no += 1
             prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=oslot * o_slot, prm=prm, m=tp, n=tn,
                                     pop_next=1, push_next=1))
-            prog.append(Instruction("STORE", buf="OUT", dtype=o_type,
+            prog.append(Instruction("STORE", buf="OUT", dtype=o_mem,
                                     dram=output_addr + (p0 * layer.out_stride + layer.out_c0 + n0) * o_bits // 8,
                                     sram=oslot * o_slot, x=tn, y=tp, y_stride=layer.out_stride, pop_prev=1,
                                     push_prev=1))
@@ -326,7 +335,8 @@ def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config:
     [C] and shift[C] = 0; CONFIG's a_zp makes SUMPOOL sum (x - z_in).
     """
     words = chip.buffer_words()
-    a_bits = int(config["a"][1:])
+    config, a_mem, o_mem = dram_types(config)
+    a_bits = int(a_mem[1:])
 
     chunk = max(1, min(1023, pixels, words["INP"] // (2 * channels)))
     if channels > 4096 or 2 * channels > words["INP"] or 3 * channels > words["PRM"]:
@@ -339,12 +349,12 @@ def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config:
     for i, p0 in enumerate(range(0, pixels, chunk)):
         r = min(chunk, pixels - p0)
         slot = i % 2
-        prog.append(Instruction("LOAD", buf="INP", dtype=config["a"], dram=input_addr + p0 * channels * a_bits // 8,
+        prog.append(Instruction("LOAD", buf="INP", dtype=a_mem, dram=input_addr + p0 * channels * a_bits // 8,
                                 sram=slot * slot_words, x=channels, y=r, y_stride=channels, pop_next=1, push_next=1))
         prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * slot_words, acc=0, m=1, r=r, c=channels,
                                 accumulate=int(i > 0), pop_prev=1, push_prev=1))
     prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=0, prm=0, m=1, n=channels, pop_next=1, push_next=1))
-    prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr, sram=0, x=channels, y=1,
+    prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr, sram=0, x=channels, y=1,
                             y_stride=0, pop_prev=1, push_prev=1))
 
     return prog
@@ -357,7 +367,8 @@ def add_program(count: int, chip: ChipConfig, config: dict, *, a_addr: int, b_ad
     The 9-word add record is at ``param_addr``; a goes to INP, b to WGT, the sum to OUT.
     """
     words = chip.buffer_words()
-    bits = int(config["a"][1:])
+    config, a_mem, o_mem = dram_types(config)
+    bits = int(a_mem[1:])
     chunk = max(1, min(count, 16384, words["INP"] // 2, words["WGT"] // 2, words["OUT"] // 2))  # LOAD x: 14 bits
     if bits == 4 and chunk % 2:
         chunk -= 1
@@ -369,13 +380,13 @@ def add_program(count: int, chip: ChipConfig, config: dict, *, a_addr: int, b_ad
         n = min(chunk, count - e0)
         slot = (i % 2) * chunk
         off = e0 * bits // 8
-        prog.append(Instruction("LOAD", buf="INP", dtype=config["a"], dram=a_addr + off, sram=slot, x=n, y=1,
+        prog.append(Instruction("LOAD", buf="INP", dtype=a_mem, dram=a_addr + off, sram=slot, x=n, y=1,
                                 y_stride=0, pop_next=1))
-        prog.append(Instruction("LOAD", buf="WGT", dtype=config["a"], dram=b_addr + off, sram=slot, x=n, y=1,
+        prog.append(Instruction("LOAD", buf="WGT", dtype=a_mem, dram=b_addr + off, sram=slot, x=n, y=1,
                                 y_stride=0, push_next=1))
         prog.append(Instruction("VADD", a_buf="INP", a=slot, b_buf="WGT", b=slot, dst_buf="OUT", dst=slot, n=n, prm=0,
                                 **STREAM_TOKENS))
-        prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr + off, sram=slot, x=n, y=1,
+        prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr + off, sram=slot, x=n, y=1,
                                 y_stride=0, pop_prev=1, push_prev=1))
     return prog
 
@@ -393,7 +404,8 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
     window = layer.k_h * layer.k_w
     pixels = layer.out_h * layer.out_w
     c = layer.in_c
-    w_bits, o_bits = int(config["w"][1:]), int(config["o"][1:])
+    config, a_mem, o_mem = dram_types(config)
+    w_bits, o_bits = int(config["w"][1:]), int(o_mem[1:])
     cc = min(c, 4096, words["WGT"] // (2 * window), words["PRM"] // 6, words["INP"] // (2 * window))
     if cc < 1 or window > 1023:
         raise ValueError(f"layer {layer.name}: a {layer.k_h}x{layer.k_w} depthwise window does not fit the chip")
@@ -420,7 +432,7 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
             m = min(tp, pixels - p0)
             slot = step % 2
             step += 1
-            prog.append(Instruction("LOADWIN", buf="INP", dtype=config["a"], dram=input_addr, sram=slot * a_slot,
+            prog.append(Instruction("LOADWIN", buf="INP", dtype=a_mem, dram=input_addr, sram=slot * a_slot,
                                     pix0=p0, npix=m, c0=c0, nc=n, pop_next=1))
             prog.append(Instruction("LOADW", sram=slot * w_slot, dram=w_at, count=window * n, dtype=config["w"],
                                     push_next=1))
@@ -430,7 +442,7 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
             out_no += 1
             prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=oslot * o_slot, prm=prm, m=m, n=n,
                                     pop_next=1, push_next=1))
-            prog.append(Instruction("STORE", buf="OUT", dtype=config["o"],
+            prog.append(Instruction("STORE", buf="OUT", dtype=o_mem,
                                     dram=output_addr + (p0 * c + c0) * o_bits // 8, sram=oslot * o_slot, x=n, y=m,
                                     y_stride=c, pop_prev=1, push_prev=1))
 
@@ -461,7 +473,8 @@ def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: li
     window = layer.k_h * layer.k_w
     pixels = layer.out_h * layer.out_w
     n_tables = max(counts) + 1
-    o_bits = int(config["o"][1:])
+    config, a_mem, o_mem = dram_types(config)
+    o_bits = int(o_mem[1:])
     cc = min(layer.channels, 4096, words["INP"] // (2 * window),
              words["PRM"] // (6 * n_tables) if divide is None else 4096)
     if cc < 1 or window > 1023:
@@ -487,7 +500,7 @@ def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: li
             m = min(tp, pixels - p0)
             slot = step % 2
             step += 1
-            prog.append(Instruction("LOADWIN", buf="INP", dtype=config["a"], dram=input_addr, sram=slot * a_slot,
+            prog.append(Instruction("LOADWIN", buf="INP", dtype=a_mem, dram=input_addr, sram=slot * a_slot,
                                     pix0=p0, npix=m, c0=c0, nc=n, pop_next=1, push_next=1))
             if divide is None:
                 prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * a_slot, acc=0, m=m, r=window, c=n,
@@ -508,7 +521,7 @@ def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: li
                                             dst_buf="OUT", dst=slot * o_slot + q0 * n, m=rn, r=window, c=n,
                                             divisor=divide[0][j], even=1, pop_prev=first, pop_next=first,
                                             push_prev=last, push_next=last))
-            prog.append(Instruction("STORE", buf="OUT", dtype=config["o"], dram=output_addr + (p0 * c + c0) * o_bits // 8,
+            prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr + (p0 * c + c0) * o_bits // 8,
                                     sram=slot * o_slot, x=n, y=m, y_stride=c, pop_prev=1, push_prev=1))
     return prog, cc
 
