@@ -176,8 +176,8 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                     flat_from[node.output] = src.shape
             elif node.input in flat_from and len(dst.shape) == 2:
                 flat_from[node.output] = flat_from[node.input]
-            elif len(dst.shape) == 4 and (node.input in flat_from or spatial) and dst.shape != flat_from.get(node.input) \
-                    and not node.nhwc:
+            elif (node.input in flat_from or spatial) and dst.shape != src.shape \
+                    and dst.shape != flat_from.get(node.input) and not node.nhwc:
                 raise ModelError(node.name, node.op_type, f"reshaping {src.shape} to {dst.shape} changes the element "
                                                           "order of the chip's NHWC layout")
     views = {n.output for n in graph.nodes if isinstance(n, QReshape) and n.nhwc and len(graph.tensors[n.output].shape) == 4}

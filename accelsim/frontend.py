@@ -136,8 +136,8 @@ class _Importer:
             a = users[0]
             lo, hi = 0.0, np.inf
             if a.op_type == "Clip":
-                lo = float(self.inits[a.input[1]]) if len(a.input) > 1 and a.input[1] else -np.inf
-                hi = float(self.inits[a.input[2]]) if len(a.input) > 2 and a.input[2] else np.inf
+                lo = float(self.init(a, a.input[1], "min")) if len(a.input) > 1 and a.input[1] else -np.inf
+                hi = float(self.init(a, a.input[2], "max")) if len(a.input) > 2 and a.input[2] else np.inf
             act, out = (a.op_type, lo, hi), a.output[0]
         return out, act
 
@@ -160,10 +160,10 @@ def _import_graph(imp: _Importer) -> None:
     q_of_float: dict[str, str] = {}       # float tensor produced by an activation DQ -> QTensor name
     weights: dict[str, tuple] = {}        # float tensor produced by a weight DQ -> (ints, scale, zp)
     floats: dict[str, np.ndarray] = {}    # the same, dequantized (float32), for float parameters (BN)
-    quantized_at: dict[str, onnx.NodeProto] = {}  # float tensor -> the QuantizeLinear consuming it
+    quantized_at: dict[str, onnx.NodeProto] = {}  # float tensor -> the (first) QuantizeLinear consuming it
     for n in imp.model.graph.node:
         if n.op_type == "QuantizeLinear":
-            quantized_at[n.input[0]] = n
+            quantized_at.setdefault(n.input[0], n)
         if n.op_type == "DequantizeLinear" and n.input[0] in imp.inits:
             zp = imp.inits[n.input[2]] if len(n.input) > 2 and n.input[2] else np.zeros((), np.int8)
             weights[n.output[0]] = (imp.inits[n.input[0]], imp.init(n, n.input[1], "scale"), zp)
@@ -198,12 +198,25 @@ def _import_graph(imp: _Importer) -> None:
             continue
         if op == "QuantizeLinear":
             src = n.input[0]
-            if src in imp.shapes and src not in q_of_float and n.output[0] not in g.tensors:
+            if n.output[0] in g.tensors:  # registered by the node that produces ``src``
+                continue
+            first = quantized_at[src]
+            if first is n and src in imp.input_alias:
                 t = imp.add_tensor(n, n.output[0], imp.shapes[src], imp.init(n, n.input[1], "scale"),
                                    imp.init(n, n.input[2], "zero point"))
-                if src in imp.input_alias:
-                    g.inputs[imp.input_alias[src]] = t.name
-            continue
+                g.inputs[imp.input_alias[src]] = t.name
+                continue
+            if first is not n and first.output[0] in g.tensors:  # the same float tensor quantized again
+                prev = g.tensors[first.output[0]]
+                zp = np.asarray(imp.init(n, n.input[2], "zero point"))
+                again = (np.float32(np.asarray(imp.init(n, n.input[1], "scale")).reshape(())), int(zp.reshape(())),
+                         _dtype_name(zp, n.name, op))
+                if again != (prev.scale, prev.zero_point, prev.dtype):
+                    raise ModelError(n.name, op, f"quantizes {src!r} a second time with other parameters")
+                g.tensors[n.output[0]] = QTensor(n.output[0], prev.shape, prev.dtype, prev.scale, prev.zero_point)
+                g.nodes.append(QReshape(n.name or n.output[0], op, prev.name, n.output[0]))
+                continue
+            raise ModelError(n.name, op, f"quantizes {src!r}, which no node the chip runs produces")
         if op == "DequantizeLinear":
             if n.input[0] in imp.inits:
                 continue

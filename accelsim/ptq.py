@@ -113,13 +113,30 @@ def _range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------ graph passes
-def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Fold each BatchNormalization whose input is a Conv's only consumer into that Conv:
-    w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma / sqrt(var + eps) + beta."""
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose nodes all have unique names (ONNX allows none): unnamed or repeated ones get
+    ``<op_type>_<index>``."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    seen: set[str] = set()
+    for k, n in enumerate(m.graph.node):
+        if not n.name or n.name in seen:
+            base = n.name or n.op_type
+            n.name = f"{base}_{k}"
+            while n.name in seen:
+                n.name += "_"
+        seen.add(n.name)
+    return m
+
+
+def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold each BatchNormalization whose input is a Conv's only consumer (and not a graph output)
+    into that Conv: w' = w * gamma / sqrt(var + eps) per output channel,
+    b' = (b - mean) * gamma / sqrt(var + eps) + beta.  Any convolution rank."""
+    m = name_nodes(model)
     g = m.graph
     inits = {i.name: i for i in g.initializer}
+    graph_outputs = {o.name for o in g.output}
     users: dict[str, list] = {}
     for n in g.node:
         for i in n.input:
@@ -131,7 +148,8 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         conv = producer.get(bn.input[0])
         if conv is None or conv.op_type != "Conv" or len(users.get(bn.input[0], [])) != 1 \
-                or conv.input[1] not in inits or any(i not in inits for i in bn.input[1:5]):
+                or bn.input[0] in graph_outputs or conv.input[1] not in inits \
+                or any(i not in inits for i in bn.input[1:5]):
             continue
         eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
         gamma, beta, mean, var = (numpy_helper.to_array(inits[i]).astype(np.float64) for i in bn.input[1:5])
@@ -139,8 +157,9 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
         b = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64) if len(conv.input) > 2 and conv.input[2] \
             else np.zeros(w.shape[0])
         k = gamma / np.sqrt(var + eps)
-        w_name, b_name = conv.input[1] + "_bnfolded", conv.name + "_bias_bnfolded"
-        g.initializer.append(numpy_helper.from_array((w * k[:, None, None, None]).astype(np.float32), w_name))
+        w_name, b_name = conv.name + "_weight_bnfolded", conv.name + "_bias_bnfolded"  # node names are unique
+        g.initializer.append(numpy_helper.from_array((w * k.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32),
+                                                     w_name))
         g.initializer.append(numpy_helper.from_array(((b - mean) * k + beta).astype(np.float32), b_name))
         conv.input[1] = w_name
         if len(conv.input) > 2:
@@ -334,7 +353,7 @@ def quantize_model(model: onnx.ModelProto, calib: np.ndarray, config: Optional[Q
                    progress: bool = True) -> onnx.ModelProto:
     """The QDQ model of a float model, calibrated on ``calib`` (samples along the first axis)."""
     config = config or QuantConfig()
-    model = fold_batchnorm(model)
+    model = fold_batchnorm(name_nodes(model))
     widths = {config.weight_bits, config.activation_bits} | {b for d in config.layer_bits.values() for b in d.values()}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     need = 21 if any(container(b) != 8 for b in widths) else 13
@@ -477,6 +496,10 @@ def _quantize_layer(n: onnx.NodeProto, inits: dict, plan: dict[str, _Tensor], co
     if len(n.input) > 2 and n.input[2]:
         x = plan[_input_of(n)]
         b = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64)
+        n_out = q.shape[_weight_axis(n, q.ndim)]
+        if b.size not in (1, n_out):
+            raise ModelError(n.name, n.op_type, f"bias of shape {b.shape} does not broadcast over {n_out} outputs")
+        b = np.broadcast_to(b.ravel(), (n_out,)).copy()  # Gemm's C may be (1, N) or a scalar
         bscale = (np.float32(x.scale) * np.broadcast_to(scale, b.shape).astype(np.float32)).astype(np.float32)
         bq = np.clip(np.rint(b / bscale.astype(np.float64)), -(2 ** 31), 2 ** 31 - 1).astype(np.int32)
         bb = n.name + "__b"

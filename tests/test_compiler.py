@@ -696,3 +696,51 @@ def test_unfolded_batchnorm_bit_exact(tmp_path, fmt, name):
         x = rng.normal(0, 1, zoo.input_shape(model)).astype(np.float32)
         np.testing.assert_allclose(compiled.run({"input": x})[0]["output"], sess.run(None, {"input": x})[0],
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_a_tensor_quantized_twice_is_one_tensor(tmp_path):
+    """ONNX Runtime's DedicatedQDQPair gives each consumer of a tensor its own QuantizeLinear: the
+    second one is the same tensor (it used to be a tensor nobody wrote)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(0)
+    w = lambda name, *s: numpy_helper.from_array(rng.normal(0, .3, s).astype(np.float32), name)  # noqa: E731
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1] * 4, name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1] * 4, name="conv2"),
+             helper.make_node("Conv", ["r1", "w3"], ["c3"], pads=[1] * 4, name="conv3"),
+             helper.make_node("Add", ["c2", "c3"], ["output"], name="add")]
+    g = helper.make_graph(nodes, "d", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [w("w1", 4, 3, 3, 3), w("w2", 4, 4, 3, 3), w("w3", 4, 4, 3, 3)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    onnx.save(m, tmp_path / "f.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+                    extra_options={"DedicatedQDQPair": True})
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" and n.input[0] == "r1" for n in q.graph.node) == 2
+    assert_bit_exact(q, compile_graph(import_model(q)), (1, 3, 8, 8), 2, 3)
+
+
+def test_reshapes_that_reorder_nhwc_data_are_refused():
+    """A spatial tensor reshaped to any rank but a 2-D flatten (or back) would change element order."""
+    from accelsim.ir import QGraph, QReshape, QTensor
+
+    g = QGraph()
+    g.tensors["x"] = QTensor("x", (1, 4, 3, 3), "u8", np.float32(0.1), 3)
+    g.tensors["y"] = QTensor("y", (1, 4, 9), "u8", np.float32(0.1), 3)
+    g.nodes.append(QReshape("reshape", "Reshape", "x", "y"))
+    g.inputs, g.outputs, g.graph_outputs = {"input": "x"}, {"output": "y"}, ["output"]
+    with pytest.raises(ModelError, match="element order") as e:
+        compile_graph(g)
+    assert e.value.node == "reshape"

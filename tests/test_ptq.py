@@ -245,3 +245,78 @@ def test_4_bit_models_with_odd_channels_equal_the_exact_reference(name):
     for s in _calib(model, 2, seed=4):
         np.testing.assert_array_equal(compiled.run({"input": s[None]})[0]["output"],
                                       run_reference(graph, {"input": s[None]})["output"])
+
+
+# ------------------------------------------------------------------------------ review regressions
+def _bn(i: str, o: str, c: int, p: str, rng):
+    from onnx import helper
+
+    inits = [numpy_helper.from_array(v.astype(np.float32), p + k) for k, v in
+             (("g", rng.uniform(.5, 2, c)), ("b", rng.normal(0, 1, c)), ("m", rng.normal(0, 1, c)),
+              ("v", rng.uniform(.5, 2, c)))]
+    return helper.make_node("BatchNormalization", [i, p + "g", p + "b", p + "m", p + "v"], [o]), inits
+
+
+def _model(nodes, inits, in_shape, out_shape, extra_outputs=()):
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, out_shape)
+                           for o in ("output",) + tuple(extra_outputs)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("case", ["unnamed", "shared_weight", "conv1d", "conv3d", "graph_output"])
+def test_fold_batchnorm_any_conv(case):
+    """BN folding keeps the function for unnamed nodes, a weight shared by two convs, 1-D and 3-D
+    convs (the scale multiplies the output-channel axis), and leaves a BN alone when the conv's
+    own output is a graph output."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    w = lambda name, *s: numpy_helper.from_array(rng.normal(0, .3, s).astype(np.float32), name)  # noqa: E731
+    if case in ("unnamed", "shared_weight"):
+        n1, i1 = _bn("c1", "b1", 4, "bn1_", rng)
+        n2, i2 = _bn("c2", "output", 4, "bn2_", rng)
+        names = ("", "") if case == "unnamed" else ("conv1", "conv2")
+        ws = ("w1", "w2") if case == "unnamed" else ("w", "w")
+        inits = [w("w1", 4, 4, 3, 3), w("w2", 4, 4, 3, 3)] if case == "unnamed" else [w("w", 4, 4, 3, 3)]
+        m = _model([helper.make_node("Conv", ["input", ws[0]], ["c1"], pads=[1] * 4, name=names[0]), n1,
+                    helper.make_node("Conv", ["b1", ws[1]], ["c2"], pads=[1] * 4, name=names[1]), n2],
+                   inits + i1 + i2, [1, 4, 8, 8], [1, 4, 8, 8])
+        shape = (1, 4, 8, 8)
+    else:
+        dims = {"conv1d": (16,), "conv3d": (5, 5, 5), "graph_output": (8, 8)}[case]
+        n1, i1 = _bn("c1", "output", 4, "bn1_", rng)
+        m = _model([helper.make_node("Conv", ["input", "w"], ["c1"], pads=[1] * (2 * len(dims)), name="conv1"), n1],
+                   [w("w", 4, 4, *([3] * len(dims)))] + i1, [1, 4, *dims], [1, 4, *dims],
+                   extra_outputs=("c1",) if case == "graph_output" else ())
+        shape = (1, 4, *dims)
+    folded = fold_batchnorm(m)
+    onnx.checker.check_model(folded)
+    assert any(n.op_type == "BatchNormalization" for n in folded.graph.node) == (case == "graph_output")
+    x = rng.normal(0, 1, shape).astype(np.float32)
+    for a, b in zip(_float_session(m).run(None, {"input": x}), _float_session(folded).run(None, {"input": x})):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias_shape", [(5,), (1, 5), ()])
+def test_unnamed_nodes_and_gemm_bias_shapes(bias_shape):
+    """Unnamed nodes get names; a Gemm bias C of shape (N,), (1, N) or () becomes a 1-D int32 bias."""
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(0, .3, (5, 8)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, .3, bias_shape).astype(np.float32), "b")]
+    m = _model([helper.make_node("Gemm", ["input", "w", "b"], ["g"], transB=1),
+                helper.make_node("Relu", ["g"], ["output"])], inits, [1, 8], [1, 5])
+    q = quantize_model(m, rng.normal(0, 1, (16, 8)).astype(np.float32), QuantConfig(reduce_range=True), progress=False)
+    dq = next(n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.output[0].endswith("__b"))
+    scale = next(numpy_helper.to_array(i) for i in q.graph.initializer if i.name == dq.input[1])
+    assert scale.shape == (5,)
+    compiled = compile_graph(import_model(q))
+    sess = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.normal(0, 1, (1, 8)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.run({"input": x})[0]["output"], sess.run(None, {"input": x})[0])
