@@ -73,9 +73,11 @@ def unpack_row(dram, addr, e0, count, bits, signed, mem, at, word_bits):
 @njit(cache=True, boundscheck=False)
 def pack_row(mem, at, count, dram, addr, e0, bits):
     """Write the low ``bits`` of mem[at + j] as element (e0 + j) at byte ``addr`` (nibbles RMW)."""
-    if bits == 8:
+    if bits == 8:  # through slices and a range: no index wraparound, so LLVM vectorizes (vpmovqb)
+        src = mem[at:at + count]
+        dst = dram[addr + e0:addr + e0 + count]
         for j in range(count):
-            dram[addr + e0 + j] = np.uint8(mem[at + j] & 0xFF)
+            dst[j] = np.uint8(src[j] & 0xFF)
     elif bits == 4:
         for j in range(count):
             e = e0 + j

@@ -48,6 +48,7 @@ def _compile_all() -> dict:
     rq._requant_fixed(mem, 0, 100, 4, 8, bias, bias + (1 << 30), bias - 3, 32, 0, -128, 127, -128, 127,
                       False, False)
     dma.unpack_row(dram, 0, 0, 64, 8, True, mem, 0, 32)
+    dma.pack_row(mem, 0, 64, dram, 0, 0, 8)
     wt.loadw(dram, mem, 0, 0, 64, 3, 8, True, 2, 0)
     vec._window_reduce(mem, 0, 2, 3, 16, 0, 0)
     return {
@@ -58,6 +59,7 @@ def _compile_all() -> dict:
         "requant_fp32": rq._requant_fp32,
         "requant_fixed": rq._requant_fixed,
         "unpack_row": dma.unpack_row,
+        "pack_row": dma.pack_row,
         "loadw_decompress": wt.loadw,
         "pool_window_reduce": vec._window_reduce,
     }

@@ -34,6 +34,7 @@ REQUIRED = {
     "requant_fp32": ([r"fmul <(\d+) x float>", r"fptosi <(\d+) x float>"], r"^vmulps [xyz]mm"),
     "requant_fixed": ([r"mul <(\d+) x i64>", r"ashr <(\d+) x i64>"], r"^(vpmuldq|vpmullq|vpmuludq) [yz]mm"),
     "unpack_row": ([r"[sz]ext <(\d+) x i8>"], r"^vpmov[sz]xb[dwq] [yz]mm"),
+    "pack_row": ([r"trunc <(\d+) x i64>"], r"^(vpmovqb|vpshufb|vpackusdw|vpackuswb|vpermq|vpermd) [xyz]mm"),
     "loadw_decompress": ([r"zext <(\d+) x i8>"], r"^vpmov[sz]xb[dwq] [yz]mm"),
     "pool_window_reduce": ([r"add <(\d+) x i64>"], r"^vpaddq [yz]mm"),
 }
