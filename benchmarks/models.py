@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["resnet18", "mobilenetv2"])
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=10, help="best of this many runs (default 10; this VM is noisy)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
     records = [bench(m, args.size, args.reps) for m in args.models]
