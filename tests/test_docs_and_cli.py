@@ -78,3 +78,14 @@ def test_cli_sim_runs_the_bundled_example(capsys):
     assert cli.main(["sim"]) == 0
     out = capsys.readouterr().out
     assert "bundled example conv3x3.s" in out and "MACs              8x8: 18,432" in out
+
+
+def test_readme_python_example_runs(capsys):
+    """The README's Python example runs as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the project's own README
+    assert "conv1" in capsys.readouterr().out
