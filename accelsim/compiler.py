@@ -429,7 +429,7 @@ def _avgpool(node: QAvgPool, x, y, chip, region: dict, mem: dict, at: int, image
 def _table_copies(node, graph: QGraph, chip, region: dict, mem: dict, at: int, image_parts: list) -> tuple[int, list]:
     """Concat (each input copied, or requantized by a table, into its channel slice) or an
     elementwise table map, as strided DMA through the vector unit."""
-    from .frontend import _lut
+    from .frontend import lut_table
 
     y = graph.tensors[node.output]
     if isinstance(node, QLut) and node.table.ndim == 2:  # a table per channel: one channel column at a time
@@ -461,7 +461,7 @@ def _table_copies(node, graph: QGraph, chip, region: dict, mem: dict, at: int, i
         elif (t.scale, t.zero_point, t.dtype) == (y.scale, y.zero_point, y.dtype) and node.clamp is None:
             table = None
         else:
-            table = _lut(t, y, lambda v: v)
+            table = lut_table(t, y, lambda v: v)
             if node.clamp is not None:  # a fused Relu / Clip: clamp the table
                 table = np.clip(table, *node.clamp)
         if ybits == 4 and (c0 % 2 or total_c % 2):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -20,7 +20,7 @@ import onnx
 from .compiler import CompiledModel, compile_graph, layer_table
 from .config import ChipConfig
 from .frontend import import_model
-from .ptq import QuantConfig, quantize_model
+from .ptq import QuantConfig, float_runner, quantize_model
 from .report import format_layers, layer_total
 from .simulator import Simulator
 
@@ -36,17 +36,8 @@ def bundled() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 
 def float_logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     """Float inference over samples (ONNX Runtime if installed, else onnx's reference evaluator)."""
-    try:
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        run: Callable = lambda s: sess.run(None, {"input": s})[0]  # noqa: E731
-    except ImportError:
-        from onnx.reference import ReferenceEvaluator
-
-        ref = ReferenceEvaluator(model)
-        run = lambda s: ref.run(None, {"input": s})[0]  # noqa: E731
-    return np.concatenate([run(s[None]) for s in x])
+    run = float_runner(model, [model.graph.output[0].name])
+    return np.concatenate([run({model.graph.input[0].name: s[None]})[0] for s in x])
 
 
 def chip_logits(compiled: CompiledModel, x: np.ndarray, sim: Optional[Simulator] = None):

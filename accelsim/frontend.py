@@ -102,6 +102,10 @@ class _Importer:
             return True
         return False
 
+    def qparams(self, qn: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray]:
+        """Scale and zero point of a QuantizeLinear (or QLinear node's output) from its inputs 1, 2."""
+        return self.init(qn, qn.input[1], "scale"), self.init(qn, qn.input[2], "zero point")
+
     def init(self, node: onnx.NodeProto, name: str, what: str) -> np.ndarray:
         if name not in self.inits:
             raise ModelError(node.name, node.op_type, f"{what} {name!r} is not an initializer (missing or computed)")
@@ -176,15 +180,23 @@ def _import_graph(imp: _Importer) -> None:
                 s, z = s.reshape(shape), z.reshape(shape)
             floats[n.output[0]] = (q - z).astype(np.float32) * s  # ONNX Runtime's DequantizeLinear
 
-    def quantized_io(n: onnx.NodeProto, out: Optional[str] = None) -> tuple[QTensor, onnx.NodeProto]:
-        """The quantized tensor behind a node's first input and the QuantizeLinear of its output."""
-        x = n.input[0]
-        if x not in q_of_float:
-            raise ModelError(n.name, n.op_type, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+    def quantized_inputs(n: onnx.NodeProto, names) -> list[QTensor]:
+        """The quantized tensors behind float inputs ``names`` (each after a DequantizeLinear)."""
+        for x in names:
+            if x not in q_of_float:
+                raise ModelError(n.name, n.op_type, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+        return [g.tensors[q_of_float[x]] for x in names]
+
+    def output_q(n: onnx.NodeProto, out: Optional[str] = None) -> onnx.NodeProto:
+        """The QuantizeLinear of a node's output (or of ``out``, after a fused activation)."""
         qn = quantized_at.get(out or n.output[0])
         if qn is None:
             raise ModelError(n.name, n.op_type, f"output {out or n.output[0]!r} is not followed by a QuantizeLinear")
-        return g.tensors[q_of_float[x]], qn
+        return qn
+
+    def quantized_io(n: onnx.NodeProto, out: Optional[str] = None) -> tuple[QTensor, onnx.NodeProto]:
+        """The quantized tensor behind a node's first input and the QuantizeLinear of its output."""
+        return quantized_inputs(n, n.input[:1])[0], output_q(n, out)
 
     consumed: set[int] = set()  # nodes already imported with the node before them
     for n in imp.model.graph.node:
@@ -233,7 +245,7 @@ def _import_graph(imp: _Importer) -> None:
                 reshape = users[0] if (n.output[0] not in quantized_at and len(users) == 1
                                        and users[0].op_type in ("Flatten", "Reshape")) else None
                 src, qn = quantized_io(n, reshape.output[0] if reshape is not None else None)
-                ys, yz = imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point")
+                ys, yz = imp.qparams(qn)
                 if reshape is None:
                     _add_lut(imp, n, src, qn, qn.output[0], ys, yz, _activation_fn(n, imp))
                 else:  # activation -> Flatten/Reshape -> Q: the table, then the reshape
@@ -260,30 +272,24 @@ def _import_graph(imp: _Importer) -> None:
                 params.append(v if v is not None else np.asarray(imp.init(n, name, what), np.float32))
             out, act = imp.activation_after(n, n.output[0])
             src, qn = quantized_io(n, out)
-            _batchnorm(imp, n, src, qn, qn.output[0], imp.init(qn, qn.input[1], "scale"),
-                       imp.init(qn, qn.input[2], "zero point"), params, act)
+            _batchnorm(imp, n, src, qn, qn.output[0], *imp.qparams(qn), params, act)
             imp.shapes[out] = src.shape
             continue
         if op == "AveragePool":
             src, qn = quantized_io(n)
-            _avgpool(imp, n, src, qn, qn.output[0], imp.init(qn, qn.input[1], "scale"),
-                     imp.init(qn, qn.input[2], "zero point"))
+            _avgpool(imp, n, src, qn, qn.output[0], *imp.qparams(qn))
             imp.shapes[n.output[0]] = g.tensors[qn.output[0]].shape
             continue
         if op == "Concat":
-            for x in n.input:
-                if x not in q_of_float:
-                    raise ModelError(n.name, op, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+            srcs = quantized_inputs(n, n.input)
             out, act = imp.activation_after(n, n.output[0])
-            _, qn = quantized_io(n, out)
-            _concat(imp, n, [g.tensors[q_of_float[x]] for x in n.input], qn, qn.output[0],
-                    imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"), act)
+            qn = output_q(n, out)
+            _concat(imp, n, srcs, qn, qn.output[0],
+                    *imp.qparams(qn), act)
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
         if op in _LAYER_OPS:
-            x = n.input[0]
-            if x not in q_of_float:
-                raise ModelError(n.name, op, f"input {x!r} is not quantized (no DequantizeLinear before it)")
+            (x,) = quantized_inputs(n, n.input[:1])
             wname = n.input[1]
             if wname not in weights:
                 raise ModelError(n.name, op, f"weight {wname!r} is not a quantized initializer (missing scale?)")
@@ -294,23 +300,16 @@ def _import_graph(imp: _Importer) -> None:
                     raise ModelError(n.name, op, f"bias {n.input[2]!r} is not a quantized initializer")
                 bias = weights[n.input[2]][0]
             out, act = imp.activation_after(n, n.output[0])
-            qn = quantized_at.get(out)
-            if qn is None:
-                raise ModelError(n.name, op, f"output {out!r} is not followed by a QuantizeLinear")
-            _add_layer(imp, n, q_of_float[x], w, ws, wz, bias, qn.output[0], imp.init(qn, qn.input[1], "scale"),
-                       imp.init(qn, qn.input[2], "zero point"), act, out)
+            qn = output_q(n, out)
+            _add_layer(imp, n, x.name, w, ws, wz, bias, qn.output[0], *imp.qparams(qn), act, out)
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
         if op == "Add":
-            for x in n.input:
-                if x not in q_of_float:
-                    raise ModelError(n.name, op, f"input {x!r} is not quantized (adding a constant is not supported)")
+            a, b = quantized_inputs(n, n.input)  # (a constant addend has no DequantizeLinear of an activation)
             out, act = imp.activation_after(n, n.output[0])
-            qn = quantized_at.get(out)
-            if qn is None:
-                raise ModelError(n.name, op, f"output {out!r} is not followed by a QuantizeLinear")
-            _add(imp, n, g.tensors[q_of_float[n.input[0]]], g.tensors[q_of_float[n.input[1]]], qn.output[0],
-                 imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"), act)
+            qn = output_q(n, out)
+            _add(imp, n, a, b, qn.output[0],
+                 *imp.qparams(qn), act)
             imp.shapes[out] = g.tensors[qn.output[0]].shape
             continue
         if op == "GlobalAveragePool":
@@ -319,14 +318,14 @@ def _import_graph(imp: _Importer) -> None:
             if len(src.shape) != 4:
                 raise ModelError(n.name, op, f"expects an NCHW input, got shape {src.shape}")
             t = imp.add_tensor(qn, qn.output[0], (src.shape[0], src.shape[1], 1, 1),
-                               imp.init(qn, qn.input[1], "scale"), imp.init(qn, qn.input[2], "zero point"))
+                               *imp.qparams(qn))
             g.nodes.append(QGlobalAvgPool(n.name, op, src.name, t.name, imp.clamp_for(t, act)))
             imp.shapes[out] = t.shape
             continue
         if op == "MaxPool":
             src, qn = quantized_io(n)
-            qs = np.float32(np.asarray(imp.init(qn, qn.input[1], "scale")).reshape(()))
-            qz = np.asarray(imp.init(qn, qn.input[2], "zero point"))
+            qs, qz = imp.qparams(qn)
+            qs, qz = np.float32(np.asarray(qs).reshape(())), np.asarray(qz)
             if (qs, int(qz.reshape(())), _dtype_name(qz, qn.name, qn.op_type)) == (src.scale, src.zero_point, src.dtype):
                 _maxpool(imp, n, src, qn.output[0])
             else:  # max commutes with the monotone DequantizeLinear: pool, then requantize by a table
@@ -338,8 +337,7 @@ def _import_graph(imp: _Importer) -> None:
         if op in ("Flatten", "Reshape", "Transpose"):
             src, qn = quantized_io(n)
             shape = _layout_shape(imp, n, src)
-            t = imp.add_tensor(qn, qn.output[0], shape, imp.init(qn, qn.input[1], "scale"),
-                               imp.init(qn, qn.input[2], "zero point"))
+            t = imp.add_tensor(qn, qn.output[0], shape, *imp.qparams(qn))
             if (t.scale, t.zero_point, t.dtype) != (src.scale, src.zero_point, src.dtype):
                 raise ModelError(n.name, op, f"requantizing through a {op} is not supported")
             g.nodes.append(QReshape(n.name, op, src.name, t.name, nhwc=op == "Transpose" or src.name in imp.nhwc_views))
@@ -390,11 +388,11 @@ def _avgpool(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: 
     y = imp.add_tensor(out_node, y_name, shape, y_scale, y_zp)
     if DTYPES_BITS[y.dtype] > 8 or DTYPES_BITS[src.dtype] > 8:
         raise ModelError(n.name, n.op_type, "average pooling of 16-bit tensors is not supported")
-    imp.graph.nodes.append(QAvgPool(n.name, n.op_type, src.name, y.name, k, st, pads,
-                                    bool(_attrs(n).get("count_include_pad", 0)), dil))
+    imp.graph.nodes.append(QAvgPool(n.name, n.op_type, src.name, y.name, k, st, pads, dil,
+                                    count_include_pad=bool(_attrs(n).get("count_include_pad", 0))))
 
 
-def _lut(src: QTensor, dst: QTensor, fn) -> np.ndarray:
+def lut_table(src: QTensor, dst: QTensor, fn) -> np.ndarray:
     """The table Q(fn(DQ(x))) over the 256 codes of an 8-bit element (ONNX Runtime's float rule:
     DQ = float32(x - z) * s; Q divides, rounds half to even and saturates)."""
     from isa.quant import quantize
@@ -428,7 +426,7 @@ def _add_lut(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: 
     y = imp.add_tensor(out_node, y_name, src.shape, y_scale, y_zp)
     if DTYPES_BITS[y.dtype] > 8:
         raise ModelError(n.name, n.op_type, f"output type {y.dtype}: the lookup table yields at most 8 bits")
-    imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, _lut(src, y, fn)))
+    imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, lut_table(src, y, fn)))
 
 
 def _batchnorm(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name: str, y_scale, y_zp, params,
@@ -461,7 +459,7 @@ def _batchnorm(imp: _Importer, n: onnx.NodeProto, src: QTensor, out_node, y_name
         (np.float32(act[1]), np.float32(act[2]))
     if act is None:
         lo = np.float32(-np.inf)
-    tables = np.stack([_lut(src, y, lambda x, k=k: np.minimum(np.maximum(x * new_scale[k] + new_bias[k], lo), hi))
+    tables = np.stack([lut_table(src, y, lambda x, k=k: np.minimum(np.maximum(x * new_scale[k] + new_bias[k], lo), hi))
                        for k in range(c)])
     imp.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, tables))
 

@@ -56,8 +56,8 @@ class QConv:
 
 
 @dataclass
-class QMaxPool:
-    """Max pooling of a quantized tensor (same scale and zero point in and out)."""
+class PoolWindow:
+    """The window geometry of a 2-D pool."""
 
     name: str
     op_type: str
@@ -65,8 +65,13 @@ class QMaxPool:
     output: str
     kernel: tuple[int, int]
     stride: tuple[int, int]
-    pads: tuple[int, int, int, int]
+    pads: tuple[int, int, int, int]   # top, left, bottom, right
     dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass
+class QMaxPool(PoolWindow):
+    """Max pooling of a quantized tensor (same scale and zero point in and out)."""
 
 
 @dataclass
@@ -97,20 +102,13 @@ class QAdd:
 
 
 @dataclass
-class QAvgPool:
-    """Average pooling: y = sat(rint(float32(S) * float32(s_in / (s_out * count))) + z_out), S the exact
-    integer sum of (x - z_in) over the window (padding adds 0); ``count`` = kernel size, or the
-    taps inside the input when count_include_pad = 0."""
+class QAvgPool(PoolWindow):
+    """Average pooling over a window (``count`` = kernel size, or the taps inside the input when
+    count_include_pad = 0).  Same quantization in and out: the exact integer mean, ties to even;
+    otherwise y = sat(rint(float32(S) * float32(s_in / (s_out * count))) + z_out), S the exact sum
+    of (x - z_in) (docs/numerics.md, section 4)."""
 
-    name: str
-    op_type: str
-    input: str
-    output: str
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int]
     count_include_pad: bool = False
-    dilation: tuple[int, int] = (1, 1)
 
 
 @dataclass

@@ -236,7 +236,7 @@ def _plan(model: onnx.ModelProto, config: QuantConfig) -> tuple[dict[str, _Tenso
 
 
 # ------------------------------------------------------------------------------------------ calibration
-def _runner(model: onnx.ModelProto, outputs: list[str]) -> Callable[[dict], list[np.ndarray]]:
+def float_runner(model: onnx.ModelProto, outputs: list[str]) -> Callable[[dict], list[np.ndarray]]:
     """Run the float model returning ``outputs``: ONNX Runtime if installed, else onnx's reference."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -272,7 +272,7 @@ def _batches(model: onnx.ModelProto, calib: np.ndarray, batch_size: int) -> Iter
 def calibrate(model: onnx.ModelProto, calib: np.ndarray, tensors: list[str], config: QuantConfig,
               progress: bool = True) -> dict[str, TensorStats]:
     """Statistics of ``tensors`` over the calibration samples (two passes for histogram methods)."""
-    run = _runner(model, tensors)
+    run = float_runner(model, tensors)
     name = model.graph.input[0].name
     stats = {t: TensorStats() for t in tensors}
     passes = 2 if config.calibrator in ("percentile", "entropy", "mse") else 1
@@ -419,25 +419,19 @@ def _write_qdq(model: onnx.ModelProto, plan: dict[str, _Tensor], fused: dict[str
             if o == name:
                 n.output[k] = name + "__f"
 
-    # graph inputs: the model reads the input, quantized at once
-    for name in list(plan):
-        if name in graph_inputs:
-            t = plan[name]
-            qs = qdq(t)
-            qs[0].input[0] = name
-            if t.clip is not None:
-                qs[1].input[0] = qs[0].output[0]
-            nodes += qs
-            # consumers read the dequantized tensor under a new name
-            for n in g.node:
-                for k, i in enumerate(n.input):
-                    if i == name:
-                        n.input[k] = name + "__dq"
-            nodes[-1].output[0] = name + "__dq"
+    # graph inputs keep their names: the Q/DQ pair reads the input, consumers read ``name__dq``
+    input_dq = {}
+    for name in [p for p in plan if p in graph_inputs]:
+        qs = qdq(plan[name])
+        qs[0].input[0] = name
+        qs[-1].output[0] = input_dq[name] = name + "__dq"
+        nodes += qs
     for n in g.node:
         n = _copy(n)
         if n.op_type in LAYER_OPS:  # DequantizeLinear of the integer weight and bias, just before
-            nodes += _quantize_layer(n, inits, plan, config, new_inits)
+            nodes += _quantize_layer(n, inits, plan[n.input[0]], config, new_inits)
+        for k, i in enumerate(n.input):
+            n.input[k] = input_dq.get(i, i)
         out = None
         if n.name in act_nodes:  # a fused activation: its output is the layer's quantized tensor
             out = n.output[0]
@@ -476,10 +470,10 @@ def _copy(n: onnx.NodeProto) -> onnx.NodeProto:
     return c
 
 
-def _quantize_layer(n: onnx.NodeProto, inits: dict, plan: dict[str, _Tensor], config: QuantConfig,
+def _quantize_layer(n: onnx.NodeProto, inits: dict, x: _Tensor, config: QuantConfig,
                     new_inits: list) -> list[onnx.NodeProto]:
-    """Replace a layer's float weight and bias by DequantizeLinear of integer initializers (appended
-    to ``new_inits``); returns those DequantizeLinear nodes."""
+    """Replace a layer's float weight and bias (scale s_x * s_w, ``x`` its quantized input) by
+    DequantizeLinear of integer initializers (appended to ``new_inits``); returns those nodes."""
     w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
     bits = config.weight_bits_of(n.name)
     axis = _weight_axis(n, w.ndim) if config.per_channel else None
@@ -494,7 +488,6 @@ def _quantize_layer(n: onnx.NodeProto, inits: dict, plan: dict[str, _Tensor], co
     n.input[1] = base
     pre = [deq]
     if len(n.input) > 2 and n.input[2]:
-        x = plan[_input_of(n)]
         b = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64)
         n_out = q.shape[_weight_axis(n, q.ndim)]
         if b.size not in (1, n_out):
@@ -509,9 +502,3 @@ def _quantize_layer(n: onnx.NodeProto, inits: dict, plan: dict[str, _Tensor], co
                                     axis=0))
         n.input[2] = bb
     return pre
-
-
-def _input_of(n: onnx.NodeProto) -> str:
-    """The (dequantized) activation a layer reads: the name before the graph-input renaming."""
-    x = n.input[0]
-    return x[:-4] if x.endswith("__dq") else x

@@ -53,8 +53,17 @@ def assert_bit_exact(q: onnx.ModelProto, compiled, shape, seed: int, runs: int, 
         np.testing.assert_array_equal(out["output"], sess.run(None, {"input": x})[0])
 
 
+def lsb_differences(out: np.ndarray, ref: np.ndarray, scale) -> int:
+    """How many outputs differ (in units of the output scale); none may differ by more than 1."""
+    d = np.abs(np.rint((out - ref) / np.float32(scale)))
+    assert d.max() <= 1, f"outputs differ by up to {d.max()} LSB"
+    return int((d > 0).sum())
+
+
 def quantized(tmp_path, model, fmt: str, per_channel: bool, seed: int = 0, activation: str = "QUInt8",
-              weight: str = "QInt8", reduce_range: bool = True) -> onnx.ModelProto:
+              weight: str = "QInt8", reduce_range: bool = True, **options) -> onnx.ModelProto:
+    """The model quantized by onnxruntime's quantize_static on 16 random inputs; ``options`` go to
+    quantize_static (e.g. extra_options, op_types_to_quantize)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(seed)
@@ -72,7 +81,7 @@ def quantized(tmp_path, model, fmt: str, per_channel: bool, seed: int = 0, activ
     onnx.save(model, src)
     quantize_static(str(src), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=per_channel,
                     reduce_range=reduce_range, activation_type=getattr(QuantType, activation),
-                    weight_type=getattr(QuantType, weight))
+                    weight_type=getattr(QuantType, weight), **options)
     return onnx.load(str(dst))
 
 
@@ -457,11 +466,8 @@ def test_average_pool_rule_and_onnxruntime(k, s, pads, include_pad):
             qx = quantize(x, np.float32(0.05), 120, "u8")
             expect = avgpool_reference(qx, k, s, pads, include_pad, 0.05, 120, s_out, z_out)
             np.testing.assert_array_equal(np.rint(out / np.float32(s_out)).astype(np.int64) + z_out, expect)
-            ref = sess.run(None, {"input": x})[0]
-            d = np.abs(np.rint((out - ref) / np.float32(s_out)))
-            assert d.max() <= 1
-            diffs += int((d > 0).sum())
-            total += d.size
+            diffs += lsb_differences(out, sess.run(None, {"input": x})[0], s_out)
+            total += out.size
         assert diffs <= 0.02 * total, f"{diffs} of {total} outputs differ from ONNX Runtime"
 
 
@@ -518,9 +524,8 @@ def test_asym_pad_model_within_one_lsb(tmp_path, fmt):
     diffs = total = 0
     for _ in range(4):
         x = rng.normal(0, 1, zoo.input_shape(model)).astype(np.float32)
-        d = np.abs(np.rint((compiled.run({"input": x})[0]["output"] - sess.run(None, {"input": x})[0]) / s_out))
-        assert d.max() <= 1
-        diffs, total = diffs + int((d > 0).sum()), total + d.size
+        ref = sess.run(None, {"input": x})[0]
+        diffs, total = diffs + lsb_differences(compiled.run({"input": x})[0]["output"], ref, s_out), total + ref.size
     assert diffs <= 0.02 * total
 
 
@@ -664,9 +669,7 @@ def test_int4_and_16_bit_layers_exact_and_within_one_lsb_of_onnxruntime(tmp_path
         x = rng.normal(0, 1, (1, cin, 12, 12)).astype(np.float32)
         out = compiled.run({"input": x})[0]["output"]
         np.testing.assert_array_equal(out, exact_conv_reference(graph, x))
-        d = np.abs(np.rint((out - sess.run(None, {"input": x})[0]) / s_out))
-        assert d.max() <= 1
-        diffs, total = diffs + int((d > 0).sum()), total + d.size
+        diffs, total = diffs + lsb_differences(out, sess.run(None, {"input": x})[0], s_out), total + out.size
     assert diffs <= 0.005 * total, f"{diffs} of {total} outputs differ from ONNX Runtime"
 
 
@@ -701,8 +704,6 @@ def test_unfolded_batchnorm_bit_exact(tmp_path, fmt, name):
 def test_a_tensor_quantized_twice_is_one_tensor(tmp_path):
     """ONNX Runtime's DedicatedQDQPair gives each consumer of a tensor its own QuantizeLinear: the
     second one is the same tensor (it used to be a tensor nobody wrote)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
     rng = np.random.default_rng(0)
     w = lambda name, *s: numpy_helper.from_array(rng.normal(0, .3, s).astype(np.float32), name)  # noqa: E731
     nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1] * 4, name="conv1"),
@@ -715,19 +716,7 @@ def test_a_tensor_quantized_twice_is_one_tensor(tmp_path):
                           [w("w1", 4, 3, 3, 3), w("w2", 4, 4, 3, 3), w("w3", 4, 4, 3, 3)])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 10
-    onnx.save(m, tmp_path / "f.onnx")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{"input": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(8)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
-                    extra_options={"DedicatedQDQPair": True})
-    q = onnx.load(str(tmp_path / "q.onnx"))
+    q = quantized(tmp_path, m, "QDQ", False, extra_options={"DedicatedQDQPair": True})
     assert sum(n.op_type == "QuantizeLinear" and n.input[0] == "r1" for n in q.graph.node) == 2
     assert_bit_exact(q, compile_graph(import_model(q)), (1, 3, 8, 8), 2, 3)
 
