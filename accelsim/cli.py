@@ -64,7 +64,7 @@ def cmd_disasm(args: argparse.Namespace) -> None:
 
 
 def _load_program(path: str):
-    from .program import Program, ProgramError
+    from .chip import Program, ProgramError
 
     if path.endswith(".s"):
         try:
@@ -80,7 +80,7 @@ def _load_program(path: str):
 
 
 def _load_chip(path):
-    from .config import ConfigError, load_chip
+    from .chip import ConfigError, load_chip
 
     try:
         return load_chip(path)
@@ -89,14 +89,11 @@ def _load_chip(path):
 
 
 def cmd_sim(args: argparse.Namespace) -> None:
-    from .lowering import SimError
-    from .simulator import Simulator
+    from .chip import Program, SimError, Simulator
 
     if args.program:
         program = _load_program(args.program)
     else:  # the bundled example: a 3x3 convolution tile with its data
-        from .program import Program
-
         text, _ = _example_text()
         rng = np.random.default_rng(0)
         image = np.zeros(0x600, np.uint8)
@@ -120,8 +117,8 @@ def cmd_sim(args: argparse.Namespace) -> None:
 def cmd_estimate(args: argparse.Namespace) -> None:
     import json
 
-    from .lowering import SimError
-    from .topology import TopologyError, estimate, read_topology
+    from .chip import SimError
+    from .compiler.topology import TopologyError, estimate, read_topology
 
     try:
         w_bits, a_bits = (int(b) for b in args.bits.lower().split("x"))
@@ -151,9 +148,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
 
 def _compile(model_path: str, chip, weights: str = "auto"):
-    from .compiler import compile_graph
-    from .frontend import import_model, load_model
-    from .ir import ModelError
+    from .compiler import ModelError, compile_graph, import_model, load_model
 
     try:
         return compile_graph(import_model(load_model(model_path)), chip, weights)
@@ -165,8 +160,7 @@ def _compile(model_path: str, chip, weights: str = "auto"):
 
 def cmd_compile(args: argparse.Namespace) -> None:
     compiled = _compile(args.model, _load_chip(args.chip), args.weights)
-    compiled.program.meta.update({"model": args.model, "layers": [
-        {k: v for k, v in l.items() if k != "tiling"} for l in compiled.layers]})
+    compiled.program.meta.update({"model": args.model, "layers": [layer.to_dict() for layer in compiled.layers]})
     compiled.program.save(args.output)
     print(f"{args.model}: {len(compiled.layers)} layers, {compiled.program.words.shape[0]} instructions, "
           f"{compiled.program.dram_image.size:,} bytes of DRAM image -> {args.output}")
@@ -176,10 +170,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     import csv
     import json
 
-    from .compiler import layer_table
-    from .ir import ModelError
-    from .lowering import SimError
-    from .report import format_layers, layer_total
+    from .chip import SimError
+    from .compiler import ModelError, format_layers, layer_table, layer_total
 
     compiled = _compile(args.model, _load_chip(args.chip), args.weights)
     names = list(compiled.graph.inputs)
@@ -204,21 +196,20 @@ def cmd_run(args: argparse.Namespace) -> None:
         out = outputs[next(iter(compiled.graph.outputs))] if len(outputs) == 1 else outputs
         np.save(args.output, out) if not isinstance(out, dict) else np.savez(args.output, **out)
     if args.report:
-        Path(args.report).write_text(json.dumps({"layers": rows, "total": total, "chip": report.to_dict()["chip"]},
-                                                indent=1))
+        Path(args.report).write_text(json.dumps({"layers": [r.to_dict() for r in rows], "total": total,
+                                                 "chip": report.to_dict()["chip"]}, indent=1))
     if args.csv:
         with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
             w.writeheader()
-            w.writerows(rows)
+            w.writerows(r.to_dict() for r in rows)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
     import onnx
 
-    from .frontend import load_model
-    from .ir import ModelError
-    from .ptq import QuantConfig, load_layer_bits, quantize_model
+    from .compiler import ModelError, load_model
+    from .quant import QuantConfig, load_layer_bits, quantize_model
 
     try:
         model = load_model(args.model)
@@ -254,14 +245,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _weights_option(p: argparse.ArgumentParser) -> None:
-    from .compression import WEIGHT_CHOICES
+    from .compiler.weights import WEIGHT_CHOICES
 
     p.add_argument("--weights", default="auto", choices=WEIGHT_CHOICES,
                    help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .calibrate import CALIBRATORS
+    from .quant import CALIBRATORS
 
     ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)

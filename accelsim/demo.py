@@ -1,7 +1,7 @@
 """``accelsim demo``: the bundled digits CNN, quantized for the chip, run on the simulated chip.
 
 The float model (``accelsim/data/digits_cnn.onnx``, trained by ``examples/train_digits.py`` on
-scikit-learn's digits) is quantized by accelsim.ptq on 200 training images, compiled for the
+scikit-learn's digits) is quantized by accelsim.quant on 200 training images, compiled for the
 default chip and run on the 360 held-out images; the demo prints float and quantized accuracy,
 whether the chip's outputs equal ONNX Runtime's on the same QDQ model (when ONNX Runtime is
 installed), the per-layer cost table, and what a mixed 4/8-bit variant saves per layer.
@@ -17,12 +17,9 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .compiler import CompiledModel, compile_graph, layer_table
-from .config import ChipConfig
-from .frontend import import_model
-from .ptq import QuantConfig, float_runner, quantize_model
-from .report import format_layers, layer_total
-from .simulator import Simulator
+from .chip import ChipConfig, Simulator
+from .compiler import CompiledModel, LayerCost, compile_graph, format_layers, import_model, layer_table, layer_total
+from .quant import QuantConfig, float_runner, quantize_model
 
 
 def bundled() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -68,10 +65,10 @@ class DemoResult:
     chip_accuracy: float
     ort_equal: Optional[int]      # samples whose outputs equal ONNX Runtime's bit for bit (None: no ORT)
     samples: int
-    rows: list[dict]
+    rows: list[LayerCost]
     total: dict
     mixed_accuracy: float
-    mixed_rows: list[dict]
+    mixed_rows: list[LayerCost]
     seconds: float
 
 
@@ -119,9 +116,9 @@ def format_demo(r: DemoResult, bits: int) -> str:
               f"mixed 4/{bits} against all {bits}-bit, per layer:",
               f"{'layer':14s} {'bits':8s} {'cycles':>8s} {'saved':>8s} {'W bytes':>8s} {'saved':>8s}"]
     for a, b in zip(r.rows, r.mixed_rows):
-        lines.append(f"{b['name'][:14]:14s} {b['bits']:8s} {b['cycles']:8,d} {a['cycles'] - b['cycles']:8,d} "
-                     f"{b['dram_weight_bytes']:8,d} {a['dram_weight_bytes'] - b['dram_weight_bytes']:8,d}")
-    cyc = sum(row["cycles"] for row in r.mixed_rows)
+        lines.append(f"{b.name[:14]:14s} {b.bits:8s} {b.cycles:8,d} {a.cycles - b.cycles:8,d} "
+                     f"{b.dram_weight_bytes:8,d} {a.dram_weight_bytes - b.dram_weight_bytes:8,d}")
+    cyc = sum(row.cycles for row in r.mixed_rows)
     lines.append(f"{'total':14s} {'':8s} {cyc:8,d} {r.total['cycles'] - cyc:8,d}")
     lines.append(f"\n({r.seconds:.1f} s)")
     return "\n".join(lines)

@@ -26,15 +26,22 @@ sys.path.insert(0, str(ROOT))
 from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
 
 from accelsim import zoo  # noqa: E402
-from accelsim.compiler import compile_graph  # noqa: E402
-from accelsim.frontend import import_model  # noqa: E402
-from accelsim.ir import ModelError  # noqa: E402
-from accelsim.simulator import Simulator  # noqa: E402
+from accelsim.chip import Simulator  # noqa: E402
+from accelsim.compiler import (
+    compile_graph,  # noqa: E402
+    import_model,  # noqa: E402
+)
+from accelsim.compiler.ir import ModelError  # noqa: E402
 
 
 def quantize(model, size: int, workdir: Path):
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(0)
 

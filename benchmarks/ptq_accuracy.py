@@ -4,7 +4,7 @@
                                       [--json out.json] [--markdown]
 
 For every bit width (weights and activations equal), weight granularity (per channel, per tensor)
-and calibrator, the float model is quantized by accelsim.ptq on the 200 bundled calibration
+and calibrator, the float model is quantized by accelsim.quant on the 200 bundled calibration
 images, compiled for the default chip and run image by image on the simulated chip over the 360
 held-out images.  Records: {"bits", "granularity", "calibrator", "accuracy", "float_accuracy",
 "cycles", "weight_bytes"} (cycles and DRAM weight bytes of one image).  ``--markdown`` prints
@@ -24,11 +24,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.compiler import compile_graph, layer_table  # noqa: E402
+from accelsim.chip import Simulator  # noqa: E402
+from accelsim.compiler import (  # noqa: E402
+    compile_graph,
+    import_model,  # noqa: E402
+    layer_table,
+)
 from accelsim.demo import bundled, chip_logits, float_logits  # noqa: E402
-from accelsim.frontend import import_model  # noqa: E402
-from accelsim.ptq import QuantConfig, quantize_model  # noqa: E402
-from accelsim.simulator import Simulator  # noqa: E402
+from accelsim.quant import QuantConfig, quantize_model  # noqa: E402
 
 
 def measure(bits_list, calibrators, granularities=("per_channel", "per_tensor")) -> list[dict]:
@@ -50,7 +53,7 @@ def measure(bits_list, calibrators, granularities=("per_channel", "per_tensor"))
                 rows = layer_table(compiled, report)
                 rec = {"bits": bits, "granularity": gran, "calibrator": cal,
                        "accuracy": float((logits.argmax(1) == y).mean()), "float_accuracy": float_acc,
-                       "cycles": int(report.cycles), "weight_bytes": int(sum(r["dram_weight_bytes"] for r in rows)),
+                       "cycles": int(report.cycles), "weight_bytes": int(sum(r.dram_weight_bytes for r in rows)),
                        "seconds": time.perf_counter() - t0}
                 records.append(rec)
                 print(f"{bits} bits {gran:11s} {cal:14s} accuracy {100 * rec['accuracy']:6.2f}%  "

@@ -1,4 +1,4 @@
-"""An exact integer reference of a quantized graph (accelsim.ir), written independently of the
+"""An exact integer reference of a quantized graph (accelsim.compiler.ir), written independently of the
 chip: NCHW numpy arrays, int64 convolutions, the documented requantization rules (isa.requant,
 isa.quant).  Used where ONNX Runtime itself is not exact (4-bit and 16-bit layers)."""
 
@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from accelsim.ir import QAdd, QAvgPool, QConcat, QConv, QGlobalAvgPool, QGraph, QLut, QMaxPool, QReshape
+from accelsim.compiler.ir import (
+    QAdd,
+    QAvgPool,
+    QConcat,
+    QConv,
+    QGlobalAvgPool,
+    QGraph,
+    QLut,
+    QMaxPool,
+    QReshape,
+)
 from isa.quant import dequantize, qrange, quantize
 from isa.requant import add_fp32, requant_fp32
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from accelsim.compression import encode_best
-from accelsim.config import ChipConfig
+from accelsim.chip import ChipConfig
+from accelsim.compiler.weights import encode_best
 from isa import Instruction
 from isa.table import BUFFERS, MAC_DTYPES, MEM_DTYPES, REQUANT_MODES
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import isa
-from isa import AssemblyError, Instruction as I
+from isa import AssemblyError
+from isa import Instruction as I
 
 
 def test_labels_constants_expressions_comments():

@@ -1,4 +1,4 @@
-"""Calibrators of accelsim.calibrate against independent references written here.
+"""Calibrators of accelsim.quant.calibrate against independent references written here.
 
 * TensorStats bookkeeping: min / max / absmax, and both histograms rebuilt bin by bin with
   integer arithmetic on dyadic data (so no rounding can blur a bin boundary).
@@ -23,16 +23,26 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from accelsim import calibrate as cal
-from accelsim.calibrate import (BINS, CALIBRATORS, TensorStats, calibrated_range, entropy_range,
-                                entropy_threshold, minmax_range, moving_average_range, mse_range,
-                                percentile_range)
+from accelsim.quant import calibrate as cal
+from accelsim.quant.calibrate import (
+    BINS,
+    CALIBRATORS,
+    TensorStats,
+    calibrated_range,
+    entropy_range,
+    entropy_threshold,
+    minmax_range,
+    moving_average_range,
+    mse_range,
+    percentile_range,
+)
 
 
 def gather(batches) -> TensorStats:
-    """Both calibration passes, as accelsim.ptq runs them."""
+    """Both calibration passes, as accelsim.quant runs them."""
     s = TensorStats()
     for b in batches:
         s.add_batch(np.asarray(b))

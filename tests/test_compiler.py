@@ -10,9 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from accelsim.compiler import compile_graph
-from accelsim.frontend import import_model, load_model
-from accelsim.ir import ModelError
+from accelsim.compiler import compile_graph, import_model, load_model
+from accelsim.compiler.ir import ModelError
 
 from .ort_models import session
 
@@ -64,7 +63,12 @@ def quantized(tmp_path, model, fmt: str, per_channel: bool, seed: int = 0, activ
               weight: str = "QInt8", reduce_range: bool = True, **options) -> onnx.ModelProto:
     """The model quantized by onnxruntime's quantize_static on 16 random inputs; ``options`` go to
     quantize_static (e.g. extra_options, op_types_to_quantize)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(seed)
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -97,11 +101,11 @@ def test_bit_exact_with_onnxruntime(tmp_path, fmt, per_channel):
         ref = sess.run(None, {"input": x})[0]
         out, report = compiled.run({"input": x})
         np.testing.assert_array_equal(out["output"], ref)
-    assert report.total_macs == sum(layer["macs"] for layer in compiled.layers)
+    assert report.total_macs == sum(layer.macs for layer in compiled.layers)
 
 
 def test_program_saves_and_runs_the_same(tmp_path):
-    from accelsim.program import Program
+    from accelsim.chip import Program
 
     q = quantized(tmp_path, float_model(seed=3), "QDQ", True)
     compiled = compile_graph(import_model(q))
@@ -175,11 +179,11 @@ def test_per_layer_cycles_add_up_and_weight_bytes_match(tmp_path):
     compiled = compile_graph(import_model(q))
     _, report = compiled.run({"input": np.zeros((1, 3, 9, 9), np.float32)})
     rows = layer_table(compiled, report)
-    assert [r["name"] for r in rows] == ["conv1", "conv2", "fc"]
-    assert sum(r["cycles"] for r in rows) == report.cycles
-    assert sum(r["macs"] for r in rows) == report.total_macs
+    assert [r.name for r in rows] == ["conv1", "conv2", "fc"]
+    assert sum(r.cycles for r in rows) == report.cycles
+    assert sum(r.macs for r in rows) == report.total_macs
     for r, layer in zip(rows, compiled.layers):
-        assert r["dram_weight_bytes"] == layer["weight_bytes"]  # each weight chunk is fetched once here
+        assert r.dram_weight_bytes == layer.weight_bytes  # each weight chunk is fetched once here
 
 
 def test_cli_compile_run_disasm(tmp_path, capsys):
@@ -319,17 +323,22 @@ def test_compressed_weights_bit_exact_and_counted(tmp_path, weights):
     np.testing.assert_array_equal(out["output"], session(q).run(None, {"input": x})[0])
     rows = layer_table(compiled, report)
     for r, layer in zip(rows, compiled.layers):
-        assert r["dram_weight_bytes"] == layer["weight_bytes"]
+        assert r.dram_weight_bytes == layer.weight_bytes
         if weights == "auto":
-            assert layer["weight_formats"] != ["dense"]                  # pruned weights are compressed
-            assert layer["weight_bytes"] < layer["dense_weight_bytes"]
+            assert layer.weight_formats != ["dense"]                  # pruned weights are compressed
+            assert layer.weight_bytes < layer.dense_weight_bytes
         elif weights != "codebook":
-            assert layer["weight_formats"] == [weights]
+            assert layer.weight_formats == [weights]
 
 
 def test_softmax_runs_on_the_host_and_is_reported(tmp_path):
     """An op the chip does not run (Softmax after the last DequantizeLinear) runs on the host."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from accelsim.compiler import layer_table
 
@@ -359,8 +368,8 @@ def test_softmax_runs_on_the_host_and_is_reported(tmp_path):
     np.testing.assert_allclose(out["output"], ref, rtol=1e-6, atol=1e-7)  # float softmax: host vs ORT
     assert abs(out["output"].sum() - 1) < 1e-5
     rows = layer_table(compiled, report)
-    assert rows[-1]["op"] == "Softmax" and rows[-1]["where"] == "host"
-    assert all(r["where"] == "chip" for r in rows[:-1])
+    assert rows[-1].op == "Softmax" and rows[-1].where == "host"
+    assert all(r.where == "chip" for r in rows[:-1])
     # a Relu left unquantized sits between DequantizeLinear and QuantizeLinear: ONNX Runtime runs
     # it in float, the chip as a 256-entry table Q(relu(DQ(x))) -- the same integers
     quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q2.onnx"), Reader(), quant_format=QuantFormat.QDQ,
@@ -531,7 +540,7 @@ def test_asym_pad_model_within_one_lsb(tmp_path, fmt):
 
 def test_graph_starting_with_maxpool():
     """The first lowered node may be a pool, not a layer (regression: there is no previous node)."""
-    from accelsim.ir import QGraph, QMaxPool, QTensor
+    from accelsim.compiler.ir import QGraph, QMaxPool, QTensor
 
     g = QGraph()
     g.tensors["x"] = QTensor("x", (1, 3, 7, 7), "u8", np.float32(0.1), 3)
@@ -606,7 +615,7 @@ def test_signed_activations_bit_exact(tmp_path, fmt, reduce_range, name):
     graph = import_model(q)
     assert graph.tensors[graph.inputs["input"]].dtype == "s8"
     assert_bit_exact(q, compiled := compile_graph(graph), zoo.input_shape(model), 17, 3)
-    assert all(layer["bits"].endswith("s8") for layer in compiled.layers if layer["op"] == "Conv")
+    assert all(layer.bits.endswith("s8") for layer in compiled.layers if layer.op == "Conv")
 
 
 def one_conv(cin: int, cout: int, group: int = 1, seed: int = 0) -> onnx.ModelProto:
@@ -723,7 +732,7 @@ def test_a_tensor_quantized_twice_is_one_tensor(tmp_path):
 
 def test_reshapes_that_reorder_nhwc_data_are_refused():
     """A spatial tensor reshaped to any rank but a 2-D flatten (or back) would change element order."""
-    from accelsim.ir import QGraph, QReshape, QTensor
+    from accelsim.compiler.ir import QGraph, QReshape, QTensor
 
     g = QGraph()
     g.tensors["x"] = QTensor("x", (1, 4, 3, 3), "u8", np.float32(0.1), 3)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accelsim import compression as C
+from accelsim.compiler import weights as C
 from isa.quant import qrange
 from isa.table import DTYPES, MAC_DTYPES
 from isa.weights import decode_weights
@@ -72,7 +72,7 @@ def test_out_of_range_weights_are_refused():
 
 
 def test_encode_for_chip_minimises_fetch_cycles():
-    from accelsim.config import ChipConfig
+    from accelsim.chip import ChipConfig
 
     chip = ChipConfig()  # 16 bytes/cycle; decompressor: dense 64, bitmask 32, rle 16, codebook 32 per cycle
     rng = np.random.default_rng(3)
@@ -89,7 +89,7 @@ def test_encode_for_chip_minimises_fetch_cycles():
 def test_sizes_without_encoding_equal_the_encoded_streams(case):
     """encode_for_chip sizes every candidate without encoding it: the sizes must be the real ones,
     and its choice the one a brute-force encoding of every candidate makes."""
-    from accelsim.config import ChipConfig
+    from accelsim.chip import ChipConfig
 
     w, dtype, zero = case
     sizes = C.stream_sizes(w, dtype, zero)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from accelsim import cli
-from accelsim.config import ChipConfig, ConfigError
-from accelsim.tiling import ConvLayer, choose_tiling
-from accelsim.topology import TopologyError, estimate, parse_topology
+from accelsim.chip import ChipConfig, ConfigError
+from accelsim.compiler.tiling import ConvLayer, choose_tiling
+from accelsim.compiler.topology import TopologyError, estimate, parse_topology
 
 
 def test_defaults_and_precision_rule():

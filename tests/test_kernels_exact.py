@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from accelsim import compression
+from accelsim.compiler import weights as compression
 from isa import ExecError, Instruction
 from isa.quant import qrange
 from isa.semantics import MachineState, step

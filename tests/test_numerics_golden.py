@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from isa.quant import pack_int4, unpack_int4
-from isa.requant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
-                         requant_fp32, requantize, rounding_divide_by_pot, srdhm, wrap)
+from isa.requant import (
+    INT32_MAX,
+    INT32_MIN,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    requant_fp32,
+    requantize,
+    rounding_divide_by_pot,
+    srdhm,
+    wrap,
+)
 
 M_HALF = 1 << 30  # 0.5 in Q31
 

@@ -1,4 +1,4 @@
-"""Issue 6: post-training quantization (accelsim.ptq) writes QDQ models that ONNX Runtime runs and
+"""Issue 6: post-training quantization (accelsim.quant) writes QDQ models that ONNX Runtime runs and
 the chip runs bit-exact (with ONNX Runtime where it is exact, with an exact integer reference
 elsewhere); BatchNorm is folded first; bit widths per layer; the demo and the CLI."""
 
@@ -13,10 +13,9 @@ from onnx import numpy_helper
 
 from accelsim import zoo
 from accelsim.cli import main
-from accelsim.compiler import compile_graph, layer_table
+from accelsim.compiler import compile_graph, import_model, layer_table
 from accelsim.demo import bundled
-from accelsim.frontend import import_model
-from accelsim.ptq import QuantConfig, fold_batchnorm, load_layer_bits, quantize_model
+from accelsim.quant import QuantConfig, fold_batchnorm, load_layer_bits, quantize_model
 
 from .ort_models import session
 from .qgraph_reference import run_reference
@@ -122,7 +121,7 @@ def test_narrow_widths_stay_in_their_range():
     assert all(t.dtype == "u4" for t in graph.tensors.values())
     x = _calib(model, 1)
     compiled = compile_graph(graph)
-    from accelsim.simulator import Simulator
+    from accelsim.chip import Simulator
 
     sim = Simulator(compiled.chip)
     compiled.run({"input": x}, sim=sim)
@@ -141,13 +140,13 @@ def test_mixed_precision_saves_cycles_and_weight_bytes(tmp_path):
                              progress=False)
     mixed = compile_graph(import_model(mixed_q))
     x = split["test_x"][:1]
-    rows_b = {r["name"]: r for r in layer_table(base, base.run({"input": x})[1])}
-    rows_m = {r["name"]: r for r in layer_table(mixed, mixed.run({"input": x})[1])}
-    assert rows_m["conv2"]["bits"] == "s4xu8" and rows_m["fc1"]["bits"] == "s4xu4" and rows_m["fc2"]["bits"] == "s8xu4"
+    rows_b = {r.name: r for r in layer_table(base, base.run({"input": x})[1])}
+    rows_m = {r.name: r for r in layer_table(mixed, mixed.run({"input": x})[1])}
+    assert rows_m["conv2"].bits == "s4xu8" and rows_m["fc1"].bits == "s4xu4" and rows_m["fc2"].bits == "s8xu4"
     for name in ("conv2", "fc1"):
-        assert rows_m[name]["cycles"] < rows_b[name]["cycles"]
-        assert rows_m[name]["dram_weight_bytes"] < rows_b[name]["dram_weight_bytes"]
-    assert rows_m["conv1"]["cycles"] == rows_b["conv1"]["cycles"]
+        assert rows_m[name].cycles < rows_b[name].cycles
+        assert rows_m[name].dram_weight_bytes < rows_b[name].dram_weight_bytes
+    assert rows_m["conv1"].cycles == rows_b["conv1"].cycles
 
 
 def test_digits_accuracy_on_the_chip():
@@ -231,7 +230,7 @@ def test_large_models_quantized_by_accelsim_bit_exact(name):
 def test_4_bit_models_with_odd_channels_equal_the_exact_reference(name):
     """4-bit activations whose rows would not end on a byte (3, 17 or 33 channels) are stored in 8
     bits in DRAM while the MAC array reads 4-bit operands: results equal the exact reference."""
-    from accelsim.compiler import storage_types
+    from accelsim.compiler.passes import storage_types
 
     model = zoo.build(name, fold_bn=False)
     q = quantize_model(model, _calib(model, 8), QuantConfig(weight_bits=4, activation_bits=4), progress=False)
@@ -240,7 +239,7 @@ def test_4_bit_models_with_odd_channels_equal_the_exact_reference(name):
     mem = storage_types(graph)
     odd = [t for t, v in graph.tensors.items() if v.shape[1] % 2]
     assert all(mem[t] == graph.tensors[t].dtype[0] + "8" for t in odd)
-    assert all(r["bits"].endswith("u4") for r in compiled.layers if r["op"] == "Conv")
+    assert all(r.bits.endswith("u4") for r in compiled.layers if r.op == "Conv")
     for s in _calib(model, 2, seed=4):
         np.testing.assert_array_equal(compiled.run({"input": s[None]})[0]["output"],
                                       run_reference(graph, {"input": s[None]})["output"])

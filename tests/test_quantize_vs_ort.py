@@ -43,9 +43,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
+from onnxruntime.quantization.quant_utils import (
+    compute_scale_zp,
+    get_qmin_qmax_for_qType,
+)
 
-from isa.quant import dequantize, pack_int4, qrange, quantize, scale_zero_point, unpack_int4
+from isa.quant import (
+    dequantize,
+    pack_int4,
+    qrange,
+    quantize,
+    scale_zero_point,
+    unpack_int4,
+)
 
 OPSET = 21
 IR_VERSION = 10

@@ -8,8 +8,8 @@ from importlib import resources
 
 import pytest
 
-from accelsim.config import ChipConfig
-from accelsim.topology import estimate, parse_topology
+from accelsim.chip import ChipConfig
+from accelsim.compiler.topology import estimate, parse_topology
 
 HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
 LAYERS = {"Conv2_1a": "Conv2_1a, 56, 56, 3, 3, 64, 64, 1,", "Conv3_s": "Conv3_s, 56, 56, 1, 1, 64, 128, 2,",

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import isa
-from isa import ExecError, Instruction as I
+from isa import ExecError
+from isa import Instruction as I
 from isa.quant import pack_bits
 from isa.semantics import MachineState, step
 

@@ -9,10 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import isa
-from accelsim.lowering import SimError
-from accelsim.program import Program, TensorRef
-from accelsim.simulator import Simulator
-from isa import ExecError, Instruction as I
+from accelsim.chip import Program, SimError, Simulator, TensorRef
+from isa import ExecError
+from isa import Instruction as I
 from isa.semantics import MachineState
 from isa.table import BUFFERS
 

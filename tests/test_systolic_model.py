@@ -7,9 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim.config import ChipConfig
-from accelsim.machine import gemm_cycles, precision_rate
-from accelsim.simulator import chip_vector
+from accelsim.chip import ChipConfig
+from accelsim.chip.counters import chip_vector
+from accelsim.chip.timing import gemm_cycles, precision_rate
 
 from .systolic_model import systolic_gemm
 

@@ -21,10 +21,9 @@ import numpy as np
 
 from isa import Instruction, encode_program
 
-from .config import ChipConfig
-from .program import Program
-from .simulator import Simulator
-from .tiling import ConvLayer, conv_program
+from ..chip import ChipConfig, Program, Simulator
+from .lower.gemm import conv_program
+from .tiling import ConvLayer
 
 
 _HALT = Instruction("HALT")

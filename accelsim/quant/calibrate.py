@@ -1,6 +1,6 @@
 """Calibration: the real range [lo, hi] an activation tensor is quantized over.
 
-Statistics are gathered over calibration batches in two passes (accelsim.ptq): per-batch minimum
+Statistics are gathered over calibration batches in two passes (accelsim.quant.ptq): per-batch minimum
 and maximum first, then, for the histogram methods, a histogram of the values over the full
 range and one of |x| over [0, max |x|], each of ``BINS`` bins.  The methods:
 

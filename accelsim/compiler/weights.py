@@ -1,7 +1,8 @@
 """Weight-stream encoders for LOADW: the inverse of isa.weights.decode_weights.
 
 Each encoder returns the bytes of one stream (format layouts: isa/weights.py).  ``encode_best``
-picks the format, and its parameter, that makes the fewest bytes.
+picks the format, and its parameter, that makes the fewest bytes; ``encode_for_chip`` the one
+with the cheapest fetch on a chip; ``encode_as`` follows the compiler's ``weights`` option.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def stream_sizes(values: np.ndarray, dtype: str, zero: int = 0) -> list[tuple[st
 
 
 def encode_for_chip(values: np.ndarray, dtype: str, chip, zero: int = 0) -> WeightStream:
-    """The stream with the cheapest fetch on ``chip`` (an accelsim.config.ChipConfig); ties go to
+    """The stream with the cheapest fetch on ``chip`` (an accelsim.chip.ChipConfig); ties go to
     the fewest bytes (less DRAM energy).  Candidates are sized without encoding; only the chosen
     one is encoded."""
     v = np.asarray(values).ravel()
@@ -154,3 +155,20 @@ def encode_for_chip(values: np.ndarray, dtype: str, chip, zero: int = 0) -> Weig
         stream = encode_codebook(v, dtype)
     assert stream is not None and stream.nbytes == nbytes and stream.param == param, (fmt, param, nbytes)
     return stream
+
+
+def encode_as(values: np.ndarray, dtype: str, fmt: str, chip, zero: int = 0) -> WeightStream:
+    """The stream the compiler's ``weights`` option asks for: ``auto`` (the cheapest fetch on
+    ``chip``), ``dense``, ``bitmask``, ``rle`` (the best run length) or ``codebook`` (dense when the
+    values do not fit a palette)."""
+    if fmt == "auto":
+        return encode_for_chip(values, dtype, chip, zero)
+    if fmt == "dense":
+        return encode_dense(values, dtype)
+    if fmt == "bitmask":
+        return encode_bitmask(values, dtype, zero)
+    if fmt == "rle":
+        return min((encode_rle(values, dtype, rb, zero) for rb in range(1, 9)), key=lambda s: s.nbytes)
+    if fmt == "codebook":
+        return encode_codebook(values, dtype) or encode_dense(values, dtype)
+    raise ValueError(f"weights={fmt!r}: expected one of {', '.join(WEIGHT_CHOICES)}")

@@ -6,22 +6,18 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from isa import format_instruction
 from kernels.state import ERR_MESSAGES
 
-from . import machine as M
-from .config import DATAFLOWS, ChipConfig
-from .lowering import Lowered, SimError, lower
+from . import counters as M
+from .config import ChipConfig
+from .counters import chip_vector
+from .errors import SimError
+from .execute import run_values
+from .lowering import Lowered, lower
 from .program import Program, ProgramError
 from .report import RunReport
-
-
-def chip_vector(chip: ChipConfig) -> np.ndarray:
-    """The chip parameters the Numba timing loop reads (accelsim.machine P_* order)."""
-    a, d, dec = chip["array"], chip["dram"], chip["decompressor"]
-    return np.array([a["rows"], a["cols"], DATAFLOWS.index(a["dataflow"]), int(a["fold_overlap"]),
-                     d["bandwidth"], d["latency"], dec["dense"], dec["bitmask"], dec["rle"], dec["codebook"],
-                     chip["requant"]["lanes"], chip["requant"]["pipeline"], chip["vector"]["lanes"],
-                     chip["vector"]["pipeline"], a["base_bits"], a["min_bits"]], dtype=np.float64)
+from .timing import run_timing
 
 
 class Simulator:
@@ -79,17 +75,15 @@ class Simulator:
         n_seg = int(seg.max()) + 1 if n else 1
         counters = np.zeros((n_seg, M.N_COUNTERS), np.float64)
         finish = np.zeros(n, np.float64)
-        blocked = M.run_timing(low.rows, low.cfgs, low.wins, dram, self._params, counters, seg, finish)
+        blocked = run_timing(low.rows, low.cfgs, low.wins, dram, self._params, counters, seg, finish)
         if blocked >= 0:
-            from isa import format_instruction
             raise SimError(int(blocked), format_instruction(low.instructions[blocked]),
                            "deadlock: it pops a dependency token that no instruction ever pushes")
         outputs: dict[str, np.ndarray] = {}
         if values:
             mem = np.zeros(low.total_words, np.int64)
-            index, status, overflows = M.run_values(low.rows, low.cfgs, low.wins, dram, mem)
+            index, status, overflows = run_values(low.rows, low.cfgs, low.wins, dram, mem)
             if index >= 0:
-                from isa import format_instruction
                 raise SimError(int(index), format_instruction(low.instructions[index]),
                                ERR_MESSAGES.get(int(status), f"fault {status}"))
             counters[0, M.C_OVERFLOWS] = overflows
@@ -97,15 +91,23 @@ class Simulator:
             self.last_dram, self.last_mem = dram, mem
         report = RunReport.from_counters(counters.sum(axis=0), self.chip, values)
         if segments is not None:
-            ends = np.zeros(n_seg)
-            for s in range(n_seg):
-                mine = finish[seg == s]
-                ends[s] = mine.max() if mine.size else 0.0
-            ends = np.maximum.accumulate(ends)
-            for s in range(n_seg):
-                row = counters[s].copy()
-                row[M.C_CYCLES] = ends[s] - (ends[s - 1] if s else 0.0)
-                row[M.C_INSTRUCTIONS] = int((seg == s).sum())
-                row[M.C_OVERFLOWS] = 0
-                report.segments.append(RunReport.from_counters(row, self.chip, values))
+            report.segments = self._segment_reports(counters, seg, finish, values)
         return outputs, report
+
+    def _segment_reports(self, counters: np.ndarray, seg: np.ndarray, finish: np.ndarray,
+                         values: bool) -> list[RunReport]:
+        """One report per segment; a segment's cycles run from the end of the previous one to its own."""
+        n_seg = counters.shape[0]
+        ends = np.zeros(n_seg)
+        for s in range(n_seg):
+            mine = finish[seg == s]
+            ends[s] = mine.max() if mine.size else 0.0
+        ends = np.maximum.accumulate(ends)
+        reports = []
+        for s in range(n_seg):
+            row = counters[s].copy()
+            row[M.C_CYCLES] = ends[s] - (ends[s - 1] if s else 0.0)
+            row[M.C_INSTRUCTIONS] = int((seg == s).sum())
+            row[M.C_OVERFLOWS] = 0
+            reports.append(RunReport.from_counters(row, self.chip, values))
+        return reports

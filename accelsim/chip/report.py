@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import machine as M
+from . import counters as M
 from .config import ChipConfig
 
 PRECISIONS = ("4x4", "8x4", "8x8", "16x8", "16x16")
@@ -96,23 +96,3 @@ class RunReport:
         lines.append(f"acc overflows     {self.accumulator_overflows:,}"
                      + ("" if self.values_computed else "  (timing only: not counted)"))
         return "\n".join(lines)
-
-
-def layer_total(report: RunReport) -> dict:
-    """The ``total`` object of a per-layer report."""
-    return {"macs": report.total_macs, "cycles": report.cycles, "utilization": report.mac_utilization,
-            "dram_bytes": sum(report.dram_read_bytes.values()) + sum(report.dram_write_bytes.values()),
-            "energy_pj": report.energy_pj["total"], "time_us": report.time_us}
-
-
-def format_layers(rows: list[dict], total: dict) -> str:
-    """The per-layer table (accelsim.compiler.layer_table rows) and its total line."""
-    lines = [f"{'layer':14s} {'op':12s} {'bits':7s} {'MACs':>12s} {'cycles':>10s} {'util%':>6s} {'W bytes':>10s} "
-             f"{'A bytes':>10s} {'energy uJ':>9s} where"]
-    for r in rows:
-        lines.append(f"{r['name'][:14]:14s} {r['op'][:12]:12s} {r['bits']:7s} {r['macs']:12,d} {r['cycles']:10,d} "
-                     f"{100 * r['utilization']:6.1f} {r['dram_weight_bytes']:10,d} {r['dram_activation_bytes']:10,d} "
-                     f"{r['energy_pj'] / 1e6:9.3f} {r['where']}")
-    lines.append(f"{'total':14s} {'':12s} {'':7s} {total['macs']:12,d} {total['cycles']:10,d} "
-                 f"{100 * total['utilization']:6.1f}  ({total['time_us']:.1f} us)")
-    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The quantized graph IR the compiler works on: quantized tensors and integer operators.
 
-Both ONNX forms (QDQ and QOperator, accelsim.frontend) import into it.  Activations are NHWC in
+Importers (accelsim.compiler.onnx for both ONNX forms, QDQ and QOperator) produce it.  Activations are NHWC in
 DRAM; shapes here are ONNX's (NCHW) so that errors and reports speak the model's language.
 """
 
@@ -53,6 +53,18 @@ class QConv:
     dilation: tuple[int, int] = (1, 1)
     group: int = 1
     clamp: Optional[tuple[int, int]] = None
+
+
+@dataclass
+class QDepthwiseConv(QConv):
+    """A convolution with one filter per channel (group == in channels == out channels): it runs
+    on the DWCONV instruction, each channel through its own array column."""
+
+
+def conv_class(group: int, in_channels: int, weight_shape: tuple) -> type:
+    """QDepthwiseConv for a depthwise convolution, QConv for every other."""
+    depthwise = group > 1 and group == in_channels == weight_shape[0] and weight_shape[1] == 1
+    return QDepthwiseConv if depthwise else QConv
 
 
 @dataclass
@@ -166,3 +178,12 @@ class QGraph:
     host_initializers: list = field(default_factory=list)   # constants the host ops read
     opset: int = 17
     input_clips: dict = field(default_factory=dict)         # float graph input -> (min, max) the host clips it to
+
+
+def node_inputs(node) -> list[str]:
+    """The tensors a node reads, in order."""
+    if isinstance(node, QAdd):
+        return [node.a, node.b]
+    if isinstance(node, QConcat):
+        return list(node.inputs)
+    return [node.input]

@@ -1,0 +1,57 @@
+"""The chip's value loop: every instruction of a lowered program (accelsim.chip.rows), in program
+order, executed by its kernel.  The values are exactly the golden semantics' (isa.semantics),
+which define them in program order."""
+
+from __future__ import annotations
+
+from numba import njit
+
+import kernels as K
+
+from .rows import (OP_AVGPOOL, OP_DWCONV, OP_GEMM, OP_LOAD, OP_LOADW, OP_LOADWIN, OP_MAXPOOL, OP_REQUANT,
+                   OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN)
+
+
+@njit(cache=True)
+def run_values(rows, cfgs, wins, dram, mem):
+    """Execute in program order; returns (index of the failing instruction or -1, status, overflows)."""
+    overflows = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        op = r[0]
+        st = 0
+        if op == OP_LOAD:
+            st = K.load(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+        elif op == OP_LOADWIN:
+            st = K.loadwin(dram, mem, wins[r[13]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+        elif op == OP_LOADW:
+            st = K.loadw(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+        elif op == OP_STORE:
+            st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_GEMM:
+            overflows += K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        elif op == OP_DWCONV:
+            overflows += K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        elif op == OP_REQUANT:
+            st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_VADD:
+            st = K.vadd(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_VMAX:
+            st = K.vmax(mem, r[3], r[4], r[5], r[6], r[7])
+        elif op == OP_VMIN:
+            st = K.vmin(mem, r[3], r[4], r[5], r[6], r[7])
+        elif op == OP_MAXPOOL:
+            st = K.maxpool(mem, r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_AVGPOOL:
+            st = K.avgpool(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[11])
+        elif op == OP_SUMPOOL:
+            overflows += K.sumpool(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_SHR:
+            st = K.shr(mem, r[3], r[4], r[5], r[6], r[7], r[8])
+        elif op == OP_VLUT:
+            st = K.vlut(mem, r[3], r[4], r[5], r[6], r[7])
+        if st != 0:
+            return i, st, overflows
+    return -1, 0, overflows
+
+

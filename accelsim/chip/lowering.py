@@ -1,0 +1,247 @@
+"""Validate a program against a chip and lower it to the integer rows the Numba loops run.
+
+The walk follows program order, tracking the CONFIG and SETWIN registers as each unit will see
+them (units execute in order, so their register state is known statically).  Every buffer and
+DRAM span, every operand width the chip lacks and every accumulator wider than it has is refused
+here with a :class:`SimError` naming the instruction, before any kernel touches memory.  The row
+format is accelsim.chip.rows; one small builder per op makes its arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, NoReturn
+
+import numpy as np
+
+from isa import format_instruction
+from isa.encoding import Instruction, decode_program
+from isa.errors import DecodeError
+from isa.semantics import ADD_RECORD_WORDS, LUT_WORDS, RESET_CONFIG
+from isa.table import BUFFERS, DTYPES, UNITS, WEIGHT_FORMATS
+from kernels.state import config_register, window_register
+
+from .config import ChipConfig
+from .errors import SimError
+from .rows import BUFFER_ID, OP, ROW, WORD_BITS
+
+
+@dataclass
+class Lowered:
+    """The lowered program: rows, register tables, buffer layout and the halting point."""
+
+    rows: np.ndarray          # (n, ROW) int64, only instructions up to and including HALT
+    cfgs: np.ndarray          # (k, CFG_SIZE) int64: every CONFIG (index 0 = reset values)
+    wins: np.ndarray          # (j, 13) int64: every SETWIN
+    base: dict[str, int]      # buffer -> first word in the flat array
+    sizes: dict[str, int]     # buffer -> words
+    instructions: list[Instruction]
+
+    @property
+    def total_words(self) -> int:
+        return sum(self.sizes.values())
+
+
+@dataclass
+class _Walk:
+    """What the walk knows: the chip's limits, the buffer layout and the registers so far."""
+
+    sizes: dict[str, int]
+    base: dict[str, int]
+    supported: set[int]
+    max_acc: int
+    dram_size: int
+    cfgs: list = field(default_factory=list)
+    wins: list = field(default_factory=list)
+    index: int = 0
+    text: str = ""
+
+    def fail(self, reason: str) -> NoReturn:
+        raise SimError(self.index, self.text, reason)
+
+    def span(self, buf: str, addr: int, n: int) -> int:
+        """The absolute word address of ``buf[addr:addr+n]``, which must lie inside the buffer."""
+        if addr + n > self.sizes[buf]:
+            self.fail(f"{buf}[{addr}:{addr + n}] exceeds the {self.sizes[buf]}-word {buf} buffer of this chip")
+        return self.base[buf] + addr
+
+    def dram_span(self, addr: int, nbytes: int) -> None:
+        if addr + nbytes > self.dram_size:
+            self.fail(f"DRAM bytes {addr}..{addr + nbytes - 1} exceed the {self.dram_size}-byte DRAM")
+
+    def mac_width(self, dtype: str, what: str) -> None:
+        if DTYPES[dtype][0] not in self.supported:
+            self.fail(f"{what} type {dtype}: this chip's MAC array supports {sorted(self.supported)}-bit operands")
+
+    @property
+    def cfg(self) -> int:
+        return len(self.cfgs) - 1
+
+
+def _elems_bytes(elements: int, bits: int) -> int:
+    return (elements * bits + 7) // 8
+
+
+def _config(w: _Walk, a: dict) -> list[int]:
+    w.mac_width(a["a"], "activation")
+    w.mac_width(a["w"], "weight")
+    if a["acc_bits"] > w.max_acc:
+        w.fail(f"acc_bits={a['acc_bits']} exceeds this chip's {w.max_acc}-bit accumulators")
+    w.cfgs.append(config_register({k: v for k, v in a.items() if k in RESET_CONFIG}))
+    return [w.cfg]
+
+
+def _setwin(w: _Walk, a: dict) -> list[int]:
+    w.wins.append(window_register(a))
+    return [len(w.wins) - 1]
+
+
+def _strided(w: _Walk, a: dict) -> tuple[int, int, bool]:
+    """The buffer address of a LOAD/STORE block, after checking both of its spans."""
+    bits, signed = DTYPES[a["dtype"]]
+    sram = w.span(a["buf"], a["sram"], a["x"] * a["y"])
+    w.dram_span(a["dram"], _elems_bytes((a["y"] - 1) * a["y_stride"] + a["x"], bits))
+    return sram, bits, signed
+
+
+def _load(w: _Walk, a: dict) -> list[int]:
+    sram, bits, signed = _strided(w, a)
+    return [a["dram"], sram, a["x"], a["y"], a["y_stride"], bits, signed, WORD_BITS[a["buf"]], BUFFER_ID[a["buf"]]]
+
+
+def _store(w: _Walk, a: dict) -> list[int]:
+    sram, bits, _ = _strided(w, a)
+    return [sram, a["dram"], a["x"], a["y"], a["y_stride"], bits, BUFFER_ID[a["buf"]]]
+
+
+def _loadwin(w: _Walk, a: dict) -> list[int]:
+    if not w.wins:
+        w.fail("LOADWIN before any SETWIN")
+    win = w.wins[-1]
+    in_h, in_w, in_c = int(win[0]), int(win[1]), int(win[2])
+    if a["c0"] + a["nc"] > in_c:
+        w.fail(f"channels {a['c0']}..{a['c0'] + a['nc'] - 1} exceed in_c={in_c}")
+    bits, signed = DTYPES[a["dtype"]]
+    dst = w.span(a["buf"], a["sram"], a["npix"] * int(win[3]) * int(win[4]) * a["nc"])
+    w.dram_span(a["dram"], _elems_bytes(in_h * in_w * in_c, bits))
+    return [a["dram"], dst, a["pix0"], a["npix"], a["c0"], a["nc"], bits, signed, WORD_BITS[a["buf"]],
+            BUFFER_ID[a["buf"]], len(w.wins) - 1]
+
+
+def _loadw(w: _Walk, a: dict) -> list[int]:
+    bits, signed = DTYPES[a["dtype"]]
+    w.mac_width(a["dtype"], "weight")
+    dst = w.span("WGT", a["sram"], a["count"])
+    # a dense stream's length is known; a compressed one's depends on the data: the kernel checks it
+    w.dram_span(a["dram"], _elems_bytes(a["count"], bits) if a["format"] == "dense" else 1)
+    return [dst, a["dram"], a["count"], WEIGHT_FORMATS.index(a["format"]), bits, signed, a["param"], a["zero"]]
+
+
+def _gemm(w: _Walk, a: dict) -> list[int]:
+    m, n, k = a["m"], a["n"], a["k"]
+    return [w.span("INP", a["inp"], m * k), w.span("WGT", a["wgt"], n * k), w.span("ACC", a["acc"], m * n),
+            m, n, k, a["accumulate"], w.cfg]
+
+
+def _dwconv(w: _Walk, a: dict) -> list[int]:
+    m, r, c = a["m"], a["r"], a["c"]
+    return [w.span("INP", a["inp"], m * r * c), w.span("WGT", a["wgt"], r * c), w.span("ACC", a["acc"], m * c),
+            m, r, c, a["accumulate"], w.cfg]
+
+
+def _requant(w: _Walk, a: dict) -> list[int]:
+    n_out = a["m"] * a["n"]
+    return [w.span("ACC", a["src"], n_out), w.span(a["dst_buf"], a["dst"], n_out), w.span("PRM", a["prm"], 3 * a["n"]),
+            a["m"], a["n"], WORD_BITS[a["dst_buf"]], w.cfg, BUFFER_ID[a["dst_buf"]]]
+
+
+def _two_inputs(w: _Walk, a: dict) -> list[int]:
+    """The a, b and destination spans of an elementwise vector op."""
+    return [w.span(a["a_buf"], a["a"], a["n"]), w.span(a["b_buf"], a["b"], a["n"]),
+            w.span(a["dst_buf"], a["dst"], a["n"]), a["n"]]
+
+
+def _vadd(w: _Walk, a: dict) -> list[int]:
+    return _two_inputs(w, a) + [w.span("PRM", a["prm"], ADD_RECORD_WORDS), WORD_BITS[a["dst_buf"]], w.cfg]
+
+
+def _vminmax(w: _Walk, a: dict) -> list[int]:
+    return _two_inputs(w, a) + [WORD_BITS[a["dst_buf"]]]
+
+
+def _windows(w: _Walk, a: dict, dst_buf: str, dst: int) -> list[int]:
+    """The gathered-window source and the m x c destination of a pool."""
+    m, r, c = a["m"], a["r"], a["c"]
+    return [w.span(a["src_buf"], a["src"], m * r * c), w.span(dst_buf, dst, m * c), m, r, c]
+
+
+def _maxpool(w: _Walk, a: dict) -> list[int]:
+    return _windows(w, a, a["dst_buf"], a["dst"]) + [WORD_BITS[a["dst_buf"]]]
+
+
+def _avgpool(w: _Walk, a: dict) -> list[int]:
+    return _windows(w, a, a["dst_buf"], a["dst"]) + [a["divisor"], WORD_BITS[a["dst_buf"]], w.cfg, a["even"]]
+
+
+def _sumpool(w: _Walk, a: dict) -> list[int]:
+    return _windows(w, a, "ACC", a["acc"]) + [a["accumulate"], w.cfg]
+
+
+def _shr(w: _Walk, a: dict) -> list[int]:
+    return [w.span(a["src_buf"], a["src"], a["n"]), w.span(a["dst_buf"], a["dst"], a["n"]), a["n"], a["shift"],
+            a["round"], WORD_BITS[a["dst_buf"]]]
+
+
+def _vlut(w: _Walk, a: dict) -> list[int]:
+    return [w.span(a["src_buf"], a["src"], a["n"]), w.span(a["dst_buf"], a["dst"], a["n"]), a["n"],
+            w.span("PRM", a["prm"], LUT_WORDS), WORD_BITS[a["dst_buf"]], BUFFER_ID[a["dst_buf"]],
+            BUFFER_ID[a["src_buf"]]]
+
+
+def _no_args(w: _Walk, a: dict) -> list[int]:
+    return []
+
+
+_BUILDERS: dict[str, Callable[[_Walk, dict], list[int]]] = {
+    "NOP": _no_args, "HALT": _no_args, "CONFIG": _config, "SETWIN": _setwin, "LOAD": _load, "STORE": _store,
+    "LOADWIN": _loadwin, "LOADW": _loadw, "GEMM": _gemm, "DWCONV": _dwconv, "REQUANT": _requant, "VADD": _vadd,
+    "VMAX": _vminmax, "VMIN": _vminmax, "MAXPOOL": _maxpool, "AVGPOOL": _avgpool, "SUMPOOL": _sumpool,
+    "SHR": _shr, "VLUT": _vlut,
+}
+
+
+def _header(ins: Instruction) -> list[int]:
+    """op, packed tokens and unit: the first three columns of a row."""
+    a = ins.args
+    unit = UNITS.index(a["unit"] if ins.op == "NOP" else ins.spec.unit)
+    return [OP[ins.op], a["pop_prev"] | a["pop_next"] << 1 | a["push_prev"] << 2 | a["push_next"] << 3, unit]
+
+
+def _buffer_layout(sizes: dict[str, int]) -> dict[str, int]:
+    """Each buffer's first word in the flat array: the buffers one after another."""
+    base, at = {}, 0
+    for b in BUFFERS:
+        base[b] = at
+        at += sizes[b]
+    return base
+
+
+def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowered:
+    """Decode, validate and lower; raises SimError (or wraps DecodeError in it)."""
+    try:
+        instructions = decode_program(program_words)
+    except DecodeError as e:
+        raise SimError(-1, "", f"cannot decode: {e}") from None
+    sizes = chip.buffer_words()
+    walk = _Walk(sizes, _buffer_layout(sizes), set(chip["array"]["operand_bits"]), chip["array"]["max_acc_bits"],
+                 dram_size, cfgs=[config_register(dict(RESET_CONFIG))])
+    rows = []
+    for index, ins in enumerate(instructions):
+        walk.index, walk.text = index, format_instruction(ins)
+        row = _header(ins) + _BUILDERS[ins.op](walk, ins.args)
+        rows.append(row + [0] * (ROW - len(row)))
+        if ins.op == "HALT":
+            break
+    table = np.array(rows, dtype=np.int64).reshape(-1, ROW)
+    win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, 13) if walk.wins else np.zeros((1, 13), np.int64)
+    return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)])

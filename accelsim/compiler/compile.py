@@ -1,0 +1,59 @@
+"""Compile a quantized graph (accelsim.compiler.ir) to a chip program: check reshapes, lay out
+DRAM, lower every node through the lowering registered for its type, assemble the program."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from isa import Instruction, encode_program
+
+from ..chip import ChipConfig, Program, TensorRef
+from .ir import QGraph
+from .lower import ProgramBuilder, lowering_of
+from .model import CompiledModel
+from .passes import DramLayout, check_reshapes, plan_dram
+from .records import LayerRecord
+from .weights import WEIGHT_CHOICES
+
+
+def _nhwc_shape(shape: tuple) -> tuple:
+    return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape)
+
+
+def _tensor_ref(graph: QGraph, layout: DramLayout, name: str, role: str) -> TensorRef:
+    """An activation's DRAM tensor, NHWC, at its storage type."""
+    return TensorRef(layout.region[name], _nhwc_shape(graph.tensors[name].shape), layout.storage[name], role)
+
+
+def _program(b: ProgramBuilder, flattened: dict[str, tuple]) -> Program:
+    """The instruction words (with a final HALT), the DRAM image and the graph's input and output tensors."""
+    g = b.graph
+    tensors = {q: _tensor_ref(g, b.layout, q, "input") for q in g.inputs.values()}
+    tensors.update({q: _tensor_ref(g, b.layout, q, "output") for q in g.outputs.values()})
+    meta = {"format": g.source_format,
+            "flattened": {q: list(flattened[q]) for q in g.outputs.values() if q in flattened}}
+    return Program(encode_program(b.instructions + [Instruction("HALT")]), b.image(), tensors, meta)
+
+
+def _host_records(g: QGraph) -> list[LayerRecord]:
+    return [LayerRecord(n.name or n.output[0], n.op_type, where="host", bits="float32") for n in g.host_nodes]
+
+
+def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str = "auto") -> CompiledModel:
+    """Lay out DRAM, lower every node and assemble the program.
+
+    ``weights``: how weight tiles are stored -- ``auto`` picks, per tile, the format with the
+    cheapest fetch on this chip (accelsim.compiler.weights.encode_for_chip); or one of dense,
+    bitmask, rle, codebook (codebook falls back to dense for a tile with more than 2^bits values).
+    """
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weights={weights!r}: expected one of {', '.join(WEIGHT_CHOICES)}")
+    chip = chip or ChipConfig()
+    flattened = check_reshapes(graph)
+    layout = plan_dram(graph)
+    b = ProgramBuilder(graph, chip, layout, flattened, weights)
+    for node in graph.nodes:
+        lowering_of(node)(node, b)
+    program = _program(b, flattened)
+    regions = {name: _tensor_ref(graph, layout, name, "output") for name in graph.tensors}
+    return CompiledModel(program, graph, chip, b.layers + _host_records(graph), regions)

@@ -1,0 +1,100 @@
+"""A compiled model: the chip program plus what the host does around it (quantize the inputs,
+dequantize the outputs, run float ops after the chip), so it runs like the ONNX model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import numpy as np
+
+from isa.quant import dequantize, quantize
+
+from ..chip import ChipConfig, Program, RunReport, Simulator, TensorRef
+from .ir import ModelError, QGraph
+from .records import LayerRecord
+
+
+def nchw_to_nhwc(q: np.ndarray) -> np.ndarray:
+    return q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+
+
+def nhwc_to_nchw(q: np.ndarray) -> np.ndarray:
+    return q.transpose(0, 3, 1, 2) if q.ndim == 4 else q
+
+
+@dataclass
+class CompiledModel:
+    """A program plus what the host does around it (quantize inputs, dequantize outputs)."""
+
+    program: Program
+    graph: QGraph
+    chip: ChipConfig
+    layers: list[LayerRecord] = field(default_factory=list)
+    regions: dict[str, TensorRef] = field(default_factory=dict)  # every activation's DRAM tensor (NHWC)
+
+    def segments(self) -> np.ndarray:
+        """The layer index of every instruction (a barrier belongs to the layer after it)."""
+        seg = np.zeros(self.program.words.shape[0], np.int64)
+        for i, layer in enumerate(self.layers):
+            if layer.where == "chip":
+                seg[layer.start:] = i
+        return seg
+
+    def quantize_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Float inputs by graph input name -> the chip's integer input tensors (NHWC)."""
+        feeds = {}
+        for fname, qname in self.graph.inputs.items():
+            if fname not in inputs:
+                raise ModelError("<graph>", "input", f"missing input {fname!r}")
+            t = self.graph.tensors[qname]
+            x = np.asarray(inputs[fname], np.float32)
+            if fname in self.graph.input_clips:  # a Clip before the input's QuantizeLinear, in float
+                lo, hi = self.graph.input_clips[fname]
+                x = np.clip(x, np.float32(lo) if lo is not None else None, np.float32(hi) if hi is not None else None)
+            if x.size != int(np.prod(t.shape)):
+                raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
+            x = x.reshape(t.shape)  # a Flatten/Reshape before the input's QuantizeLinear runs here
+            feeds[qname] = nchw_to_nhwc(quantize(x, t.scale, t.zero_point, t.dtype))
+        return feeds
+
+    def dequantize_outputs(self, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The chip's integer outputs -> float tensors in the model's (NCHW) order."""
+        outputs = {}
+        flattened = self.program.meta.get("flattened", {})
+        for fname, qname in self.graph.outputs.items():
+            t = self.graph.tensors[qname]
+            q = nhwc_to_nchw(raw[qname])
+            if qname in flattened:  # flattened on the chip in NHWC order: the model's order is NCHW
+                n, c, h, w = flattened[qname]
+                q = q.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(q.shape)
+            outputs[fname] = dequantize(q, t.scale, t.zero_point)
+        return outputs
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, sim: Optional[Simulator] = None,
+            values: bool = True) -> tuple[dict[str, np.ndarray], RunReport]:
+        """Float inputs by graph input name -> (float outputs by graph output name, report)."""
+        sim = sim or Simulator(self.chip)
+        raw, report = sim.run(self.program, self.quantize_inputs(inputs), values=values, segments=self.segments())
+        if not values:
+            return {}, report
+        outputs = self.dequantize_outputs(raw)
+        if self.graph.host_nodes:
+            outputs.update(self._run_host(outputs))
+        return {k: v for k, v in outputs.items() if k in self.graph.graph_outputs}, report
+
+    def _run_host(self, floats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Float ops after the chip (e.g. Softmax), evaluated by onnx's reference evaluator."""
+        import onnx
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+
+        produced = {o for n in self.graph.host_nodes for o in n.output}
+        needed = sorted({i for n in self.graph.host_nodes for i in n.input if i in floats})
+        outs = [o for o in self.graph.graph_outputs if o in produced]
+        g = helper.make_graph(list(self.graph.host_nodes), "host",
+                              [helper.make_tensor_value_info(i, onnx.TensorProto.FLOAT, floats[i].shape) for i in needed],
+                              [helper.make_empty_tensor_value_info(o) for o in outs], list(self.graph.host_initializers))
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.graph.opset)])
+        result = ReferenceEvaluator(model).run(None, {i: floats[i] for i in needed})
+        return dict(zip(outs, result))

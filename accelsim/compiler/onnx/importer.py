@@ -1,0 +1,80 @@
+"""Import ONNX models quantized by onnxruntime.quantization (QDQ or QOperator) into the QGraph.
+
+Nodes are visited in graph order and each goes to the handler of its op type: one table for
+QOperator nodes (and ops that read a quantized tensor directly), one for the float ops of a QDQ
+model between DequantizeLinear and QuantizeLinear.  Float ops after the chip's last
+DequantizeLinear run on the host.  Anything else is a :class:`ModelError` naming the node, its
+op type and the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import onnx
+
+from ..ir import ModelError, QGraph
+from . import concat, eltwise, layers, layout, pools, qdq, tables
+from .context import ImportContext
+from .host import host_input_op, split_host_tail
+
+Handler = Callable[[ImportContext, onnx.NodeProto], None]
+
+#: ops of a QDQ model, between DequantizeLinear and QuantizeLinear
+QDQ_HANDLERS: dict[str, Handler] = {
+    "QuantizeLinear": qdq.quantize_linear, "DequantizeLinear": qdq.dequantize_linear,
+    "Conv": layers.layer, "Gemm": layers.layer, "MatMul": layers.layer,
+    "Add": eltwise.add, "Concat": concat.concat,
+    "MaxPool": pools.max_pool, "AveragePool": pools.average_pool, "GlobalAveragePool": pools.global_average_pool,
+    "Relu": tables.activation, "Clip": tables.activation, "LeakyRelu": tables.activation,
+    "BatchNormalization": tables.batchnorm,
+    "Flatten": layout.reshape, "Reshape": layout.reshape, "Transpose": layout.reshape,
+}
+#: QOperator ops, which read quantized tensors directly
+QOPERATOR_ONLY: dict[str, Handler] = {
+    "QLinearConv": layers.qlinear_layer, "QGemm": layers.qlinear_layer, "QLinearMatMul": layers.qlinear_layer,
+    "QLinearAdd": eltwise.qlinear_add, "QLinearConcat": concat.qlinear_concat,
+    "QLinearAveragePool": pools.qlinear_average_pool, "QLinearGlobalAveragePool": pools.qlinear_global_average_pool,
+    "QLinearLeakyRelu": tables.qlinear_leaky_relu,
+}
+#: every op that may read a quantized tensor directly (in QOperator models)
+QOPERATOR_HANDLERS: dict[str, Handler] = {
+    **QOPERATOR_ONLY, "MaxPool": pools.qop_max_pool,
+    "Flatten": layout.qop_reshape, "Reshape": layout.qop_reshape, "Transpose": layout.qop_reshape,
+}
+
+
+def _handler(ctx: ImportContext, n: onnx.NodeProto) -> Handler:
+    reads_quantized = n.op_type != "DequantizeLinear" and bool(n.input) and n.input[0] in ctx.graph.tensors
+    table = QOPERATOR_HANDLERS if n.op_type in QOPERATOR_ONLY or reads_quantized else QDQ_HANDLERS
+    handler = table.get(n.op_type)
+    if handler is None:
+        raise ModelError(n.name, n.op_type, "unsupported op (runs on neither the chip nor the host yet)")
+    return handler
+
+
+def _import_nodes(ctx: ImportContext) -> None:
+    for n in ctx.model.graph.node:
+        if id(n) in ctx.consumed or host_input_op(ctx, n):
+            continue
+        _handler(ctx, n)(ctx, n)
+
+
+def import_model(model: onnx.ModelProto) -> QGraph:
+    """The quantized graph of a QDQ or QOperator model."""
+    graph_outputs = [o.name for o in model.graph.output]
+    model, tail = split_host_tail(model)
+    ctx = ImportContext(model)
+    _import_nodes(ctx)
+    g = ctx.graph
+    g.host_nodes = tail
+    g.graph_outputs = graph_outputs
+    host_inputs = {i for n in tail for i in n.input}
+    g.host_initializers = [i for i in model.graph.initializer if i.name in host_inputs]
+    g.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    g.source_format = "QOperator" if {n.op_type for n in model.graph.node} & set(QOPERATOR_ONLY) else "QDQ"
+    if not g.inputs:
+        raise ModelError("<graph>", "QuantizeLinear", "no graph input is quantized by a QuantizeLinear")
+    if not g.outputs:
+        raise ModelError("<graph>", "DequantizeLinear", "no graph output comes from a DequantizeLinear")
+    return g

@@ -1,0 +1,143 @@
+"""Elementwise maps of 8-bit tensors as lookup tables (QLut): standalone Relu / Clip / LeakyRelu
+between DequantizeLinear and QuantizeLinear, an unfolded BatchNormalization (one table per
+channel) and QLinearLeakyRelu.  Each table reproduces ONNX Runtime's float arithmetic."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from isa.table import DTYPES
+
+from ..ir import ModelError, QLut, QReshape, QTensor
+from ..lut import lut_table
+from .context import Activation, ImportContext, attrs
+from .layout import reshape_shape
+
+
+def _activation_fn(ctx: ImportContext, n: onnx.NodeProto) -> Callable[[np.ndarray], np.ndarray]:
+    """The float function of a standalone Relu / Clip / LeakyRelu node (exact in float32)."""
+    if n.op_type == "Relu":
+        return lambda x: np.maximum(x, np.float32(0))
+    if n.op_type == "LeakyRelu":
+        alpha = np.float32(attrs(n).get("alpha", 0.01))
+        return lambda x: np.where(x >= 0, x, alpha * x)
+    lo = np.float32(ctx.init(n, n.input[1], "min")) if len(n.input) > 1 and n.input[1] else np.float32(-np.inf)
+    hi = np.float32(ctx.init(n, n.input[2], "max")) if len(n.input) > 2 and n.input[2] else np.float32(np.inf)
+    return lambda x: np.minimum(np.maximum(x, lo), hi)
+
+
+def _check_8bit(n: onnx.NodeProto, src: QTensor, what: str) -> None:
+    if DTYPES[src.dtype][0] > 8:
+        raise ModelError(n.name, n.op_type, f"{what} on a {src.dtype} tensor is not supported "
+                                            "(the lookup table takes 8-bit codes)")
+
+
+def _output_8bit(ctx: ImportContext, n: onnx.NodeProto, out_node, y_name: str, shape, y_scale, y_zp) -> QTensor:
+    y = ctx.add_tensor(out_node, y_name, shape, y_scale, y_zp)
+    if DTYPES[y.dtype][0] > 8:
+        raise ModelError(n.name, n.op_type, f"output type {y.dtype}: the lookup table yields at most 8 bits")
+    return y
+
+
+def add_lut(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, out_node, y_name: str, y_scale, y_zp,
+            fn: Callable[[np.ndarray], np.ndarray]) -> None:
+    """A QLut computing Q(fn(DQ(x))) from ``src`` to a new tensor ``y_name``."""
+    _check_8bit(n, src, f"a standalone {n.op_type}")
+    y = _output_8bit(ctx, n, out_node, y_name, src.shape, y_scale, y_zp)
+    ctx.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, lut_table(src, y, fn)))
+
+
+def _reshape_after(ctx: ImportContext, n: onnx.NodeProto):
+    """A Flatten/Reshape that alone reads an activation's output before its QuantizeLinear, or None."""
+    users = ctx.consumers.get(n.output[0], [])
+    if n.output[0] not in ctx.quantized_at and len(users) == 1 and users[0].op_type in ("Flatten", "Reshape"):
+        return users[0]
+    return None
+
+
+def activation(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """Relu / Clip / LeakyRelu.  After a layer they were fused into its clamp (nothing to do);
+    standalone between DequantizeLinear and QuantizeLinear they become a table (optionally
+    followed by a Flatten/Reshape before the QuantizeLinear)."""
+    if n.input[0] not in ctx.q_of_float:
+        if n.op_type == "LeakyRelu":
+            raise ModelError(n.name, n.op_type, "LeakyRelu on a float tensor (its input is not dequantized)")
+        return  # folded into the layer before it (ImportContext.activation_after)
+    reshape = _reshape_after(ctx, n)
+    src, qn = ctx.quantized_io(n, reshape.output[0] if reshape is not None else None)
+    ys, yz = ctx.qparams(qn)
+    if reshape is None:
+        add_lut(ctx, n, src, qn, qn.output[0], ys, yz, _activation_fn(ctx, n))
+    else:  # activation -> Flatten/Reshape -> Q: the table, then the reshape
+        mapped = qn.output[0] + "::mapped"
+        add_lut(ctx, n, src, qn, mapped, ys, yz, _activation_fn(ctx, n))
+        shape = reshape_shape(ctx, reshape, src.shape)
+        ctx.alias_tensor(qn.output[0], ctx.graph.tensors[mapped], shape)
+        ctx.graph.nodes.append(QReshape(reshape.name, reshape.op_type, mapped, qn.output[0]))
+        ctx.shapes[reshape.output[0]] = shape
+        ctx.consumed.add(id(reshape))
+    ctx.shapes[n.output[0]] = src.shape
+
+
+def qlinear_leaky_relu(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    if attrs(n).get("channels_last", 0):
+        raise ModelError(n.name, n.op_type, "channels_last=1 is not supported")
+    src = ctx.qlinear_input(n, n.input[0], 1, 2)
+    alpha = np.float32(attrs(n).get("alpha", 0.01))
+    add_lut(ctx, n, src, n, n.output[0], ctx.init(n, n.input[3], "output scale"),
+            ctx.init(n, n.input[4], "output zero point"), lambda x: np.where(x >= 0, x, alpha * x))
+
+
+def _bn_float_params(ctx: ImportContext, n: onnx.NodeProto) -> list[np.ndarray]:
+    """scale, bias, mean, var: initializers, or dequantized initializers."""
+    params = []
+    for name, what in zip(n.input[1:5], ("scale", "bias", "mean", "var")):
+        v = ctx.floats.get(name)
+        params.append(v if v is not None else np.asarray(ctx.init(n, name, what), np.float32))
+    return params
+
+
+def _bn_tables(src: QTensor, y: QTensor, params: list[np.ndarray], eps: np.float32, act: Activation) -> np.ndarray:
+    """One table per channel, with ONNX Runtime's float arithmetic (batch_norm.h): inv_std =
+    1 / sqrt(var + eps), new_scale = inv_std * scale, new_bias = bias - mean * new_scale,
+    y = x * new_scale + new_bias, then any Relu / Clip, then QuantizeLinear."""
+    scale, bias, mean, var = params
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_std = np.float32(1) / np.sqrt(var + eps)
+    new_scale = inv_std * scale
+    new_bias = bias - mean * new_scale
+    if act is None:
+        lo, hi = np.float32(-np.inf), np.float32(np.inf)
+    elif act[0] == "Relu":
+        lo, hi = np.float32(0), np.float32(np.inf)
+    else:
+        lo, hi = np.float32(act[1]), np.float32(act[2])
+    return np.stack([lut_table(src, y, lambda x, k=k: np.minimum(np.maximum(x * new_scale[k] + new_bias[k], lo), hi))
+                     for k in range(src.shape[1])])
+
+
+def batchnorm(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """A BatchNormalization between DequantizeLinear and QuantizeLinear (not folded into a conv)."""
+    if n.input[0] not in ctx.q_of_float:
+        raise ModelError(n.name, n.op_type, "BatchNormalization on a float tensor (fold it into the conv before "
+                                            "quantizing: onnxruntime.quantization.quant_pre_process)")
+    params = _bn_float_params(ctx, n)
+    out, act = ctx.activation_after(n.output[0])
+    src, qn = ctx.quantized_io(n, out)
+    a = attrs(n)
+    if len(n.output) > 1 and any(n.output[1:]) or a.get("training_mode", 0):
+        raise ModelError(n.name, n.op_type, "training-mode BatchNormalization is not supported")
+    if len(src.shape) < 2:
+        raise ModelError(n.name, n.op_type, f"expects an (N, C, ...) input, got shape {src.shape}")
+    c = src.shape[1]
+    params = [np.asarray(p, np.float32).reshape(-1) for p in params]
+    if not all(p.size == c for p in params):
+        raise ModelError(n.name, n.op_type, f"parameters must have {c} values (one per channel)")
+    _check_8bit(n, src, "a BatchNormalization")
+    y = _output_8bit(ctx, n, qn, qn.output[0], src.shape, *ctx.qparams(qn))
+    eps = np.float32(a.get("epsilon", 1e-5))
+    ctx.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, _bn_tables(src, y, params, eps, act)))
+    ctx.shapes[out] = src.shape
