@@ -18,7 +18,16 @@ import numpy as np
 import onnx
 
 from .chip import ChipConfig, Simulator
-from .compiler import CompiledModel, LayerCost, compile_graph, format_layers, import_model, layer_table, layer_total
+from .compiler import (
+    CompiledModel,
+    LayerCost,
+    compile_graph,
+    format_layers,
+    import_model,
+    layer_table,
+    layer_total,
+)
+from .compiler.onnx.runtime import session
 from .quant import QuantConfig, float_runner, quantize_model
 
 
@@ -50,12 +59,9 @@ def chip_logits(compiled: CompiledModel, x: np.ndarray, sim: Optional[Simulator]
 def ort_logits(q: onnx.ModelProto, x: np.ndarray) -> Optional[np.ndarray]:
     """ONNX Runtime's outputs on the quantized model, or None without ONNX Runtime."""
     try:
-        import onnxruntime as ort
+        sess = session(q)
     except ImportError:
         return None
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return np.concatenate([sess.run(None, {"input": s[None]})[0] for s in x])
 
 
@@ -101,7 +107,7 @@ def run_demo(bits: int = 8, calibrator: str = "percentile", chip: Optional[ChipC
 
 
 def format_demo(r: DemoResult, bits: int) -> str:
-    lines = ["accelsim demo: a CNN trained on scikit-learn's digits (8x8), quantized by accelsim.ptq,",
+    lines = ["accelsim demo: a CNN trained on scikit-learn's digits (8x8), quantized by accelsim.quant,",
              "compiled for the default chip and run image by image on the simulated chip",
              "",
              f"held-out accuracy ({r.samples} images): float {100 * r.float_accuracy:.2f}%, "

@@ -21,11 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.chip import (
-    ChipConfig,  # noqa: E402
-    Program,  # noqa: E402
-    Simulator,  # noqa: E402
-)
+from accelsim.chip import ChipConfig, Program, Simulator  # noqa: E402
 from accelsim.compiler import weights as C  # noqa: E402
 from isa import Instruction as I  # noqa: E402
 from isa import encode_program  # noqa: E402

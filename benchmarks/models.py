@@ -5,8 +5,10 @@ own int8 inference of the same quantized model, measured in the same run.
 
 Each model comes from accelsim.zoo (random weights, BatchNorm folded), is quantized by ONNX
 Runtime's quantize_static (QDQ, per channel, reduce_range, u8 activations, s8 weights), compiled
-for the default chip and run on one random input.  ratio = simulate_s / onnxruntime_s.  A model
-the compiler cannot take yet is reported with its error instead of figures.
+for the default chip and run on one random input.  ratio = simulate_s / onnxruntime_s, ORT's
+default (fastest) kernels; onnxruntime_exact_s times the reference session (exact integer kernels
+on every CPU, accelsim.compiler.onnx.runtime), which bit_exact compares against.  A model the
+compiler cannot take yet is reported with its error instead of figures.
 """
 
 from __future__ import annotations
@@ -27,21 +29,14 @@ from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
 
 from accelsim import zoo  # noqa: E402
 from accelsim.chip import Simulator  # noqa: E402
-from accelsim.compiler import (
-    compile_graph,  # noqa: E402
-    import_model,  # noqa: E402
-)
+from accelsim.compiler import compile_graph, import_model  # noqa: E402
 from accelsim.compiler.ir import ModelError  # noqa: E402
+from accelsim.compiler.onnx.runtime import default_u8s8_is_exact, session  # noqa: E402
 
 
 def quantize(model, size: int, workdir: Path):
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(0)
 
@@ -60,8 +55,6 @@ def quantize(model, size: int, workdir: Path):
 
 
 def bench(name: str, size: int, reps: int) -> dict:
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as d:
         q = quantize(zoo.build(name, input_size=size, fold_bn=True), size, Path(d))
     record = {"model": name, "input_size": size}
@@ -77,11 +70,12 @@ def bench(name: str, size: int, reps: int) -> dict:
     out, report = compiled.run({"input": x}, sim=sim)
     record["simulate_s"] = best_of(lambda: compiled.run({"input": x}, sim=sim), reps)
     record["timing_only_s"] = best_of(lambda: compiled.run({"input": x}, sim=sim, values=False), reps)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(q.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    ref = sess.run(None, {"input": x})[0]
-    record["onnxruntime_s"] = best_of(lambda: sess.run(None, {"input": x}), reps)
+    exact = session(q)  # the reference engine: exact integer kernels on every CPU
+    ref = exact.run(None, {"input": x})[0]
+    fast = session(q, exact=False)  # ORT's default kernels (saturating u8 x s8 pair sums without VNNI)
+    record["onnxruntime_s"] = best_of(lambda: fast.run(None, {"input": x}), reps)
+    record["onnxruntime_exact_s"] = best_of(lambda: exact.run(None, {"input": x}), reps)
+    record["onnxruntime_default_exact"] = default_u8s8_is_exact()
     record["ratio"] = record["simulate_s"] / record["onnxruntime_s"]
     record["macs"] = report.total_macs
     record["cycles"] = report.cycles

@@ -19,17 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from accelsim.chip import Simulator  # noqa: E402
-from accelsim.compiler import (  # noqa: E402
-    compile_graph,
-    import_model,  # noqa: E402
-    layer_table,
-)
+from accelsim.compiler import compile_graph, import_model, layer_table  # noqa: E402
 from accelsim.demo import bundled, chip_logits, float_logits  # noqa: E402
 from accelsim.quant import QuantConfig, quantize_model  # noqa: E402
 

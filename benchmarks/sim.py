@@ -23,11 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
 
-from accelsim.chip import (
-    ChipConfig,  # noqa: E402
-    Program,  # noqa: E402
-    Simulator,  # noqa: E402
-)
+from accelsim.chip import ChipConfig, Program, Simulator  # noqa: E402
 from accelsim.compiler.topology import estimate, parse_topology  # noqa: E402
 from isa import Instruction as I  # noqa: E402
 from isa import encode_program  # noqa: E402

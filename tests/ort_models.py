@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from accelsim.compiler.onnx import runtime
+
 ORT_IR_VERSION = 10  # onnx 1.23 writes IR 14 by default, which onnxruntime 1.31 refuses
 
 NP_TO_ONNX = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8,
@@ -13,14 +15,12 @@ NP_TO_ONNX = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorPr
               np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int32): TensorProto.INT32}
 
 
-def session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
+def session(model: onnx.ModelProto, **options):
+    """The reference engine: ONNX Runtime with exact integer kernels on every x86 CPU
+    (accelsim.compiler.onnx.runtime)."""
     model.ir_version = ORT_IR_VERSION
     onnx.checker.check_model(model)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return runtime.session(model, **options)
 
 
 def qlinear_matmul(a: np.ndarray, a_scale: float, a_zp: int, b: np.ndarray, b_scale: np.ndarray,

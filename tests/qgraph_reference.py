@@ -6,17 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from accelsim.compiler.ir import (
-    QAdd,
-    QAvgPool,
-    QConcat,
-    QConv,
-    QGlobalAvgPool,
-    QGraph,
-    QLut,
-    QMaxPool,
-    QReshape,
-)
+from accelsim.compiler.ir import QAdd, QAvgPool, QConcat, QConv, QGlobalAvgPool, QGraph, QLut, QMaxPool, QReshape
 from isa.quant import dequantize, qrange, quantize
 from isa.requant import add_fp32, requant_fp32
 

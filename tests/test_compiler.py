@@ -63,12 +63,7 @@ def quantized(tmp_path, model, fmt: str, per_channel: bool, seed: int = 0, activ
               weight: str = "QInt8", reduce_range: bool = True, **options) -> onnx.ModelProto:
     """The model quantized by onnxruntime's quantize_static on 16 random inputs; ``options`` go to
     quantize_static (e.g. extra_options, op_types_to_quantize)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(seed)
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -333,12 +328,7 @@ def test_compressed_weights_bit_exact_and_counted(tmp_path, weights):
 
 def test_softmax_runs_on_the_host_and_is_reported(tmp_path):
     """An op the chip does not run (Softmax after the last DequantizeLinear) runs on the host."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from accelsim.compiler import layer_table
 

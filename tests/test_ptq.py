@@ -29,14 +29,12 @@ def _calib(model, n=24, seed=0):
 
 
 def _float_session(model):
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session(model)
 
 
 def _ort(q, low_bits: bool):
-    so = ort.SessionOptions()
-    if low_bits:  # ONNX Runtime 1.31's QDQ fusions cannot take uint4 activations (docs/ptq.md)
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    # ONNX Runtime's QDQ fusions cannot take uint4 activations (docs/ptq.md)
+    return session(q, optimize=not low_bits)
 
 
 def test_batchnorm_folds_into_the_conv_exactly():
@@ -315,6 +313,6 @@ def test_unnamed_nodes_and_gemm_bias_shapes(bias_shape):
     scale = next(numpy_helper.to_array(i) for i in q.graph.initializer if i.name == dq.input[1])
     assert scale.shape == (5,)
     compiled = compile_graph(import_model(q))
-    sess = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = session(q)
     x = rng.normal(0, 1, (1, 8)).astype(np.float32)
     np.testing.assert_array_equal(compiled.run({"input": x})[0]["output"], sess.run(None, {"input": x})[0])

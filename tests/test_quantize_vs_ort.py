@@ -43,19 +43,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization.quant_utils import (
-    compute_scale_zp,
-    get_qmin_qmax_for_qType,
-)
+from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
 
-from isa.quant import (
-    dequantize,
-    pack_int4,
-    qrange,
-    quantize,
-    scale_zero_point,
-    unpack_int4,
-)
+from accelsim.compiler.onnx.runtime import session
+from isa.quant import dequantize, pack_int4, qrange, quantize, scale_zero_point, unpack_int4
 
 OPSET = 21
 IR_VERSION = 10
@@ -85,9 +76,7 @@ def _finish(node, inputs, outputs, inits) -> ort.InferenceSession:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return session(model)
 
 
 def _attrs(axis, block_size) -> dict:

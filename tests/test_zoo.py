@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from accelsim import zoo
+from accelsim.compiler.onnx.runtime import session
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
@@ -27,11 +28,7 @@ def _build(name: str, **kw) -> onnx.ModelProto:
 
 
 def _session(model_or_path):
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    src = model_or_path.SerializeToString() if isinstance(model_or_path, onnx.ModelProto) \
-        else str(model_or_path)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    return session(model_or_path if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path))
 
 
 def _inputs(shape, n: int, seed: int) -> list[np.ndarray]:

@@ -28,6 +28,7 @@ from onnx import helper
 
 from isa.quant import scale_zero_point
 
+from ..compiler.onnx.runtime import session
 from .calibrate import TensorStats, calibrated_range
 from .config import QuantConfig, bit_range, container
 from .graph import fold_batchnorm, name_nodes
@@ -43,11 +44,7 @@ def float_runner(model: onnx.ModelProto, outputs: list[str]) -> Callable[[dict],
     known = {o.name for o in m.graph.output}
     m.graph.output.extend([helper.make_empty_tensor_value_info(o) for o in outputs if o not in known])
     try:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = session(m)
         return lambda feed: sess.run(outputs, feed)
     except ImportError:
         from onnx.reference import ReferenceEvaluator
