@@ -90,7 +90,21 @@ def render() -> str:
             out.append(f"| `{f.name}` | {pos}..{pos + f.bits - 1} | {_kind(f)} | {f.describe_range()} | "
                        f"{default} | {f.doc} |")
             pos += f.bits
+        out += _spans(op)
     return "\n".join(out) + "\n"
+
+
+def _spans(op) -> list[str]:
+    """The blocks the instruction reads and writes, as the golden semantics and the chip check them."""
+    if not op.spans and not op.state_checks:
+        return []
+    out = ["", "Touches (checked before it runs; sizes in words, DRAM in bytes):", ""]
+    for sp in op.spans:
+        buf = sp.buf if sp.buf in ("INP", "WGT", "ACC", "OUT", "PRM", "DRAM") else f"`{sp.buf}`"
+        out.append(f"- {sp.access}s {buf} from `{sp.at}`, `{sp.size}`")
+    for check in op.state_checks:
+        out.append(f"- requires: {(check.__doc__ or check.__name__).strip()}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

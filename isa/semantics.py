@@ -25,14 +25,14 @@ from .encoding import Instruction, decode_program
 from .errors import ExecError
 from .quant import qrange
 from .requant import add_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
-from .table import BUFFERS, DTYPES
+from .spans import outside, state_fault
+from .table import ADD_RECORD_WORDS, BUFFERS, DTYPES, LUT_WORDS
 from .weights import WeightStreamError, decode_weights
 
 WORD_BITS = {"INP": 32, "WGT": 32, "ACC": 64, "OUT": 32, "PRM": 32}
 DEFAULT_SIZES = {"INP": 1 << 16, "WGT": 1 << 16, "ACC": 1 << 14, "OUT": 1 << 16, "PRM": 1 << 12}
 RESET_CONFIG = Instruction("CONFIG", a="s8", w="s8", o="s8", clamp_min=-(1 << 16),
                            clamp_max=(1 << 16) - 1).args
-ADD_RECORD_WORDS = 9  # a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift
 
 
 class _Fault(Exception):
@@ -351,9 +351,6 @@ def shr(s: MachineState, i: Instruction) -> None:
     write(s, i.dst_buf, i.dst, x >> i.shift)
 
 
-LUT_WORDS = 256
-
-
 def vlut(s: MachineState, i: Instruction) -> None:
     """VLUT: dst[j] = PRM[prm + (src[j] & 255)]; the code of an 8-bit (or 4-bit) element indexes
     the table, so one table holds any function of the element (e.g. dequantize, f, quantize)."""
@@ -371,12 +368,27 @@ GOLDEN: dict[str, Callable[[MachineState, Instruction], None]] = {
 }
 
 
+def check_spans(s: MachineState, ins: Instruction) -> None:
+    """The instruction's spans and state rules from the table (isa.spans), before it runs."""
+    msg = state_fault(ins, s.window)
+    if msg:
+        raise _Fault(msg)
+    b = outside(ins, s.window, {k: v.size for k, v in s.buffers.items()}, s.dram.size)
+    if b is not None:
+        where = f"DRAM bytes {b.start}..{b.end - 1}" if b.buf == "DRAM" else f"{b.buf}[{b.start}:{b.end}]"
+        limit = f"DRAM of {s.dram.size} bytes" if b.buf == "DRAM" else f"the buffer of {s.buffers[b.buf].size} words"
+        raise _Fault(f"{b.access}s {where}, outside {limit}")
+
+
 def step(s: MachineState, ins: Instruction, index: int = 0) -> None:
     """Execute one instruction; on a fault raise :class:`ExecError` with ``s`` unchanged.
 
-    Every golden function checks all its addresses and parameters before its single write.
+    The table's spans are checked first; every golden function then checks each address again
+    through its accessors (so a wrong description in the table shows up as a disagreement between
+    the chip and these semantics) and all its parameters, before its single write.
     """
     try:
+        check_spans(s, ins)
         GOLDEN[ins.op](s, ins)
     except _Fault as e:
         raise ExecError(index, format_instruction(ins), str(e)) from None

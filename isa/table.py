@@ -10,6 +10,10 @@ Word layout (128 bits, little-endian bit numbering):
 * all bits above the last field are reserved and must be zero.
 
 Units are ordered load -> compute -> store; "prev"/"next" name the neighbouring unit.
+
+Each instruction also lists the spans it reads and writes (:class:`Span`): every buffer and DRAM
+range, as a function of its fields and the SETWIN register.  The golden semantics and the chip
+both check them from here before the instruction runs (isa.spans).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ MEM_DTYPES = tuple(DTYPES)
 #: On-chip buffers. INP/WGT/OUT/PRM hold 32-bit words, ACC holds 64-bit words.
 BUFFERS = ("INP", "WGT", "ACC", "OUT", "PRM")
 REQUANT_MODES = ("fp32", "fixed_double", "fixed_single")
+ADD_RECORD_WORDS = 9  # VADD: a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift
+LUT_WORDS = 256       # VLUT: one table entry per 8-bit code
 WEIGHT_FORMATS = ("dense", "bitmask", "rle", "codebook")
 
 Value = Union[int, str]
@@ -80,8 +86,25 @@ class Field:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A block an instruction reads or writes.
+
+    ``buf``: a buffer name, ``"DRAM"``, or the field that names the buffer; ``at``: the field that
+    holds the first word (DRAM: the byte address); ``size``: words (DRAM: bytes), an expression over
+    the instruction's fields, the SETWIN register's fields and ``bytes(dtype, elements)`` (packed
+    bytes), evaluated by isa.spans and printed in docs/isa.md.  ``access`` is "read" or "write".
+    """
+
+    access: str
+    buf: str
+    at: str
+    size: str
+
+
+@dataclass(frozen=True)
 class Op:
-    """One instruction: mnemonic, opcode, executing unit, fields and cross-field rules."""
+    """One instruction: mnemonic, opcode, executing unit, fields, cross-field rules, the spans it
+    touches and the rules on the machine state it needs (e.g. a SETWIN before LOADWIN)."""
 
     mnemonic: str
     opcode: int
@@ -89,6 +112,8 @@ class Op:
     doc: str
     fields: tuple[Field, ...]
     checks: tuple[Callable[[dict], Optional[str]], ...] = dc_field(default=())
+    spans: tuple[Span, ...] = ()
+    state_checks: tuple[Callable[[dict, Optional[dict]], Optional[str]], ...] = ()
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -179,6 +204,38 @@ def _fixed_unit(unit: str) -> Callable[[dict], str]:
     return lambda v: unit
 
 
+# --------------------------------------------------------------------------- spans
+def _reads(buf: str, at: str, size: str) -> Span:
+    return Span("read", buf, at, size)
+
+
+def _writes(buf: str, at: str, size: str) -> Span:
+    return Span("write", buf, at, size)
+
+
+def dram_bytes(dtype: str, elements: int) -> int:
+    """Bytes from the first element's byte to the last one's, for ``elements`` packed elements."""
+    return (elements * DTYPES[dtype][0] + 7) // 8
+
+
+def _needs_window(v: dict, w: Optional[dict]) -> Optional[str]:
+    """a SETWIN earlier in the program"""
+    return "LOADWIN before any SETWIN" if w is None else None
+
+
+def _channels_in_pixel(v: dict, w: Optional[dict]) -> Optional[str]:
+    """c0 + nc <= in_c of the SETWIN"""
+    if w is not None and v["c0"] + v["nc"] > w["in_c"]:
+        return f"channels {v['c0']}..{v['c0'] + v['nc'] - 1} exceed in_c={w['in_c']}"
+    return None
+
+
+_ELEMENTWISE = (_reads("a_buf", "a", "n"), _reads("b_buf", "b", "n"), _writes("dst_buf", "dst", "n"))
+_POOL = (_reads("src_buf", "src", "m * r * c"), _writes("dst_buf", "dst", "m * c"))
+_UNARY = (_reads("src_buf", "src", "n"), _writes("dst_buf", "dst", "n"))
+_STRIDED = "bytes(dtype, (y - 1) * y_stride + x)"
+
+
 # --------------------------------------------------------------------------- the table
 OPS: tuple[Op, ...] = (
     Op("NOP", 0x00, "any", "Do nothing on the named unit; used to move dependency tokens.", (
@@ -222,7 +279,8 @@ OPS: tuple[Op, ...] = (
         _size("x", 14, "contiguous elements per row"),
         _size("y", 12, "rows"),
         Field("y_stride", 24, "DRAM elements from one row to the next"),
-    ), checks=(_tokens_for_unit(_fixed_unit("load")),)),
+    ), checks=(_tokens_for_unit(_fixed_unit("load")),),
+       spans=(_reads("DRAM", "dram", _STRIDED), _writes("buf", "sram", "x * y"))),
     Op("LOADWIN", 0x05, "load",
        "DMA convolution windows (im2col rows) DRAM -> buffer, with padding from SETWIN.", (
         _buf("buf", "destination buffer"),
@@ -233,7 +291,10 @@ OPS: tuple[Op, ...] = (
         _size("npix", 12, "output pixels (rows of the gathered matrix)"),
         Field("c0", 14, "first input channel"),
         _size("nc", 12, "channels per window position"),
-    ), checks=(_tokens_for_unit(_fixed_unit("load")),)),
+    ), checks=(_tokens_for_unit(_fixed_unit("load")),),
+       spans=(_reads("DRAM", "dram", "bytes(dtype, in_h * in_w * in_c)"),
+              _writes("buf", "sram", "npix * k_h * k_w * nc")),
+       state_checks=(_needs_window, _channels_in_pixel)),
     Op("LOADW", 0x06, "load", "Fetch weights DRAM -> WGT, decompressing the given format.", (
         Field("sram", 20, "WGT word address of the first weight"),
         DRAM,
@@ -242,7 +303,9 @@ OPS: tuple[Op, ...] = (
         _dtype("dtype", "weight element type", MAC_DTYPES),
         Field("param", 3, "codebook: index bits k; rle: run-length bits (else 1)", lo=1, default=1),
         Field("zero", 17, "value of the elements bitmask/rle leave out", kind="s", default=0),
-    ), checks=(_tokens_for_unit(_fixed_unit("load")), _codebook_bits)),
+    ), checks=(_tokens_for_unit(_fixed_unit("load")), _codebook_bits),
+       spans=(_reads("DRAM", "dram", "bytes(dtype, count) if format == 'dense' else 1"),
+              _writes("WGT", "sram", "count"))),
     Op("STORE", 0x07, "store", "DMA a 2-D strided block buffer -> DRAM, packing to the element type.", (
         _buf("buf", "source buffer"),
         _dtype("dtype", "element type in DRAM (the low bits of each word are written)", MEM_DTYPES),
@@ -250,7 +313,8 @@ OPS: tuple[Op, ...] = (
         _size("x", 14, "contiguous elements per row"),
         _size("y", 12, "rows"),
         Field("y_stride", 24, "DRAM elements from one row to the next"),
-    ), checks=(_tokens_for_unit(_fixed_unit("store")),)),
+    ), checks=(_tokens_for_unit(_fixed_unit("store")),),
+       spans=(_reads("buf", "sram", "x * y"), _writes("DRAM", "dram", _STRIDED))),
     Op("GEMM", 0x08, "compute", "ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp).", (
         _addr("inp", "INP address of the m x k activation tile (row-major)"),
         _addr("wgt", "WGT address of the n x k weight tile (row-major)"),
@@ -259,14 +323,16 @@ OPS: tuple[Op, ...] = (
         _size("n", 12, "columns (output channels)"),
         _size("k", 14, "reduction length"),
         ACCUMULATE,
-    )),
+    ), spans=(_reads("INP", "inp", "m * k"), _reads("WGT", "wgt", "n * k"), _reads("ACC", "acc", "m * n * accumulate"),
+              _writes("ACC", "acc", "m * n"))),
     Op("DWCONV", 0x09, "compute",
        "Depthwise: ACC[m,c] (+)= sum_r (INP[m,r,c] - a_zp) * (WGT[r,c] - w_zp).", (
         _addr("inp", "INP address of the m x r x c gathered windows"),
         _addr("wgt", "WGT address of the r x c weights"),
         _addr("acc", "ACC address of the m x c result"),
         M_ROWS, WINDOW, CHANNELS, ACCUMULATE,
-    )),
+    ), spans=(_reads("INP", "inp", "m * r * c"), _reads("WGT", "wgt", "r * c"), _reads("ACC", "acc", "m * c * accumulate"),
+              _writes("ACC", "acc", "m * c"))),
     Op("REQUANT", 0x0A, "compute",
        "Per-channel requantization ACC -> buffer: bias, scale, zero point, clamp.", (
         _addr("src", "ACC address of the m x n accumulators"),
@@ -275,31 +341,31 @@ OPS: tuple[Op, ...] = (
         _addr("prm", "PRM address of the table: bias[n], multiplier or fp32 scale[n], shift[n]"),
         M_ROWS,
         _size("n", 12, "channels"),
-    )),
+    ), spans=(_reads("ACC", "src", "m * n"), _reads("PRM", "prm", "3 * n"), _writes("dst_buf", "dst", "m * n"))),
     Op("VADD", 0x0B, "compute", "Elementwise add with per-input rescale (residual add).", (
         _buf("a_buf", "first input buffer"), _addr("a", "first input address"),
         _buf("b_buf", "second input buffer"), _addr("b", "second input address"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
         Field("n", 20, "elements", lo=1),
         _addr("prm", "PRM address of the 9-word add record"),
-    )),
+    ), spans=_ELEMENTWISE + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)),
     Op("VMAX", 0x0C, "compute", "Elementwise maximum of two vectors.", (
         _buf("a_buf", "first input buffer"), _addr("a", "first input address"),
         _buf("b_buf", "second input buffer"), _addr("b", "second input address"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
         Field("n", 20, "elements", lo=1),
-    )),
+    ), spans=_ELEMENTWISE),
     Op("VMIN", 0x0D, "compute", "Elementwise minimum of two vectors.", (
         _buf("a_buf", "first input buffer"), _addr("a", "first input address"),
         _buf("b_buf", "second input buffer"), _addr("b", "second input address"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
         Field("n", 20, "elements", lo=1),
-    )),
+    ), spans=_ELEMENTWISE),
     Op("MAXPOOL", 0x0E, "compute", "dst[m,c] = max_r src[m,r,c] over gathered windows.", (
         _buf("src_buf", "source buffer"), _addr("src", "source address (m x r x c)"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address (m x c)"),
         M_ROWS, WINDOW, CHANNELS,
-    )),
+    ), spans=_POOL),
     Op("AVGPOOL", 0x0F, "compute",
        "dst[m,c] = round(sum_r src[m,r,c] / divisor), clamped: exact integer division rounded half away "
        "from zero (TFLite reference) or, with even=1, half to even (ONNX).", (
@@ -308,26 +374,27 @@ OPS: tuple[Op, ...] = (
         M_ROWS, WINDOW, CHANNELS,
         Field("divisor", 10, "divisor (window elements counted)", lo=1),
         _flag("even", "1: ties round to even; 0: away from zero"),
-    )),
+    ), spans=_POOL),
     Op("SUMPOOL", 0x10, "compute", "ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp): window sums for requant.", (
         _buf("src_buf", "source buffer"), _addr("src", "source address (m x r x c)"),
         _addr("acc", "ACC address (m x c)"),
         M_ROWS, WINDOW, CHANNELS, ACCUMULATE,
-    )),
+    ), spans=(_reads("src_buf", "src", "m * r * c"), _reads("ACC", "acc", "m * c * accumulate"),
+              _writes("ACC", "acc", "m * c"))),
     Op("SHR", 0x11, "compute", "Arithmetic shift right of words, optionally rounding half up.", (
         _buf("src_buf", "source buffer"), _addr("src", "source address"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
         Field("n", 20, "elements", lo=1),
         Field("shift", 6, "shift amount (0..63)"),
         _flag("round", "1: add 2^(shift-1) before shifting"),
-    )),
+    ), spans=_UNARY),
     Op("VLUT", 0x12, "compute",
        "Table lookup: dst[j] = PRM[prm + (src[j] & 255)] (requantize or map an 8-bit tensor).", (
         _buf("src_buf", "source buffer"), _addr("src", "source address"),
         _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
         Field("n", 20, "elements", lo=1),
         _addr("prm", "PRM address of the 256-word table, indexed by the low 8 bits of each input"),
-    )),
+    ), spans=_UNARY + (_reads("PRM", "prm", str(LUT_WORDS)),)),
 )
 
 BY_MNEMONIC: dict[str, Op] = {op.mnemonic: op for op in OPS}
@@ -344,6 +411,12 @@ def _validate_table() -> None:
         names = [f.name for f in op.fields]
         assert len(set(names)) == len(names), op.mnemonic
         assert not set(names) & set(TOKEN_NAMES), op.mnemonic
+        window = {f.name for f in BY_MNEMONIC["SETWIN"].fields}
+        for sp in op.spans:
+            assert sp.access in ("read", "write"), op.mnemonic
+            assert sp.at in names and (sp.buf in BUFFERS + ("DRAM",) or sp.buf in names), (op.mnemonic, sp)
+            used = set(compile(sp.size, "<span>", "eval").co_names)
+            assert used <= set(names) | window | {"bytes"}, (op.mnemonic, sp.size, used)
 
 
 _validate_table()

@@ -1,5 +1,7 @@
-"""Random programs for a small chip: mostly in-bounds instructions of every kind, so that they
-run and their values can be compared with the golden semantics."""
+"""Random programs for a small chip, from a numpy generator (fast enough for ten thousand per run):
+mostly in-bounds instructions of every kind, so that they run and their values can be compared
+with the golden semantics; ``mutate`` then pushes one span of one instruction just past its
+buffer or DRAM, and ``random_instruction`` draws any valid encoding."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from hypothesis import strategies as st
 from accelsim.chip import ChipConfig
 from accelsim.compiler.weights import encode_best
 from isa import Instruction
-from isa.table import BUFFERS, MAC_DTYPES, MEM_DTYPES, REQUANT_MODES
+from isa.spans import blocks, span_size
+from isa.table import BUFFERS, MAC_DTYPES, MEM_DTYPES, OPS, REQUANT_MODES, TOKEN_NAMES
 
 SMALL_CHIP = ChipConfig().replace(
     buffers={"inp_kib": 2, "wgt_kib": 2, "acc_kib": 4, "out_kib": 2, "prm_kib": 1},
@@ -17,110 +20,212 @@ SMALL_CHIP = ChipConfig().replace(
 SIZES = SMALL_CHIP.buffer_words()
 DRAM = SMALL_CHIP.dram_bytes()
 DATA_BYTES = 1 << 16  # random data lives in the first 64 KiB of DRAM
+KINDS = ("CONFIG", "LOAD", "STORE", "GEMM", "REQUANT", "LOADW", "LOADWIN", "VADD", "VMAX", "POOL", "SHR", "DWCONV",
+         "VLUT")
+
+
+def _range(dtype: str) -> tuple[int, int]:
+    bits = int(dtype[1:])
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype[0] == "s" else (0, (1 << bits) - 1)
+
+
+class _Gen:
+    """One program being drawn: the generator, the DRAM image and the operand types."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.image = rng.integers(0, 256, DATA_BYTES).astype(np.uint8)
+        self.a, self.w = self.pick(MAC_DTYPES), self.pick(MAC_DTYPES)
+
+    def pick(self, options):
+        return options[int(self.rng.integers(len(options)))]
+
+    def int(self, lo: int, hi: int) -> int:
+        return int(self.rng.integers(lo, hi + 1))
+
+    def small(self, hi: int = 40) -> int:
+        return self.int(1, hi)
+
+    def addr(self, buf: str, n: int) -> int:
+        top = max(0, SIZES[buf] - n)
+        return top if self.rng.random() < 0.1 else self.int(0, top)  # the last fitting address, often
+
+    def place(self, at: int, data: np.ndarray) -> None:
+        if at + data.size > self.image.size:
+            self.image = np.concatenate([self.image, np.zeros(at + data.size - self.image.size, np.uint8)])
+        self.image[at:at + data.size] = data
+
+    # ---- one instruction (or two) of each kind
+    def config(self) -> list[Instruction]:
+        o = self.pick(MAC_DTYPES)
+        lo, hi = _range(o)
+        return [Instruction("CONFIG", a=self.a, w=self.w, o=o, acc_bits=self.pick([32, 16, 48, 24]),
+                            mode=self.pick(REQUANT_MODES), a_zp=self.int(*_range(self.a)) // 4,
+                            w_zp=self.int(*_range(self.w)) // 4, o_zp=self.int(lo, hi) // 4,
+                            clamp_min=lo, clamp_max=hi)]
+
+    def load_store(self, kind: str) -> list[Instruction]:
+        buf, dtype = self.pick(BUFFERS), self.pick(MEM_DTYPES)
+        x, y = self.small(), self.int(1, 6)
+        return [Instruction(kind, buf=buf, dtype=dtype, dram=self.int(0, DATA_BYTES - 2000), sram=self.addr(buf, x * y),
+                            x=x, y=y, y_stride=self.int(0, 60))]
+
+    def gemm(self) -> list[Instruction]:
+        m, n, k = self.small(20), self.small(20), self.small(40)
+        return [Instruction("GEMM", inp=self.addr("INP", m * k), wgt=self.addr("WGT", n * k), acc=self.addr("ACC", m * n),
+                            m=m, n=n, k=k, accumulate=self.int(0, 1))]
+
+    def dwconv(self) -> list[Instruction]:
+        m, r, c = self.small(10), self.small(9), self.small(16)
+        return [Instruction("DWCONV", inp=self.addr("INP", m * r * c), wgt=self.addr("WGT", r * c),
+                            acc=self.addr("ACC", m * c), m=m, r=r, c=c, accumulate=self.int(0, 1))]
+
+    def requant(self) -> list[Instruction]:
+        m, n = self.small(20), self.small(20)
+        prm = self.addr("PRM", 3 * n)
+        dst_buf = self.pick(["INP", "OUT"])
+        # a parameter table the fixed modes accept: bias, M0 in [2^30, 2^31), shift in [-20, 0]
+        table = np.concatenate([self.rng.integers(-1000, 1000, n), self.rng.integers(1 << 30, 1 << 31, n),
+                                self.rng.integers(-20, 1, n)]).astype(np.int32)
+        at = self.int(DATA_BYTES, DATA_BYTES + 4000) & ~3
+        self.place(at, table.view(np.uint8))
+        return [Instruction("LOAD", buf="PRM", dtype="s32", dram=at, sram=prm, x=3 * n, y=1, y_stride=0),
+                Instruction("REQUANT", src=self.addr("ACC", m * n), dst_buf=dst_buf, dst=self.addr(dst_buf, m * n),
+                            prm=prm, m=m, n=n)]
+
+    def loadw(self) -> list[Instruction]:
+        dtype = self.pick(MAC_DTYPES)
+        lo, hi = _range(dtype)
+        count = self.small(300)
+        vals = np.where(self.rng.random(count) < 0.6, 0, self.rng.integers(lo, hi + 1, count))
+        stream = encode_best(vals, dtype)
+        at = self.int(DATA_BYTES + 8000, DATA_BYTES + 20000)
+        self.place(at, np.frombuffer(stream.data, np.uint8))
+        return [Instruction("LOADW", sram=self.addr("WGT", count), dram=at, count=count, format=stream.format,
+                            dtype=dtype, param=stream.param, zero=stream.zero)]
+
+    def loadwin(self) -> list[Instruction]:
+        in_h, in_w, in_c = self.small(6), self.small(6), self.small(8)
+        k_h, k_w = self.small(3), self.small(3)
+        nc, npix = self.small(in_c), self.small(12)
+        return [Instruction("SETWIN", in_h=in_h, in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w, stride_h=self.small(2),
+                            stride_w=self.small(2), dil_h=self.small(2), dil_w=self.small(2), pad_top=self.int(0, 2),
+                            pad_left=self.int(0, 2), out_w=self.small(6), pad_value=self.int(-9, 9)),
+                Instruction("LOADWIN", buf=self.pick(BUFFERS), dtype=self.pick(MEM_DTYPES), dram=self.int(0, 1000),
+                            sram=0, pix0=self.int(0, 20), npix=npix, c0=self.int(0, in_c - nc), nc=nc)]
+
+    def elementwise(self, kind: str) -> list[Instruction]:
+        n = self.small(64)
+        bufs = [self.pick(BUFFERS) for _ in range(3)]
+        fields = dict(a_buf=bufs[0], a=self.addr(bufs[0], n), b_buf=bufs[1], b=self.addr(bufs[1], n), dst_buf=bufs[2],
+                      dst=self.addr(bufs[2], n), n=n)
+        if kind == "VADD":
+            fields["prm"] = self.addr("PRM", 9)
+        return [Instruction(kind, **fields)]
+
+    def pool(self) -> list[Instruction]:
+        op = self.pick(["MAXPOOL", "AVGPOOL", "SUMPOOL"])
+        m, r, c = self.small(8), self.small(9), self.small(8)
+        src_buf = self.pick(BUFFERS)
+        fields = dict(src_buf=src_buf, src=self.addr(src_buf, m * r * c), m=m, r=r, c=c)
+        if op == "SUMPOOL":
+            fields.update(acc=self.addr("ACC", m * c), accumulate=self.int(0, 1))
+        else:
+            dst_buf = self.pick(BUFFERS)
+            fields.update(dst_buf=dst_buf, dst=self.addr(dst_buf, m * c))
+            if op == "AVGPOOL":
+                fields.update(divisor=self.small(20), even=self.int(0, 1))
+        return [Instruction(op, **fields)]
+
+    def unary(self, kind: str) -> list[Instruction]:
+        n = self.small(64)
+        src_buf, dst_buf = self.pick(BUFFERS), self.pick(BUFFERS)
+        fields = dict(src_buf=src_buf, src=self.addr(src_buf, n), dst_buf=dst_buf, dst=self.addr(dst_buf, n), n=n)
+        if kind == "VLUT":
+            fields["prm"] = self.addr("PRM", 256)
+        else:
+            fields.update(shift=self.int(0, 40), round=self.int(0, 1))
+        return [Instruction(kind, **fields)]
+
+    def draw(self, kind: str) -> list[Instruction]:
+        if kind in ("LOAD", "STORE"):
+            return self.load_store(kind)
+        if kind in ("VADD", "VMAX"):
+            return self.elementwise(kind)
+        if kind in ("SHR", "VLUT"):
+            return self.unary(kind)
+        return getattr(self, kind.lower())()
+
+
+def _fix_loadwin_sram(prog: list[Instruction]) -> list[Instruction]:
+    """Place each LOADWIN's gathered block inside its buffer (its size needs the SETWIN before it)."""
+    out, window = [], None
+    rng = np.random.default_rng(len(prog))
+    for ins in prog:
+        if ins.op == "SETWIN":
+            window = ins.args
+        if ins.op == "LOADWIN":
+            size = ins.npix * window["k_h"] * window["k_w"] * ins.nc
+            top = SIZES[ins.buf] - size
+            if top < 0:
+                continue
+            ins = ins.replace(sram=int(rng.integers(0, top + 1)))
+        out.append(ins)
+    return out
+
+
+def random_program(rng: np.random.Generator, max_len: int = 12) -> tuple[list[Instruction], np.ndarray]:
+    """A program of in-bounds instructions of every kind (and its DRAM image), ending in HALT."""
+    g = _Gen(rng)
+    prog: list[Instruction] = []
+    for _ in range(g.int(1, max_len)):
+        prog += g.draw(g.pick(KINDS))
+    return _fix_loadwin_sram(prog) + [Instruction("HALT")], g.image
+
+
+def random_instruction(rng: np.random.Generator) -> Instruction:
+    """Any valid encoding of a random op (fields uniform over their ranges, no tokens)."""
+    op = OPS[int(rng.integers(len(OPS)))]
+    for _ in range(50):
+        values = {t: 0 for t in TOKEN_NAMES}
+        for f in op.fields:
+            if f.kind == "e":
+                opts = [o for o in f.options if o is not None]
+                values[f.name] = opts[int(rng.integers(len(opts)))]
+            else:
+                values[f.name] = int(rng.integers(f.min, f.max + 1)) if rng.random() < 0.8 else \
+                    int(rng.choice([f.min, f.max]))
+        if all(check(values) is None for check in op.checks):
+            return Instruction(op.mnemonic, **values)
+    return Instruction("NOP")
+
+
+def mutate(prog: list[Instruction], rng: np.random.Generator) -> tuple[list[Instruction], int]:
+    """The program with one span of one instruction moved just past the end of its buffer or DRAM
+    (or, when none can be, one instruction replaced by a random one); returns it and the index."""
+    window, candidates = None, []
+    for i, ins in enumerate(prog):
+        if ins.op == "SETWIN":
+            window = ins.args
+        spans = [b for b in blocks(ins, window)]
+        fields = [sp for sp in ins.spec.spans if span_size(sp, ins.args, window) > 0]
+        if spans:
+            candidates.append((i, fields, spans))
+    if not candidates or rng.random() < 0.15:
+        i = int(rng.integers(len(prog)))
+        return prog[:i] + [random_instruction(rng)] + prog[i + 1:], i
+    i, fields, spans = candidates[int(rng.integers(len(candidates)))]
+    k = int(rng.integers(len(spans)))
+    b, sp = spans[k], fields[k]
+    limit = DRAM if b.buf == "DRAM" else SIZES[b.buf]
+    start = limit - b.size + int(rng.integers(1, 4))
+    field = prog[i].spec.field(sp.at)
+    if not field.min <= start <= field.max:
+        return prog, -1
+    return prog[:i] + [prog[i].replace(**{sp.at: start})] + prog[i + 1:], i
 
 
 @st.composite
 def program_and_image(draw, max_len: int = 12):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    image = rng.integers(0, 256, DATA_BYTES).astype(np.uint8)
-    prog: list[Instruction] = []
-    a, w = draw(st.sampled_from(MAC_DTYPES)), draw(st.sampled_from(MAC_DTYPES))
-
-    def addr(buf, n):
-        return draw(st.integers(0, max(0, SIZES[buf] - n)))
-
-    def small(hi=40):
-        return draw(st.integers(1, hi))
-
-    for _ in range(draw(st.integers(1, max_len))):
-        kind = draw(st.sampled_from(["CONFIG", "LOAD", "STORE", "GEMM", "REQUANT", "LOADW", "LOADWIN",
-                                     "VADD", "VMAX", "POOL", "SHR", "DWCONV", "VLUT"]))
-        if kind == "CONFIG":
-            o = draw(st.sampled_from(MAC_DTYPES))
-            lo, hi = (-(1 << (int(o[1:]) - 1)), (1 << (int(o[1:]) - 1)) - 1) if o[0] == "s" else (0, (1 << int(o[1:])) - 1)
-            prog.append(Instruction("CONFIG", a=a, w=w, o=o, acc_bits=draw(st.sampled_from([32, 16, 48, 24])),
-                                    mode=draw(st.sampled_from(REQUANT_MODES)), clamp_min=lo, clamp_max=hi))
-        elif kind in ("LOAD", "STORE"):
-            buf, dtype = draw(st.sampled_from(BUFFERS)), draw(st.sampled_from(MEM_DTYPES))
-            x, y = small(), draw(st.integers(1, 6))
-            prog.append(Instruction(kind, buf=buf, dtype=dtype, dram=draw(st.integers(0, DATA_BYTES - 2000)),
-                                    sram=addr(buf, x * y), x=x, y=y, y_stride=draw(st.integers(0, 60))))
-        elif kind == "GEMM":
-            m, n, k = small(20), small(20), small(40)
-            prog.append(Instruction("GEMM", inp=addr("INP", m * k), wgt=addr("WGT", n * k), acc=addr("ACC", m * n),
-                                    m=m, n=n, k=k, accumulate=draw(st.integers(0, 1))))
-        elif kind == "DWCONV":
-            m, r, c = small(10), small(9), small(16)
-            prog.append(Instruction("DWCONV", inp=addr("INP", m * r * c), wgt=addr("WGT", r * c),
-                                    acc=addr("ACC", m * c), m=m, r=r, c=c, accumulate=draw(st.integers(0, 1))))
-        elif kind == "REQUANT":
-            m, n = small(20), small(20)
-            prm = addr("PRM", 3 * n)
-            dst_buf = draw(st.sampled_from(["INP", "OUT"]))
-            # a parameter table the fixed modes accept: bias, M0 in [2^30, 2^31), shift in [-20, 0]
-            table = np.concatenate([rng.integers(-1000, 1000, n), rng.integers(1 << 30, 1 << 31, n),
-                                    rng.integers(-20, 1, n)]).astype(np.int32)
-            at = draw(st.integers(DATA_BYTES, DATA_BYTES + 4000)) & ~3
-            image = np.concatenate([image, np.zeros(max(0, at + table.nbytes - image.size), np.uint8)])
-            image[at:at + table.nbytes] = table.view(np.uint8)
-            prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=at, sram=prm, x=3 * n, y=1, y_stride=0))
-            prog.append(Instruction("REQUANT", src=addr("ACC", m * n), dst_buf=dst_buf, dst=addr(dst_buf, m * n),
-                                    prm=prm, m=m, n=n))
-        elif kind == "LOADW":
-            dtype = draw(st.sampled_from(MAC_DTYPES))
-            bits = int(dtype[1:])
-            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype[0] == "s" else (0, (1 << bits) - 1)
-            count = small(300)
-            vals = np.where(rng.random(count) < 0.6, 0, rng.integers(lo, hi + 1, count))
-            stream = encode_best(vals, dtype)
-            at = draw(st.integers(DATA_BYTES + 8000, DATA_BYTES + 20000))
-            image = np.concatenate([image, np.zeros(max(0, at + stream.nbytes - image.size), np.uint8)])
-            image[at:at + stream.nbytes] = np.frombuffer(stream.data, np.uint8)
-            prog.append(Instruction("LOADW", sram=addr("WGT", count), dram=at, count=count, format=stream.format,
-                                    dtype=dtype, param=stream.param, zero=stream.zero))
-        elif kind == "LOADWIN":
-            in_h, in_w, in_c = small(6), small(6), small(8)
-            k_h, k_w = small(3), small(3)
-            prog.append(Instruction("SETWIN", in_h=in_h, in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w,
-                                    stride_h=small(2), stride_w=small(2), pad_top=draw(st.integers(0, 2)),
-                                    pad_left=draw(st.integers(0, 2)), out_w=small(6), pad_value=draw(st.integers(-9, 9))))
-            nc = small(in_c)
-            npix = small(12)
-            prog.append(Instruction("LOADWIN", buf="INP", dtype=draw(st.sampled_from(MEM_DTYPES)),
-                                    dram=draw(st.integers(0, 1000)), sram=addr("INP", npix * k_h * k_w * nc),
-                                    pix0=draw(st.integers(0, 20)), npix=npix, c0=in_c - nc, nc=nc))
-        elif kind in ("VADD", "VMAX"):
-            n = small(64)
-            bufs = [draw(st.sampled_from(BUFFERS)) for _ in range(3)]
-            fields = dict(a_buf=bufs[0], a=addr(bufs[0], n), b_buf=bufs[1], b=addr(bufs[1], n), dst_buf=bufs[2],
-                          dst=addr(bufs[2], n), n=n)
-            if kind == "VADD":
-                fields["prm"] = addr("PRM", 9)
-            prog.append(Instruction(kind, **fields))
-        elif kind == "POOL":
-            op = draw(st.sampled_from(["MAXPOOL", "AVGPOOL", "SUMPOOL"]))
-            m, r, c = small(8), small(9), small(8)
-            src_buf = draw(st.sampled_from(BUFFERS))
-            fields = dict(src_buf=src_buf, src=addr(src_buf, m * r * c), m=m, r=r, c=c)
-            if op == "SUMPOOL":
-                fields.update(acc=addr("ACC", m * c))
-            else:
-                dst_buf = draw(st.sampled_from(BUFFERS))
-                fields.update(dst_buf=dst_buf, dst=addr(dst_buf, m * c))
-                if op == "AVGPOOL":
-                    fields["divisor"] = small(20)
-                    fields["even"] = draw(st.integers(0, 1))
-            prog.append(Instruction(op, **fields))
-        elif kind == "VLUT":
-            n = small(64)
-            src_buf, dst_buf = draw(st.sampled_from(BUFFERS)), draw(st.sampled_from(BUFFERS))
-            prog.append(Instruction("VLUT", src_buf=src_buf, src=addr(src_buf, n), dst_buf=dst_buf,
-                                    dst=addr(dst_buf, n), n=n, prm=addr("PRM", 256)))
-        else:
-            n = small(64)
-            src_buf, dst_buf = draw(st.sampled_from(BUFFERS)), draw(st.sampled_from(BUFFERS))
-            prog.append(Instruction("SHR", src_buf=src_buf, src=addr(src_buf, n), dst_buf=dst_buf,
-                                    dst=addr(dst_buf, n), n=n, shift=draw(st.integers(0, 40)),
-                                    round=draw(st.integers(0, 1))))
-    prog.append(Instruction("HALT"))
-    return prog, image
+    """Hypothesis strategy over :func:`random_program` (a seed, so shrinking finds a short seed)."""
+    return random_program(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), max_len)

@@ -135,8 +135,11 @@ def test_loadw_codebook():
 
 def test_loadw_stream_past_dram_end_is_refused():
     s = machine(size=4)
-    with pytest.raises(ExecError, match="run past DRAM"):
+    with pytest.raises(ExecError, match="reads DRAM bytes 2..9, outside DRAM of 4 bytes"):  # dense: the table's span
         step(s, I("LOADW", sram=0, dram=2, count=8, dtype="s8"), 7)
+    s.dram[2] = 0xFF  # a bitmask of 8 stored values: their 8 bytes after the mask run past the end
+    with pytest.raises(ExecError, match="run past DRAM"):
+        step(s, I("LOADW", sram=0, dram=2, count=8, format="bitmask", dtype="s8"), 7)
 
 
 # --------------------------------------------------------------------------- compute
@@ -270,7 +273,7 @@ def test_program_stops_at_halt_and_errors_name_the_instruction():
     with pytest.raises(ExecError) as e:
         isa.run([cfg(), I("GEMM", inp=0, wgt=0, acc=0, m=100, n=1, k=1)], s)
     assert e.value.index == 1 and e.value.insn_text.startswith("GEMM inp=0")
-    assert "INP[0:100] is outside the buffer of 64 words" in str(e.value)
+    assert "reads INP[0:100], outside the buffer of 64 words" in str(e.value)
 
 
 @given(st.lists(instructions(), min_size=1, max_size=8), st.integers(0, 2**32 - 1))

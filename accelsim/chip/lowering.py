@@ -2,9 +2,10 @@
 
 The walk follows program order, tracking the CONFIG and SETWIN registers as each unit will see
 them (units execute in order, so their register state is known statically).  Every buffer and
-DRAM span, every operand width the chip lacks and every accumulator wider than it has is refused
-here with a :class:`SimError` naming the instruction, before any kernel touches memory.  The row
-format is accelsim.chip.rows; one small builder per op makes its arguments.
+DRAM span an instruction reads or writes -- taken from the instruction table (isa.spans), not
+written here op by op -- every operand width the chip lacks and every accumulator wider than it
+has is refused with a :class:`SimError` naming the instruction, before any kernel touches
+memory.  The row format is accelsim.chip.rows; one small builder per op makes its arguments.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 from isa import format_instruction
 from isa.encoding import Instruction, decode_program
 from isa.errors import DecodeError
-from isa.semantics import ADD_RECORD_WORDS, LUT_WORDS, RESET_CONFIG
-from isa.table import BUFFERS, DTYPES, UNITS, WEIGHT_FORMATS
+from isa.semantics import RESET_CONFIG
+from isa.spans import outside, state_fault
+from isa.table import BUFFERS, BY_MNEMONIC, DTYPES, UNITS, WEIGHT_FORMATS
 from kernels.state import config_register, window_register
 
 from .config import ChipConfig
@@ -42,6 +44,9 @@ class Lowered:
         return sum(self.sizes.values())
 
 
+_WIN_FIELDS = tuple(f.name for f in BY_MNEMONIC["SETWIN"].fields)  # window_register's order
+
+
 @dataclass
 class _Walk:
     """What the walk knows: the chip's limits, the buffer layout and the registers so far."""
@@ -59,15 +64,22 @@ class _Walk:
     def fail(self, reason: str) -> NoReturn:
         raise SimError(self.index, self.text, reason)
 
-    def span(self, buf: str, addr: int, n: int) -> int:
-        """The absolute word address of ``buf[addr:addr+n]``, which must lie inside the buffer."""
-        if addr + n > self.sizes[buf]:
-            self.fail(f"{buf}[{addr}:{addr + n}] exceeds the {self.sizes[buf]}-word {buf} buffer of this chip")
-        return self.base[buf] + addr
+    def check_spans(self, ins: Instruction) -> None:
+        """Every block the instruction reads or writes (isa.spans) lies inside this chip."""
+        window = dict(zip(_WIN_FIELDS, (int(x) for x in self.wins[-1]))) if self.wins else None
+        msg = state_fault(ins, window)
+        if msg:
+            self.fail(msg)
+        b = outside(ins, window, self.sizes, self.dram_size)
+        if b is None:
+            return
+        if b.buf == "DRAM":
+            self.fail(f"DRAM bytes {b.start}..{b.end - 1} exceed the {self.dram_size}-byte DRAM")
+        self.fail(f"{b.buf}[{b.start}:{b.end}] exceeds the {self.sizes[b.buf]}-word {b.buf} buffer of this chip")
 
-    def dram_span(self, addr: int, nbytes: int) -> None:
-        if addr + nbytes > self.dram_size:
-            self.fail(f"DRAM bytes {addr}..{addr + nbytes - 1} exceed the {self.dram_size}-byte DRAM")
+    def span(self, buf: str, addr: int) -> int:
+        """The absolute word address of ``buf[addr]`` in the flat buffer array (spans checked)."""
+        return self.base[buf] + addr
 
     def mac_width(self, dtype: str, what: str) -> None:
         if DTYPES[dtype][0] not in self.supported:
@@ -76,10 +88,6 @@ class _Walk:
     @property
     def cfg(self) -> int:
         return len(self.cfgs) - 1
-
-
-def _elems_bytes(elements: int, bits: int) -> int:
-    return (elements * bits + 7) // 8
 
 
 def _config(w: _Walk, a: dict) -> list[int]:
@@ -96,73 +104,55 @@ def _setwin(w: _Walk, a: dict) -> list[int]:
     return [len(w.wins) - 1]
 
 
-def _strided(w: _Walk, a: dict) -> tuple[int, int, bool]:
-    """The buffer address of a LOAD/STORE block, after checking both of its spans."""
-    bits, signed = DTYPES[a["dtype"]]
-    sram = w.span(a["buf"], a["sram"], a["x"] * a["y"])
-    w.dram_span(a["dram"], _elems_bytes((a["y"] - 1) * a["y_stride"] + a["x"], bits))
-    return sram, bits, signed
-
-
 def _load(w: _Walk, a: dict) -> list[int]:
-    sram, bits, signed = _strided(w, a)
-    return [a["dram"], sram, a["x"], a["y"], a["y_stride"], bits, signed, WORD_BITS[a["buf"]], BUFFER_ID[a["buf"]]]
+    bits, signed = DTYPES[a["dtype"]]
+    return [a["dram"], w.span(a["buf"], a["sram"]), a["x"], a["y"], a["y_stride"], bits, signed, WORD_BITS[a["buf"]],
+            BUFFER_ID[a["buf"]]]
 
 
 def _store(w: _Walk, a: dict) -> list[int]:
-    sram, bits, _ = _strided(w, a)
-    return [sram, a["dram"], a["x"], a["y"], a["y_stride"], bits, BUFFER_ID[a["buf"]]]
+    return [w.span(a["buf"], a["sram"]), a["dram"], a["x"], a["y"], a["y_stride"], DTYPES[a["dtype"]][0],
+            BUFFER_ID[a["buf"]]]
 
 
 def _loadwin(w: _Walk, a: dict) -> list[int]:
-    if not w.wins:
-        w.fail("LOADWIN before any SETWIN")
-    win = w.wins[-1]
-    in_h, in_w, in_c = int(win[0]), int(win[1]), int(win[2])
-    if a["c0"] + a["nc"] > in_c:
-        w.fail(f"channels {a['c0']}..{a['c0'] + a['nc'] - 1} exceed in_c={in_c}")
     bits, signed = DTYPES[a["dtype"]]
-    dst = w.span(a["buf"], a["sram"], a["npix"] * int(win[3]) * int(win[4]) * a["nc"])
-    w.dram_span(a["dram"], _elems_bytes(in_h * in_w * in_c, bits))
-    return [a["dram"], dst, a["pix0"], a["npix"], a["c0"], a["nc"], bits, signed, WORD_BITS[a["buf"]],
-            BUFFER_ID[a["buf"]], len(w.wins) - 1]
+    return [a["dram"], w.span(a["buf"], a["sram"]), a["pix0"], a["npix"], a["c0"], a["nc"], bits, signed,
+            WORD_BITS[a["buf"]], BUFFER_ID[a["buf"]], len(w.wins) - 1]
 
 
 def _loadw(w: _Walk, a: dict) -> list[int]:
     bits, signed = DTYPES[a["dtype"]]
     w.mac_width(a["dtype"], "weight")
-    dst = w.span("WGT", a["sram"], a["count"])
-    # a dense stream's length is known; a compressed one's depends on the data: the kernel checks it
-    w.dram_span(a["dram"], _elems_bytes(a["count"], bits) if a["format"] == "dense" else 1)
-    return [dst, a["dram"], a["count"], WEIGHT_FORMATS.index(a["format"]), bits, signed, a["param"], a["zero"]]
+    return [w.span("WGT", a["sram"]), a["dram"], a["count"], WEIGHT_FORMATS.index(a["format"]), bits, signed,
+            a["param"], a["zero"]]
 
 
 def _gemm(w: _Walk, a: dict) -> list[int]:
     m, n, k = a["m"], a["n"], a["k"]
-    return [w.span("INP", a["inp"], m * k), w.span("WGT", a["wgt"], n * k), w.span("ACC", a["acc"], m * n),
+    return [w.span("INP", a["inp"]), w.span("WGT", a["wgt"]), w.span("ACC", a["acc"]),
             m, n, k, a["accumulate"], w.cfg]
 
 
 def _dwconv(w: _Walk, a: dict) -> list[int]:
     m, r, c = a["m"], a["r"], a["c"]
-    return [w.span("INP", a["inp"], m * r * c), w.span("WGT", a["wgt"], r * c), w.span("ACC", a["acc"], m * c),
+    return [w.span("INP", a["inp"]), w.span("WGT", a["wgt"]), w.span("ACC", a["acc"]),
             m, r, c, a["accumulate"], w.cfg]
 
 
 def _requant(w: _Walk, a: dict) -> list[int]:
-    n_out = a["m"] * a["n"]
-    return [w.span("ACC", a["src"], n_out), w.span(a["dst_buf"], a["dst"], n_out), w.span("PRM", a["prm"], 3 * a["n"]),
+    return [w.span("ACC", a["src"]), w.span(a["dst_buf"], a["dst"]), w.span("PRM", a["prm"]),
             a["m"], a["n"], WORD_BITS[a["dst_buf"]], w.cfg, BUFFER_ID[a["dst_buf"]]]
 
 
 def _two_inputs(w: _Walk, a: dict) -> list[int]:
     """The a, b and destination spans of an elementwise vector op."""
-    return [w.span(a["a_buf"], a["a"], a["n"]), w.span(a["b_buf"], a["b"], a["n"]),
-            w.span(a["dst_buf"], a["dst"], a["n"]), a["n"]]
+    return [w.span(a["a_buf"], a["a"]), w.span(a["b_buf"], a["b"]),
+            w.span(a["dst_buf"], a["dst"]), a["n"]]
 
 
 def _vadd(w: _Walk, a: dict) -> list[int]:
-    return _two_inputs(w, a) + [w.span("PRM", a["prm"], ADD_RECORD_WORDS), WORD_BITS[a["dst_buf"]], w.cfg]
+    return _two_inputs(w, a) + [w.span("PRM", a["prm"]), WORD_BITS[a["dst_buf"]], w.cfg]
 
 
 def _vminmax(w: _Walk, a: dict) -> list[int]:
@@ -172,7 +162,7 @@ def _vminmax(w: _Walk, a: dict) -> list[int]:
 def _windows(w: _Walk, a: dict, dst_buf: str, dst: int) -> list[int]:
     """The gathered-window source and the m x c destination of a pool."""
     m, r, c = a["m"], a["r"], a["c"]
-    return [w.span(a["src_buf"], a["src"], m * r * c), w.span(dst_buf, dst, m * c), m, r, c]
+    return [w.span(a["src_buf"], a["src"]), w.span(dst_buf, dst), m, r, c]
 
 
 def _maxpool(w: _Walk, a: dict) -> list[int]:
@@ -188,13 +178,13 @@ def _sumpool(w: _Walk, a: dict) -> list[int]:
 
 
 def _shr(w: _Walk, a: dict) -> list[int]:
-    return [w.span(a["src_buf"], a["src"], a["n"]), w.span(a["dst_buf"], a["dst"], a["n"]), a["n"], a["shift"],
+    return [w.span(a["src_buf"], a["src"]), w.span(a["dst_buf"], a["dst"]), a["n"], a["shift"],
             a["round"], WORD_BITS[a["dst_buf"]]]
 
 
 def _vlut(w: _Walk, a: dict) -> list[int]:
-    return [w.span(a["src_buf"], a["src"], a["n"]), w.span(a["dst_buf"], a["dst"], a["n"]), a["n"],
-            w.span("PRM", a["prm"], LUT_WORDS), WORD_BITS[a["dst_buf"]], BUFFER_ID[a["dst_buf"]],
+    return [w.span(a["src_buf"], a["src"]), w.span(a["dst_buf"], a["dst"]), a["n"],
+            w.span("PRM", a["prm"]), WORD_BITS[a["dst_buf"]], BUFFER_ID[a["dst_buf"]],
             BUFFER_ID[a["src_buf"]]]
 
 
@@ -238,6 +228,7 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
     rows = []
     for index, ins in enumerate(instructions):
         walk.index, walk.text = index, format_instruction(ins)
+        walk.check_spans(ins)
         row = _header(ins) + _BUILDERS[ins.op](walk, ins.args)
         rows.append(row + [0] * (ROW - len(row)))
         if ins.op == "HALT":

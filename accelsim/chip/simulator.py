@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Mapping, Optional
 
 import numpy as np
@@ -23,20 +24,38 @@ from .timing import run_timing
 class Simulator:
     """Runs programs on one chip configuration."""
 
+    CACHED = 16  # lowered programs kept
+
     def __init__(self, chip: Optional[ChipConfig] = None) -> None:
         self.chip = chip or ChipConfig()
         self._params = chip_vector(self.chip)
-        self._lowered: dict[int, tuple[np.ndarray, Lowered]] = {}
+        self._lowered: OrderedDict[int, tuple[np.ndarray, Lowered]] = OrderedDict()
 
     def lower(self, program: Program) -> Lowered:
         """Validate and lower (cached per program object while its words are unchanged)."""
         key = id(program)
         hit = self._lowered.get(key)
         if hit is not None and hit[0] is program.words:
+            self._lowered.move_to_end(key)
             return hit[1]
         low = lower(program.words, self.chip, self.chip.dram_bytes())
         self._lowered[key] = (program.words, low)
+        if len(self._lowered) > self.CACHED:
+            self._lowered.popitem(last=False)
         return low
+
+    def _earlier_fault(self, program: Program, dram: np.ndarray, refused: SimError) -> SimError:
+        """Faults are reported in program order, as the golden semantics finds them: the
+        instructions before one the validation refuses run, and a data-dependent fault among
+        them (a malformed stream, a multiplier out of range) comes first."""
+        if refused.index <= 0:
+            return refused
+        low = lower(program.words[:refused.index], self.chip, self.chip.dram_bytes())
+        index, status, _ = run_values(low.rows, low.cfgs, low.wins, dram, np.zeros(low.total_words, np.int64))
+        if index < 0:
+            return refused
+        return SimError(int(index), format_instruction(low.instructions[index]),
+                        ERR_MESSAGES.get(int(status), f"fault {status}"))
 
     def _dram(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
         size = self.chip.dram_bytes()
@@ -66,8 +85,11 @@ class Simulator:
         (``report.segments``) whose cycles add up to the total: a segment's cycles run from the
         end of the previous segment's last instruction to the end of its own.
         """
-        low = self.lower(program)
         dram = self._dram(program, inputs)
+        try:
+            low = self.lower(program)
+        except SimError as e:
+            raise self._earlier_fault(program, dram, e) from None
         n = low.rows.shape[0]
         seg = np.zeros(n, np.int64) if segments is None else np.asarray(segments, np.int64)[:n]
         if seg.size != n or (n and seg.min() < 0):
