@@ -5,9 +5,9 @@ Every kernel is ``@njit(cache=True)``, takes plain arrays and integers (see kern
 can be called from the simulator's own Numba instruction loop.
 """
 
-from ._cache import drop_stale_cache
+from ._cache import install as _install_cache
 
-drop_stale_cache()
+_install_cache()  # before any kernel is compiled: kernels._cache
 
 from .dma import load, loadwin, pack_row, store, unpack_row  # noqa: E402
 from .mac import dwconv, gemm  # noqa: E402
