@@ -18,7 +18,19 @@ physical skew), so each fold costs the same.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
+
+
+def products_per_pe(w_bits: int, a_bits: int) -> Fraction:
+    """Products per PE per cycle, the Bit Fusion rule exactly as docs/chip.md writes it:
+    f(w) * f(a) with f(b) = 8 / max(b, 4) for b <= 8 and 8 / b above (written here again, apart
+    from the simulator's precision_rate)."""
+    def f(b: int) -> Fraction:
+        return Fraction(8, max(b, 4)) if b <= 8 else Fraction(8, b)
+
+    return f(w_bits) * f(a_bits)
 
 
 def _fold_os(A, W, R, C, num, den):

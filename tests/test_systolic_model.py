@@ -11,7 +11,7 @@ from accelsim.chip import ChipConfig
 from accelsim.chip.counters import chip_vector
 from accelsim.chip.timing import gemm_cycles, precision_rate
 
-from .systolic_model import systolic_gemm
+from .systolic_model import products_per_pe, systolic_gemm
 
 PAIRS = [(4, 4), (8, 4), (4, 8), (8, 8), (16, 8), (8, 16), (16, 16), (16, 4), (4, 16)]
 
@@ -22,8 +22,8 @@ PAIRS = [(4, 4), (8, 4), (4, 8), (8, 8), (16, 8), (8, 16), (16, 16), (16, 4), (4
        st.integers(0, 2**32 - 1))
 def test_formula_equals_cycle_stepped_array(dataflow, pair, rows, cols, m, n, k, seed):
     chip = ChipConfig().replace(array={"rows": rows, "cols": cols, "dataflow": dataflow, "fold_overlap": False})
-    w_bits, a_bits = pair
-    num, den = precision_rate(w_bits, a_bits, 8, 4)
+    rate = products_per_pe(*pair)  # the stepped array's own rate, from the documented rule
+    num, den = rate.numerator, rate.denominator
     rng = np.random.default_rng(seed)
     A = rng.integers(-8, 8, (m, k))
     W = rng.integers(-8, 8, (n, k))
@@ -35,3 +35,6 @@ def test_formula_equals_cycle_stepped_array(dataflow, pair, rows, cols, m, n, k,
 def test_precision_rates():
     assert [precision_rate(w, a, 8, 4) for w, a in PAIRS] == [(4, 1), (2, 1), (2, 1), (1, 1), (1, 2), (1, 2), (1, 4),
                                                               (1, 1), (1, 1)]
+    for w, a in PAIRS:  # the simulator's rate is the documented rule
+        num, den = precision_rate(w, a, 8, 4)
+        assert products_per_pe(w, a) == num / den
