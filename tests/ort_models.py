@@ -24,8 +24,9 @@ def session(model: onnx.ModelProto, **options):
 
 
 def qlinear_matmul(a: np.ndarray, a_scale: float, a_zp: int, b: np.ndarray, b_scale: np.ndarray,
-                   b_zp: np.ndarray, y_scale: float, y_zp: int, y_dtype: np.dtype) -> np.ndarray:
-    """Run one QLinearMatMul node (a: M x K, b: K x N initializer) in ONNX Runtime."""
+                   b_zp: np.ndarray, y_scale: float, y_zp: int, y_dtype: np.dtype, exact: bool = True) -> np.ndarray:
+    """Run one QLinearMatMul node (a: M x K, b: K x N initializer) in ONNX Runtime (its exact
+    reference session, or with ``exact=False`` its default kernels)."""
     inits = [
         numpy_helper.from_array(np.float32(a_scale), "a_scale"),
         numpy_helper.from_array(np.array(a_zp, dtype=a.dtype), "a_zp"),
@@ -42,5 +43,6 @@ def qlinear_matmul(a: np.ndarray, a_scale: float, a_zp: int, b: np.ndarray, b_sc
         [helper.make_tensor_value_info("a", NP_TO_ONNX[a.dtype], list(a.shape))],
         [helper.make_tensor_value_info("y", NP_TO_ONNX[np.dtype(y_dtype)], [a.shape[0], b.shape[1]])],
         inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    return session(model).run(None, {"a": a})[0]
+    # opset 20: ORT 1.32's QLinearMatMul-21 kernel ignores session.x64quantprecision (its exact mode)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    return session(model, exact=exact).run(None, {"a": a})[0]

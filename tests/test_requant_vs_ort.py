@@ -112,9 +112,12 @@ def test_ties_and_saturation_against_onnxruntime():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_u8_full_range_is_where_ort_is_not_exact(seed):
-    """Document the measured fact: with full-range s8 weights, ORT's u8 x s8 kernel saturates int16
-    pair sums, so it can differ from exact integer arithmetic; our chip stays exact."""
+def test_u8_full_range_is_where_ort_defaults_are_not_exact(seed):
+    """With full-range s8 weights, ORT's default u8 x s8 kernel on a CPU without VNNI saturates
+    int16 pair sums and differs from exact integer arithmetic; its exact session (the reference
+    engine) and the chip do not.  Both are run here, on this CPU."""
+    from accelsim.compiler.onnx.runtime import default_u8s8_is_exact
+
     rng = np.random.default_rng(seed)
     a = np.full((4, 64), 255, dtype=np.uint8)
     b = np.full((64, 4), -128, dtype=np.int8)
@@ -124,6 +127,10 @@ def test_u8_full_range_is_where_ort_is_not_exact(seed):
     exact = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.float32) * np.float32(1e-4 / 0.5)
     exact = np.clip(np.rint(exact) + 128, 0, 255)
     np.testing.assert_array_equal(ours, exact)
+    args = (a, 0.01, 0, b, np.float32(0.01), np.int8(0), 0.5, 128, np.uint8)
+    np.testing.assert_array_equal(qlinear_matmul(*args), exact)                 # the reference session
+    default = qlinear_matmul(*args, exact=False)                                 # ORT's default kernels
+    assert np.array_equal(default, exact) == default_u8s8_is_exact()
 
 
 def _qlinear_add(n, sa, za, sb, zb, sc, zc, dtype):

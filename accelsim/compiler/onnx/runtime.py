@@ -8,6 +8,11 @@ are not exact integer arithmetic.  Its session option ``session.x64quantprecisio
 (``vpdpbusd``) the default kernels are exact and the option changes nothing.  accelsim's claims
 of bit-exactness with ONNX Runtime are claims against sessions made here, with that option on.
 
+Measured with ONNX Runtime 1.32 on an AVX2 CPU: the option reaches the QLinearConv kernel, the
+QDQ groups ORT fuses (at opset 13 and 21 alike) and QLinearMatMul up to opset 20, but not the
+QLinearMatMul-21 kernel, which stays on the saturating u8 x s8 path (tests build that node at
+opset 20; accelsim's own PTQ writes opset 13, or 21 only for 4- and 16-bit types).
+
 ONNX Runtime cannot load QOperator graphs with int8 activations (QLinearConv s8 x s8) in that
 mode: its rewrite to u8 x u8 leaves them without a kernel.  Their default s8 x s8 kernels sum
 sign-extended int16 products in int32 (exact), so such a model gets a default session.

@@ -1,0 +1,166 @@
+"""Plant bugs one at a time in a temporary copy of the project and report which tests catch each.
+
+    python -m tests.mutants [--only NAME ...] [--write docs/testing.md]
+
+Each mutant is one textual change (it must match exactly once); its copy runs the tests listed
+for it (pytest, at most three failures) with a shared Numba cache directory, which the cache's
+source digest keeps honest.  A mutant no test catches is a hole in the suite; the script exits 1
+if there is one.  ``--write`` replaces the table in docs/testing.md with this run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUZZ = ["tests/test_fuzz.py"]
+TIMING = ["tests/test_timing.py", "tests/test_systolic_model.py"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = [
+    Mutant("VADD destination span deleted", "isa/table.py",
+           'spans=_ELEMENTWISE + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)',
+           'spans=_ELEMENTWISE[:2] + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)', tuple(FUZZ)),
+    Mutant("GEMM accumulator write span deleted", "isa/table.py",
+           '''_reads("ACC", "acc", "m * n * accumulate"),
+              _writes("ACC", "acc", "m * n")''', '''_reads("ACC", "acc", "m * n * accumulate"),''', tuple(FUZZ)),
+    Mutant("LOAD buffer span deleted", "isa/table.py",
+           'spans=(_reads("DRAM", "dram", _STRIDED), _writes("buf", "sram", "x * y"))',
+           'spans=(_reads("DRAM", "dram", _STRIDED),)', tuple(FUZZ)),
+    Mutant("STORE DRAM span deleted", "isa/table.py",
+           'spans=(_reads("buf", "sram", "x * y"), _writes("DRAM", "dram", _STRIDED))',
+           'spans=(_reads("buf", "sram", "x * y"),)', tuple(FUZZ)),
+    Mutant("LOADWIN buffer span deleted", "isa/table.py",
+           '''              _writes("buf", "sram", "npix * k_h * k_w * nc")''', '''              ''', tuple(FUZZ)),
+    Mutant("REQUANT parameter span deleted", "isa/table.py",
+           '_reads("PRM", "prm", "3 * n"), ', '', tuple(FUZZ)),
+    Mutant("VLUT table span deleted", "isa/table.py",
+           'spans=_UNARY + (_reads("PRM", "prm", str(LUT_WORDS)),)', 'spans=_UNARY', tuple(FUZZ)),
+    Mutant("DWCONV weight span deleted", "isa/table.py",
+           '_reads("WGT", "wgt", "r * c"), ', '', tuple(FUZZ)),
+    Mutant("pool source span deleted", "isa/table.py",
+           '_POOL = (_reads("src_buf", "src", "m * r * c"), _writes("dst_buf", "dst", "m * c"))',
+           '_POOL = (_writes("dst_buf", "dst", "m * c"),)', tuple(FUZZ)),
+    Mutant("Numba cache guard off", "kernels/__init__.py", "_install_cache()  #", "pass  #",
+           ("tests/test_numba_cache.py",)),
+    Mutant("LOADW DRAM latency dropped", "accelsim/chip/timing.py",
+           "return p[P_DRAM_LAT] + max(_ceil_div(nbytes, p[P_DRAM_BW]), _ceil_div(r[5], p[P_DEC_DENSE + r[6]]))",
+           "return max(_ceil_div(nbytes, p[P_DRAM_BW]), _ceil_div(r[5], p[P_DEC_DENSE + r[6]]))", tuple(TIMING)),
+    Mutant("LOADWIN DRAM latency dropped", "accelsim/chip/timing.py",
+           "return p[P_DRAM_LAT] + max(_ceil_div(nbytes, bw), _ceil_div(r[6] * k_h * k_w * r[8], max(1, bw)))",
+           "return max(_ceil_div(nbytes, bw), _ceil_div(r[6] * k_h * k_w * r[8], max(1, bw)))", tuple(TIMING)),
+    Mutant("DWCONV fill dropped", "accelsim/chip/timing.py",
+           "cycles = _ceil_div(c, p[P_COLS]) * (m * _ceil_div(rr * den, p[P_ROWS] * num)) + p[P_ROWS] + p[P_COLS]",
+           "cycles = _ceil_div(c, p[P_COLS]) * (m * _ceil_div(rr * den, p[P_ROWS] * num))", tuple(TIMING)),
+    Mutant("fold overlap ignored", "accelsim/chip/timing.py", "if p[P_OVERLAP] == 1:", "if False:", tuple(TIMING)),
+    Mutant("4x4 rate halved", "accelsim/chip/timing.py",
+           "    while num % 2 == 0 and den % 2 == 0:  # 16x4",
+           "    if w_bits <= 4 and a_bits <= 4:\n        num //= 2\n    while num % 2 == 0 and den % 2 == 0:  # 16x4",
+           tuple(TIMING)),
+    Mutant("depthwise padding reads 0, not the zero point", "accelsim/compiler/lower/depthwise.py",
+           "body, chunks, cc = dwconv_program(layer, b.chip, layer_config(node, b), x.zero_point,",
+           "body, chunks, cc = dwconv_program(layer, b.chip, layer_config(node, b), 0,",
+           ("tests/test_rounding.py", "tests/test_compiler.py")),
+    Mutant("fp32 requant kernel rounds half away from zero", "kernels/requant.py",
+           "y = np.int32(np.int32(np.rint(v)) + zp)",
+           "y = np.int32(np.int32(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))) + zp)",
+           ("tests/test_rounding.py", "tests/test_kernels_exact.py")),
+    Mutant("QLinearAdd FMA nesting swapped (kernel and golden)", "kernels/vector.py",
+           "v = fma_f32(np.float32(a[j]), fa, fma_f32(np.float32(b[j]), fb, fixed))",
+           "v = fma_f32(np.float32(b[j]), fb, fma_f32(np.float32(a[j]), fa, fixed))",
+           ("tests/test_rounding.py", "tests/test_requant_vs_ort.py")),
+]
+# the golden twin of the nesting swap goes with it, so the kernel-vs-golden tests cannot see it
+EXTRA = {"QLinearAdd FMA nesting swapped (kernel and golden)": (
+    "isa/requant.py", "v = fma_f32(np.asarray(a, np.float32), ra, fma_f32(np.asarray(b, np.float32), rb, fixed))",
+    "v = fma_f32(np.asarray(b, np.float32), rb, fma_f32(np.asarray(a, np.float32), ra, fixed))")}
+
+
+def _copy(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        target = dst / f
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, target)
+
+
+def _apply(root: Path, path: str, old: str, new: str) -> None:
+    p = root / path
+    text = p.read_text()
+    count = text.count(old)
+    if count != 1:
+        raise SystemExit(f"mutant text found {count} times in {path}: {old[:60]!r}")
+    p.write_text(text.replace(old, new))
+
+
+def run_mutant(m: Mutant, cache: Path) -> tuple[list[str], float]:
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        _copy(root)
+        _apply(root, m.path, m.old, m.new)
+        if m.name in EXTRA:
+            _apply(root, *EXTRA[m.name])
+        env = {**os.environ, "PYTHONPATH": str(root), "ACCELSIM_CACHE_DIR": str(cache)}
+        env.pop("NUMBA_CACHE_DIR", None)
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=3",
+                            *m.tests], cwd=root, env=env, capture_output=True, text=True)
+        failed = sorted(set(re.findall(r"^FAILED (\S+)", r.stdout, re.M)))
+        if r.returncode not in (0, 1):
+            failed = failed or [f"(pytest exited {r.returncode})"]
+        return failed, time.perf_counter() - t
+
+
+def _table(rows: list[tuple[Mutant, list[str], float]]) -> str:
+    lines = ["| planted bug | file | caught by | s |", "|---|---|---|---|"]
+    for m, failed, secs in rows:
+        caught = "<br>".join(f"`{f}`" for f in failed[:3]) if failed else "**not caught**"
+        lines.append(f"| {m.name} | `{m.path}` | {caught} | {secs:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="run the mutants whose names contain one of these words")
+    ap.add_argument("--write", help="markdown file whose mutation table is replaced (between the markers)")
+    args = ap.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.only or any(w.lower() in m.name.lower() for w in args.only)]
+    cache = Path(tempfile.mkdtemp(prefix="accelsim-mutants-cache-"))
+    rows = []
+    for m in chosen:
+        failed, secs = run_mutant(m, cache)
+        rows.append((m, failed, secs))
+        print(f"{'caught' if failed else 'NOT CAUGHT':10s} {m.name}: {', '.join(failed[:3])}  ({secs:.0f} s)", flush=True)
+    table = _table(rows)
+    print(table)
+    if args.write:
+        doc = Path(args.write)
+        text = doc.read_text()
+        start, end = "<!-- mutants -->", "<!-- /mutants -->"
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
+        doc.write_text(f"{before}{start}\n{table}\n{end}{after}")
+    shutil.rmtree(cache, ignore_errors=True)
+    return 0 if all(f for _, f, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
