@@ -5,6 +5,8 @@ buffer or DRAM, and ``random_instruction`` draws any valid encoding."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -200,20 +202,35 @@ def random_instruction(rng: np.random.Generator) -> Instruction:
     return Instruction("NOP")
 
 
-def mutate(prog: list[Instruction], rng: np.random.Generator) -> tuple[list[Instruction], int]:
-    """The program with one span of one instruction moved just past the end of its buffer or DRAM
-    (or, when none can be, one instruction replaced by a random one); returns it and the index."""
+def _near_an_end(ins: Instruction, rng: np.random.Generator) -> Optional[Instruction]:
+    """One address or size field of ``ins`` set just below the end of some buffer or of DRAM:
+    chosen without the instruction table's spans, so that a span missing from the table shows
+    up as the golden semantics (whose accessors check every access) refusing what the chip runs."""
+    fields = [f for f in ins.spec.fields if f.kind == "u" and f.bits >= 12]
+    if not fields:
+        return None
+    f = fields[int(rng.integers(len(fields)))]
+    limits = list(SIZES.values()) + [DRAM]
+    value = limits[int(rng.integers(len(limits)))] - int(rng.integers(0, 8))
+    if not f.min <= value <= f.max:
+        return None
+    try:
+        return ins.replace(**{f.name: value})
+    except Exception:  # a cross-field rule of the encoding refuses it
+        return None
+
+
+def _past_a_span(prog: list[Instruction], rng: np.random.Generator) -> tuple[list[Instruction], int]:
+    """One span of the table moved just past the end of its buffer or DRAM."""
     window, candidates = None, []
     for i, ins in enumerate(prog):
         if ins.op == "SETWIN":
             window = ins.args
-        spans = [b for b in blocks(ins, window)]
         fields = [sp for sp in ins.spec.spans if span_size(sp, ins.args, window) > 0]
-        if spans:
-            candidates.append((i, fields, spans))
-    if not candidates or rng.random() < 0.15:
-        i = int(rng.integers(len(prog)))
-        return prog[:i] + [random_instruction(rng)] + prog[i + 1:], i
+        if fields:
+            candidates.append((i, fields, blocks(ins, window)))
+    if not candidates:
+        return prog, -1
     i, fields, spans = candidates[int(rng.integers(len(candidates)))]
     k = int(rng.integers(len(spans)))
     b, sp = spans[k], fields[k]
@@ -223,6 +240,22 @@ def mutate(prog: list[Instruction], rng: np.random.Generator) -> tuple[list[Inst
     if not field.min <= start <= field.max:
         return prog, -1
     return prog[:i] + [prog[i].replace(**{sp.at: start})] + prog[i + 1:], i
+
+
+def mutate(prog: list[Instruction], rng: np.random.Generator) -> tuple[list[Instruction], int]:
+    """The program with one instruction changed; returns it and the index (-1: unchanged).
+
+    Half the time a span of the instruction table is moved just past its buffer's end; otherwise
+    an address or size field is set near the end of a buffer or DRAM, without the table, or (one
+    time in six) an instruction is replaced by a random encoding."""
+    r = rng.random()
+    if r < 0.5:
+        return _past_a_span(prog, rng)
+    i = int(rng.integers(len(prog)))
+    if r < 0.85:
+        changed = _near_an_end(prog[i], rng)
+        return (prog, -1) if changed is None else (prog[:i] + [changed] + prog[i + 1:], i)
+    return prog[:i] + [random_instruction(rng)] + prog[i + 1:], i
 
 
 @st.composite
