@@ -124,7 +124,9 @@ def run_mutant(m: Mutant, cache: Path) -> tuple[list[str], float]:
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=3",
                             *m.tests], cwd=root, env=env, capture_output=True, text=True)
         failed = sorted(set(re.findall(r"^FAILED (\S+)", r.stdout, re.M)))
-        if r.returncode not in (0, 1):
+        if r.returncode < 0:  # the kernels wrote past their arrays and the process died
+            failed = failed + [f"{' '.join(m.tests)} crashes (signal {-r.returncode})"]
+        elif r.returncode not in (0, 1):
             failed = failed or [f"(pytest exited {r.returncode})"]
         return failed, time.perf_counter() - t
 
