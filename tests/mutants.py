@@ -123,7 +123,7 @@ def run_mutant(m: Mutant, cache: Path) -> tuple[list[str], float]:
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=3",
                             *m.tests], cwd=root, env=env, capture_output=True, text=True)
-        failed = sorted(set(re.findall(r"^FAILED (\S+)", r.stdout, re.M)))
+        failed = sorted(set(re.findall(r"^FAILED (.+?)(?: - .*)?$", r.stdout, re.M)))
         if r.returncode < 0:  # the kernels wrote past their arrays and the process died
             failed = failed + [f"{' '.join(m.tests)} crashes (signal {-r.returncode})"]
         elif r.returncode not in (0, 1):
