@@ -177,13 +177,16 @@ def load(s: MachineState, i: Instruction) -> None:
 
 
 def loadwin(s: MachineState, i: Instruction) -> None:
-    """LOADWIN: gathered windows, buf[sram + ((p*k_h + ky)*k_w + kx)*nc + c]; pad outside."""
+    """LOADWIN: gathered windows, buf[sram + ((p*k_h + ky)*k_w + kx)*nc + c]; pad outside; with out_h,
+    pixel p of image p // (out_h*out_w) reads that image."""
     w = s.window
     if w is None:
         raise _Fault("LOADWIN before any SETWIN")
     if i.c0 + i.nc > w["in_c"]:
         raise _Fault(f"channels {i.c0}..{i.c0 + i.nc - 1} exceed in_c={w['in_c']}")
     pix = i.pix0 + np.arange(i.npix)
+    per_image = w["out_h"] * w["out_w"]
+    image, pix = (pix // per_image, pix % per_image) if per_image else (np.zeros_like(pix), pix)
     oy, ox = pix // w["out_w"], pix % w["out_w"]
     ky, kx = np.arange(w["k_h"]), np.arange(w["k_w"])
     iy = (oy * w["stride_h"] - w["pad_top"])[:, None, None] + (ky * w["dil_h"])[None, :, None]
@@ -191,7 +194,8 @@ def loadwin(s: MachineState, i: Instruction) -> None:
     iy, ix = np.broadcast_arrays(iy, ix)  # (npix, k_h, k_w)
     inside = (iy >= 0) & (iy < w["in_h"]) & (ix >= 0) & (ix < w["in_w"])
     chan = i.c0 + np.arange(i.nc)
-    elems = ((iy * w["in_w"] + ix) * w["in_c"])[..., None] + chan  # (npix, k_h, k_w, nc)
+    first = image * (w["in_h"] * w["in_w"] * w["in_c"])  # each image's first element
+    elems = (first[:, None, None] + (iy * w["in_w"] + ix) * w["in_c"])[..., None] + chan  # (npix, k_h, k_w, nc)
     total = elems.size
     check_span(s, i.buf, i.sram, total)
     vals = np.full(elems.shape, w["pad_value"], dtype=np.int64)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .encoding import Instruction
-from .table import BUFFERS, Span, dram_bytes
+from .table import BUFFERS, Span, dram_bytes, images
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def _code(expr: str):
 def span_size(sp: Span, args: dict, window: Optional[dict]) -> int:
     """Words (DRAM: bytes) of a span for these fields and SETWIN register (0 when it needs a
     window and there is none: the instruction's state rule refuses it first)."""
-    names = {**(window or {}), **args, "bytes": dram_bytes}
+    names = {**(window or {}), **args, "bytes": dram_bytes, "images": images}
     try:
         return int(eval(_code(sp.size), {"__builtins__": {}}, names))  # noqa: S307 - the table's own expressions
     except NameError:

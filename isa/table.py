@@ -218,6 +218,11 @@ def dram_bytes(dtype: str, elements: int) -> int:
     return (elements * DTYPES[dtype][0] + 7) // 8
 
 
+def images(pixels: int, per_image: int) -> int:
+    """How many images the output pixels 0 .. pixels-1 reach (per_image 0: one image)."""
+    return max(1, -(-pixels // per_image)) if per_image else 1
+
+
 def _needs_window(v: dict, w: Optional[dict]) -> Optional[str]:
     """a SETWIN earlier in the program"""
     return "LOADWIN before any SETWIN" if w is None else None
@@ -271,6 +276,8 @@ OPS: tuple[Op, ...] = (
         Field("out_w", 12, "output width (maps a pixel index to its row and column)", lo=1),
         Field("pad_value", 17, "value read outside the input (the input zero point for conv)",
               kind="s", default=0),
+        Field("out_h", 12, "output rows per image: a pixel index past out_h * out_w moves to the next image, "
+              "in_h * in_w * in_c elements further (0: a single image)", default=0),
     )),
     Op("LOAD", 0x04, "load", "DMA a 2-D strided block DRAM -> buffer, unpacking elements to words.", (
         _buf("buf", "destination buffer"),
@@ -292,7 +299,7 @@ OPS: tuple[Op, ...] = (
         Field("c0", 14, "first input channel"),
         _size("nc", 12, "channels per window position"),
     ), checks=(_tokens_for_unit(_fixed_unit("load")),),
-       spans=(_reads("DRAM", "dram", "bytes(dtype, in_h * in_w * in_c)"),
+       spans=(_reads("DRAM", "dram", "bytes(dtype, in_h * in_w * in_c * images(pix0 + npix, out_h * out_w))"),
               _writes("buf", "sram", "npix * k_h * k_w * nc")),
        state_checks=(_needs_window, _channels_in_pixel)),
     Op("LOADW", 0x06, "load", "Fetch weights DRAM -> WGT, decompressing the given format.", (
@@ -416,7 +423,7 @@ def _validate_table() -> None:
             assert sp.access in ("read", "write"), op.mnemonic
             assert sp.at in names and (sp.buf in BUFFERS + ("DRAM",) or sp.buf in names), (op.mnemonic, sp)
             used = set(compile(sp.size, "<span>", "eval").co_names)
-            assert used <= set(names) | window | {"bytes"}, (op.mnemonic, sp.size, used)
+            assert used <= set(names) | window | {"bytes", "images"}, (op.mnemonic, sp.size, used)
 
 
 _validate_table()

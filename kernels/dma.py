@@ -13,7 +13,7 @@ from numba import njit
 
 from .common import INLINE
 from .state import (WIN_DIL_H, WIN_DIL_W, WIN_IN_C, WIN_IN_H, WIN_IN_W, WIN_K_H, WIN_K_W,
-                    WIN_OUT_W, WIN_PAD_LEFT, WIN_PAD_TOP, WIN_PAD_VALUE, WIN_STRIDE_H,
+                    WIN_OUT_H, WIN_OUT_W, WIN_PAD_LEFT, WIN_PAD_TOP, WIN_PAD_VALUE, WIN_STRIDE_H,
                     WIN_STRIDE_W)
 
 
@@ -105,13 +105,19 @@ def load(dram, mem, dram_addr, dst_at, x, y, y_stride, bits, signed, word_bits):
 
 @njit(cache=True, boundscheck=False)
 def loadwin(dram, mem, win, dram_addr, dst_at, pix0, npix, c0, nc, bits, signed, word_bits):
-    """LOADWIN: gathered windows mem[dst_at + ((p*k_h + ky)*k_w + kx)*nc + c], padding outside."""
+    """LOADWIN: gathered windows mem[dst_at + ((p*k_h + ky)*k_w + kx)*nc + c], padding outside (with
+    out_h, each pixel reads its own image)."""
     in_h, in_w, in_c = win[WIN_IN_H], win[WIN_IN_W], win[WIN_IN_C]
     k_h, k_w, out_w = win[WIN_K_H], win[WIN_K_W], win[WIN_OUT_W]
     pad = win[WIN_PAD_VALUE]  # 17-bit: fits every word
+    per_image = win[WIN_OUT_H] * out_w
     at = dst_at
     for p in range(npix):
         pix = pix0 + p
+        first = 0
+        if per_image > 0:  # the pixel's image: its elements start in_h * in_w * in_c further on
+            first = (pix // per_image) * in_h * in_w * in_c
+            pix = pix % per_image
         oy = pix // out_w
         ox = pix - oy * out_w
         for ky in range(k_h):
@@ -119,7 +125,7 @@ def loadwin(dram, mem, win, dram_addr, dst_at, pix0, npix, c0, nc, bits, signed,
             for kx in range(k_w):
                 ix = ox * win[WIN_STRIDE_W] - win[WIN_PAD_LEFT] + kx * win[WIN_DIL_W]
                 if 0 <= iy < in_h and 0 <= ix < in_w:
-                    unpack_row(dram, dram_addr, (iy * in_w + ix) * in_c + c0, nc, bits, signed,
+                    unpack_row(dram, dram_addr, first + (iy * in_w + ix) * in_c + c0, nc, bits, signed,
                                mem, at, word_bits)
                 else:
                     mem[at:at + nc] = pad

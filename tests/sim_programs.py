@@ -112,7 +112,8 @@ class _Gen:
         nc, npix = self.small(in_c), self.small(12)
         return [Instruction("SETWIN", in_h=in_h, in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w, stride_h=self.small(2),
                             stride_w=self.small(2), dil_h=self.small(2), dil_w=self.small(2), pad_top=self.int(0, 2),
-                            pad_left=self.int(0, 2), out_w=self.small(6), pad_value=self.int(-9, 9)),
+                            pad_left=self.int(0, 2), out_w=self.small(6), pad_value=self.int(-9, 9),
+                            out_h=self.int(0, 3)),
                 Instruction("LOADWIN", buf=self.pick(BUFFERS), dtype=self.pick(MEM_DTYPES), dram=self.int(0, 1000),
                             sram=0, pix0=self.int(0, 20), npix=npix, c0=self.int(0, in_c - nc), nc=nc)]
 

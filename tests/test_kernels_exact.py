@@ -312,7 +312,8 @@ def test_loadwin(data):
                       stride_h=data.draw(st.integers(1, 3)), stride_w=data.draw(st.integers(1, 3)),
                       dil_h=data.draw(st.integers(1, 3)), dil_w=data.draw(st.integers(1, 3)),
                       pad_top=data.draw(st.integers(0, 4)), pad_left=data.draw(st.integers(0, 4)),
-                      out_w=data.draw(st.integers(1, 9)), pad_value=data.draw(st.integers(-65536, 65535)))
+                      out_w=data.draw(st.integers(1, 9)), pad_value=data.draw(st.integers(-65536, 65535)),
+                      out_h=data.draw(st.integers(0, 3)))
     step(s, win)
     dtype = data.draw(st.sampled_from(MEM_DTYPES))
     c0 = data.draw(st.integers(0, in_c - 1))

@@ -80,6 +80,17 @@ def test_loadwin_gathers_windows_with_padding_stride_and_dilation():
     assert s.buffers["INP"][:8].tolist() == [99, 99, 41, 51, 99, 31, 99, 99]
 
 
+def test_loadwin_batches_images_with_out_h():
+    # two 2x2 images of 1 channel, u8: image 0 = 1..4, image 1 = 11..14; 1x1 windows, out 2x2
+    s = machine(bytes([1, 2, 3, 4, 11, 12, 13, 14]))
+    run(s, I("SETWIN", in_h=2, in_w=2, in_c=1, k_h=1, k_w=1, out_w=2, out_h=2),
+        I("LOADWIN", buf="INP", dtype="u8", dram=0, sram=0, pix0=3, npix=3, c0=0, nc=1))
+    # pixel 3 = image 0 (1, 1); pixel 4 = image 1 (0, 0); pixel 5 = image 1 (0, 1)
+    assert s.buffers["INP"][:3].tolist() == [4, 11, 12]
+    with pytest.raises(ExecError, match="reads DRAM bytes 0..303, outside DRAM of 256 bytes"):  # image 75
+        step(s, I("LOADWIN", buf="INP", dtype="u8", dram=0, sram=0, pix0=300, npix=1, c0=0, nc=1))
+
+
 def test_loadwin_needs_setwin_and_checks_channels():
     s = machine()
     with pytest.raises(ExecError, match="LOADWIN before any SETWIN"):

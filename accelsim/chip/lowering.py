@@ -21,7 +21,7 @@ from isa.errors import DecodeError
 from isa.semantics import RESET_CONFIG
 from isa.spans import outside, state_fault
 from isa.table import BUFFERS, BY_MNEMONIC, DTYPES, UNITS, WEIGHT_FORMATS
-from kernels.state import config_register, window_register
+from kernels.state import WIN_SIZE, config_register, window_register
 
 from .config import ChipConfig
 from .errors import SimError
@@ -34,7 +34,7 @@ class Lowered:
 
     rows: np.ndarray          # (n, ROW) int64, only instructions up to and including HALT
     cfgs: np.ndarray          # (k, CFG_SIZE) int64: every CONFIG (index 0 = reset values)
-    wins: np.ndarray          # (j, 13) int64: every SETWIN
+    wins: np.ndarray          # (j, WIN_SIZE) int64: every SETWIN
     base: dict[str, int]      # buffer -> first word in the flat array
     sizes: dict[str, int]     # buffer -> words
     instructions: list[Instruction]
@@ -234,5 +234,6 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
         if ins.op == "HALT":
             break
     table = np.array(rows, dtype=np.int64).reshape(-1, ROW)
-    win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, 13) if walk.wins else np.zeros((1, 13), np.int64)
+    win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, WIN_SIZE) if walk.wins else \
+        np.zeros((1, WIN_SIZE), np.int64)
     return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)])

@@ -120,18 +120,34 @@ def _load_cost(r, p, counters):
 
 
 @njit(cache=True)
-def _loadwin_cost(r, wins, p, counters):
-    """LOADWIN: the bounding box of the windows is fetched once; the buffer writes every window."""
-    w = wins[r[13]]
+def _box_pixels(w, p0, p1):
+    """Input pixels of the bounding box that output pixels p0..p1 of one image read."""
     in_h, in_w, k_h, k_w, out_w = w[0], w[1], w[3], w[4], w[11]
-    p0, p1 = r[5], r[5] + r[6] - 1
     oy0, oy1 = p0 // out_w, p1 // out_w
     ox0, ox1 = (p0 % out_w, p1 % out_w) if oy0 == oy1 else (0, out_w - 1)
     y0 = max(0, oy0 * w[5] - w[9])
     y1 = min(in_h - 1, oy1 * w[5] - w[9] + (k_h - 1) * w[7])
     x0 = max(0, ox0 * w[6] - w[10])
     x1 = min(in_w - 1, ox1 * w[6] - w[10] + (k_w - 1) * w[8])
-    pixels = max(0, y1 - y0 + 1) * max(0, x1 - x0 + 1)
+    return max(0, y1 - y0 + 1) * max(0, x1 - x0 + 1)
+
+
+@njit(cache=True)
+def _loadwin_cost(r, wins, p, counters):
+    """LOADWIN: the bounding box of the windows is fetched once per image; the buffer writes every
+    window."""
+    w = wins[r[13]]
+    k_h, k_w = w[3], w[4]
+    per_image = w[13] * w[11]
+    first, last = r[5], r[5] + r[6] - 1
+    pixels = 0
+    if per_image == 0:
+        pixels = _box_pixels(w, first, last)
+    else:
+        for image in range(first // per_image, last // per_image + 1):
+            lo = max(first, image * per_image) - image * per_image
+            hi = min(last, (image + 1) * per_image - 1) - image * per_image
+            pixels += _box_pixels(w, lo, hi)
     nbytes = _ceil_div(pixels * r[8] * r[9], 8)
     counters[C_DRAM_RD_INPUT] += nbytes
     counters[C_SRAM_WR_INP + r[12]] += r[6] * k_h * k_w * r[8]
