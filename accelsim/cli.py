@@ -147,19 +147,29 @@ def cmd_estimate(args: argparse.Namespace) -> None:
                                                "layers": [asdict(r) for r in rows], "total": total}, indent=1))
 
 
-def _compile(model_path: str, chip, weights: str = "auto"):
-    from .compiler import ModelError, compile_graph, import_model, load_model
+def _compiler(model_path: str, chip, weights: str = "auto"):
+    from .compiler import ModelCompiler, ModelError, load_model
 
     try:
-        return compile_graph(import_model(load_model(model_path)), chip, weights)
+        return ModelCompiler(load_model(model_path), chip, weights)
     except ModelError as e:
         raise CliError(f"{model_path}: {e}") from None
-    except ValueError as e:
+
+
+def _compile(compiler, model_path: str, shapes=None, batch: int = 1):
+    """The model compiled for these input shapes (or batch); a refusal is one line."""
+    from .compiler import ModelError
+
+    try:
+        return compiler.compile(shapes, batch)
+    except (ModelError, ValueError) as e:
         raise CliError(f"{model_path}: {e}") from None
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
-    compiled = _compile(args.model, _load_chip(args.chip), args.weights)
+    if args.batch < 1:
+        raise CliError(f"--batch {args.batch}: must be at least 1")
+    compiled = _compile(_compiler(args.model, _load_chip(args.chip), args.weights), args.model, batch=args.batch)
     compiled.program.meta.update({"model": args.model, "layers": [layer.to_dict() for layer in compiled.layers]})
     compiled.program.save(args.output)
     print(f"{args.model}: {len(compiled.layers)} layers, {compiled.program.words.shape[0]} instructions, "
@@ -173,18 +183,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .chip import SimError
     from .compiler import ModelError, format_layers, layer_table, layer_total
 
-    compiled = _compile(args.model, _load_chip(args.chip), args.weights)
-    names = list(compiled.graph.inputs)
+    compiler = _compiler(args.model, _load_chip(args.chip), args.weights)
+    names = list(compiler.declared)
     feeds = {}
     for spec in args.input:
         name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         name = name or (names[0] if len(names) == 1 else "")
-        if name not in compiled.graph.inputs:
+        if name not in compiler.declared:
             raise CliError(f"--input {spec}: the model's inputs are {', '.join(names)}")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CliError(f"{path}: cannot read a .npy array ({e})") from None
+        feeds[name] = _load_array(path)
+    compiled = _compile(compiler, args.model, {k: v.shape for k, v in feeds.items()})
     try:
         outputs, report = compiled.run(feeds)
     except (ModelError, SimError) as e:
@@ -203,6 +211,14 @@ def cmd_run(args: argparse.Namespace) -> None:
             w = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
             w.writeheader()
             w.writerows(r.to_dict() for r in rows)
+
+
+def _load_array(path: str) -> np.ndarray:
+    """A .npy array, or one line saying why not."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CliError(f"{path}: cannot read a .npy array ({e})") from None
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
@@ -278,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
     p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
     _weights_option(p)
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")

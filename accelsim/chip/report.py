@@ -37,6 +37,12 @@ class RunReport:
     values_computed: bool = True
     chip: dict = field(default_factory=dict)
     segments: list["RunReport"] = field(default_factory=list)  # per layer, when asked for
+    images: int = 1                  # images the run processed (a batch): set by whoever knows
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput at the chip clock: images / latency."""
+        return self.images / (self.time_us * 1e-6) if self.time_us else 0.0
 
     @property
     def total_macs(self) -> int:

@@ -3,7 +3,10 @@ DRAM, lower every node through the lowering registered for its type, assemble th
 
 from __future__ import annotations
 
-from typing import Optional
+from collections import OrderedDict
+from typing import Mapping, Optional
+
+import onnx
 
 from isa import Instruction, encode_program
 
@@ -11,6 +14,8 @@ from ..chip import ChipConfig, Program, TensorRef
 from .ir import QGraph
 from .lower import ProgramBuilder, lowering_of
 from .model import CompiledModel
+from .onnx import import_model
+from .onnx.prepare import declared_shapes, default_shape, resolve_shape
 from .passes import DramLayout, check_reshapes, plan_dram
 from .records import LayerRecord
 from .weights import WEIGHT_CHOICES
@@ -57,3 +62,43 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     program = _program(b, flattened)
     regions = {name: _tensor_ref(graph, layout, name, "output") for name in graph.tensors}
     return CompiledModel(program, graph, chip, b.layers + _host_records(graph), regions)
+
+
+class ModelCompiler:
+    """One ONNX model on one chip, compiled once per set of input shapes (e.g. per batch), the
+    most recent few kept."""
+
+    KEEP = 8
+
+    def __init__(self, model: onnx.ModelProto, chip: Optional[ChipConfig] = None, weights: str = "auto") -> None:
+        self.model, self.chip, self.weights = model, chip or ChipConfig(), weights
+        self.declared = declared_shapes(model)
+        self._cache: OrderedDict[tuple, CompiledModel] = OrderedDict()
+
+    def shapes(self, given: Optional[Mapping[str, tuple]] = None, batch: int = 1) -> dict[str, tuple]:
+        """Every input's shape: the given one (checked against the file's), else the declared one
+        at ``batch``."""
+        given = given or {}
+        return {name: resolve_shape(name, dims, tuple(given[name])) if name in given else default_shape(name, dims, batch)
+                for name, dims in self.declared.items()}
+
+    def compile(self, given: Optional[Mapping[str, tuple]] = None, batch: int = 1) -> CompiledModel:
+        shapes = self.shapes(given, batch)
+        key = tuple(sorted(shapes.items()))
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        compiled = compile_graph(import_model(self.model, shapes), self.chip, self.weights)
+        compiled.recompile = self.compile
+        self._cache[key] = compiled
+        if len(self._cache) > self.KEEP:
+            self._cache.popitem(last=False)
+        return compiled
+
+
+def compile_model(model: onnx.ModelProto, chip: Optional[ChipConfig] = None, weights: str = "auto", *,
+                  batch: int = 1, input_shapes: Optional[Mapping[str, tuple]] = None) -> CompiledModel:
+    """Import and compile an ONNX model for ``batch`` images (or the given input shapes); the
+    result runs other batches too, compiling each once (ModelCompiler)."""
+    return ModelCompiler(model, chip, weights).compile(input_shapes, batch)

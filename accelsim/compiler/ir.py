@@ -178,6 +178,7 @@ class QGraph:
     host_initializers: list = field(default_factory=list)   # constants the host ops read
     opset: int = 17
     input_clips: dict = field(default_factory=dict)         # float graph input -> (min, max) the host clips it to
+    input_shapes: dict = field(default_factory=dict)        # float graph input -> the shape compiled for
 
 
 def node_inputs(node) -> list[str]:

@@ -4,7 +4,7 @@ dequantize the outputs, run float ops after the chip), so it runs like the ONNX 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
@@ -13,6 +13,22 @@ from isa.quant import dequantize, quantize
 from ..chip import ChipConfig, Program, RunReport, Simulator, TensorRef
 from .ir import ModelError, QGraph
 from .records import LayerRecord
+
+
+def _float_input(name: str, value) -> np.ndarray:
+    """An input array as float32: numbers only, finite (QuantizeLinear would saturate NaN and inf
+    silently: docs/numerics.md)."""
+    try:
+        x = np.asarray(value)
+    except Exception as e:
+        raise ModelError("<graph>", "input", f"input {name!r} is not an array ({e})") from None
+    if x.dtype.kind not in "biuf":
+        raise ModelError("<graph>", "input", f"input {name!r} holds {x.dtype} values, not numbers")
+    x = x.astype(np.float32)
+    if x.size and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise ModelError("<graph>", "input", f"input {name!r} holds {bad} NaN or infinite values")
+    return x
 
 
 def nchw_to_nhwc(q: np.ndarray) -> np.ndarray:
@@ -32,6 +48,20 @@ class CompiledModel:
     chip: ChipConfig
     layers: list[LayerRecord] = field(default_factory=list)
     regions: dict[str, TensorRef] = field(default_factory=dict)  # every activation's DRAM tensor (NHWC)
+    #: compiles the same model for other input shapes (set by compile_model; None: this shape only)
+    recompile: Optional[Callable[[dict], "CompiledModel"]] = field(default=None, repr=False)
+
+    @property
+    def batch(self) -> int:
+        """Images per run."""
+        return int(next(iter(self.graph.input_shapes.values()), (1,))[0])
+
+    def for_inputs(self, inputs: Mapping[str, np.ndarray]) -> "CompiledModel":
+        """This model compiled for the shapes of ``inputs`` (itself when they are the compiled ones)."""
+        shapes = {k: tuple(np.shape(v)) for k, v in inputs.items() if k in self.graph.input_shapes}
+        if all(self.graph.input_shapes[k] == s for k, s in shapes.items()) or self.recompile is None:
+            return self
+        return self.recompile(shapes)
 
     def segments(self) -> np.ndarray:
         """The layer index of every instruction (a barrier belongs to the layer after it)."""
@@ -48,7 +78,11 @@ class CompiledModel:
             if fname not in inputs:
                 raise ModelError("<graph>", "input", f"missing input {fname!r}")
             t = self.graph.tensors[qname]
-            x = np.asarray(inputs[fname], np.float32)
+            x = _float_input(fname, inputs[fname])
+            want = self.graph.input_shapes.get(fname)
+            if want is not None and x.shape != tuple(want):
+                raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, this program was compiled "
+                                                     f"for {tuple(want)}")
             if fname in self.graph.input_clips:  # a Clip before the input's QuantizeLinear, in float
                 lo, hi = self.graph.input_clips[fname]
                 x = np.clip(x, np.float32(lo) if lo is not None else None, np.float32(hi) if hi is not None else None)
@@ -73,9 +107,14 @@ class CompiledModel:
 
     def run(self, inputs: Mapping[str, np.ndarray], *, sim: Optional[Simulator] = None,
             values: bool = True) -> tuple[dict[str, np.ndarray], RunReport]:
-        """Float inputs by graph input name -> (float outputs by graph output name, report)."""
+        """Float inputs by graph input name -> (float outputs by graph output name, report).  Inputs
+        of other shapes (another batch) run the model compiled for them, when it can be."""
+        model = self.for_inputs(inputs)
+        if model is not self:
+            return model.run(inputs, sim=sim if sim is not None and sim.chip is model.chip else None, values=values)
         sim = sim or Simulator(self.chip)
         raw, report = sim.run(self.program, self.quantize_inputs(inputs), values=values, segments=self.segments())
+        report.images = self.batch
         if not values:
             return {}, report
         outputs = self.dequantize_outputs(raw)

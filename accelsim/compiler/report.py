@@ -51,10 +51,11 @@ def layer_table(compiled: CompiledModel, report: RunReport) -> list[LayerCost]:
 
 
 def layer_total(report: RunReport) -> dict:
-    """The ``total`` object of a per-layer report."""
+    """The ``total`` object of a per-layer report: the whole batch, its latency and throughput."""
     return {"macs": report.total_macs, "cycles": report.cycles, "utilization": report.mac_utilization,
             "dram_bytes": sum(report.dram_read_bytes.values()) + sum(report.dram_write_bytes.values()),
-            "energy_pj": report.energy_pj["total"], "time_us": report.time_us}
+            "energy_pj": report.energy_pj["total"], "time_us": report.time_us, "batch": report.images,
+            "images_per_s": report.images_per_s}
 
 
 def format_layers(rows: list[LayerCost], total: dict) -> str:
@@ -65,6 +66,8 @@ def format_layers(rows: list[LayerCost], total: dict) -> str:
         lines.append(f"{r.name[:14]:14s} {r.op[:12]:12s} {r.bits:7s} {r.macs:12,d} {r.cycles:10,d} "
                      f"{100 * r.utilization:6.1f} {r.dram_weight_bytes:10,d} {r.dram_activation_bytes:10,d} "
                      f"{r.energy_pj / 1e6:9.3f} {r.where}")
+    batch = total.get("batch", 1)
+    per = f", batch of {batch}: {total['images_per_s']:,.0f} images/s" if batch > 1 else ""
     lines.append(f"{'total':14s} {'':12s} {'':7s} {total['macs']:12,d} {total['cycles']:10,d} "
-                 f"{100 * total['utilization']:6.1f}  ({total['time_us']:.1f} us)")
+                 f"{100 * total['utilization']:6.1f}  ({total['time_us']:.1f} us{per})")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ class ConvLayer:
     in_c0: int = 0
     out_pitch: int = 0   # channels per output pixel in DRAM (0: out_c); with out_c0, writes a slice
     out_c0: int = 0
+    batch: int = 1       # images, one after another in DRAM: their output pixels are one GEMM's rows
 
     @property
     def in_stride(self) -> int:
@@ -55,8 +56,18 @@ class ConvLayer:
         return (self.in_w + self.pad_left + self.pad_right - self.dilation * (self.k_w - 1) - 1) // self.stride + 1
 
     @property
+    def pixels(self) -> int:
+        """Output pixels of all images: the rows of the layer's GEMM."""
+        return self.batch * self.out_h * self.out_w
+
+    @property
+    def window_rows(self) -> int:
+        """SETWIN.out_h: output rows per image when a batch shares the GEMM (0: one image)."""
+        return self.out_h if self.batch > 1 else 0
+
+    @property
     def macs(self) -> int:
-        return self.out_h * self.out_w * self.out_c * self.k_h * self.k_w * self.in_c
+        return self.pixels * self.out_c * self.k_h * self.k_w * self.in_c
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ def tiling_cost(layer: ConvLayer, chip: ChipConfig, t: Tiling, w_bits: int, a_bi
     overlapped when double-buffered and serial when single-buffered."""
     p = chip_vector(chip) if _p is None else _p
     num, den = precision_rate(w_bits, a_bits, chip["array"]["base_bits"], chip["array"]["min_bits"])
-    pixels, window = layer.out_h * layer.out_w, layer.k_h * layer.k_w
+    pixels, window = layer.pixels, layer.k_h * layer.k_w
     array = 0.0
     for tp, np_ in _splits(pixels, t.tp):
         for tn, nn in _splits(layer.out_c, t.tn):
@@ -104,8 +115,9 @@ def tiling_cost(layer: ConvLayer, chip: ChipConfig, t: Tiling, w_bits: int, a_bi
                 array += np_ * nn * nc * gemm_cycles(tp, tn, window * tc, num, den, p)
     n_p, n_n, n_c = -(-pixels // t.tp), -(-layer.out_c // t.tn), -(-layer.in_c // t.tc)
     bw, lat = chip["dram"]["bandwidth"], chip["dram"]["latency"]
-    a_bytes = n_n * layer.in_h * layer.in_w * layer.in_c * a_bits / 8  # the input, once per channel tile
-    w_bytes = n_p * layer.out_c * window * layer.in_c * w_bits / 8     # the weights, once per pixel tile
+    a_bytes = n_n * layer.batch * layer.in_h * layer.in_w * layer.in_c * a_bits / 8  # once per channel tile
+    w_fetches = 1 if n_c == 1 else n_p  # one K chunk: the weights stay for every pixel tile
+    w_bytes = w_fetches * layer.out_c * window * layer.in_c * w_bits / 8
     dma = (a_bytes + w_bytes) / bw + 2 * n_p * n_n * n_c * lat
     return max(array, dma) if t.slots == 2 else array + dma
 
@@ -114,7 +126,7 @@ def choose_tiling(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: i
     """The cheapest tiling (tiling_cost) whose tiles fit the buffers; double buffering preferred."""
     words = chip.buffer_words()
     window = layer.k_h * layer.k_w
-    pixels = layer.out_h * layer.out_w
+    pixels = layer.pixels
     tn_limit = min(layer.out_c, words["PRM"] // 6, 4096)
     p = chip_vector(chip)
     best, best_key = None, None

@@ -26,7 +26,7 @@ def _tile_sizes(layer: ConvLayer, chip: ChipConfig) -> tuple[int, int]:
     cc = min(layer.in_c, 4096, words["WGT"] // (2 * window), words["PRM"] // 6, words["INP"] // (2 * window))
     if cc < 1 or window > 1023:
         raise ValueError(f"layer {layer.name}: a {layer.k_h}x{layer.k_w} depthwise window does not fit the chip")
-    pixels = layer.out_h * layer.out_w
+    pixels = layer.pixels
     tp = max(1, min(pixels, 4096, words["INP"] // (2 * window * cc), words["ACC"] // cc, words["OUT"] // (2 * cc)))
     if tp > chip.rows:
         tp -= tp % chip.rows
@@ -57,13 +57,14 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
     [k_h][k_w][cc], and the channel chunk size (parameter tables go tile by tile at 12 * c0).
     """
     window = layer.k_h * layer.k_w
-    pixels = layer.out_h * layer.out_w
+    pixels = layer.pixels
     config, a_mem, o_mem = dram_types(config)
     w_bits = bits_of(config["w"])
     cc, tp = _tile_sizes(layer, chip)
     prog = [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_c, k_h=layer.k_h, k_w=layer.k_w,
                         stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
-                        pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value),
+                        pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value,
+                        out_h=layer.window_rows),
             Instruction("CONFIG", **config)] + (slot_credits() if credits else [])
     chunks, at, step = [], weight_addr, 0
     for ci, c0 in enumerate(range(0, layer.in_c, cc)):
@@ -84,8 +85,8 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
 def lower_depthwise(node: QDepthwiseConv, b: ProgramBuilder) -> None:
     x, y = b.tensor(node.input), b.tensor(node.output)
     w = np.asarray(node.weight, np.int64)
-    _, c, h, wd = x.shape
-    layer = ConvLayer(node.name, h, wd, c, w.shape[2], w.shape[3], w.shape[0], **geometry(node))
+    n, c, h, wd = x.shape
+    layer = ConvLayer(node.name, h, wd, c, w.shape[2], w.shape[3], w.shape[0], **geometry(node), batch=n)
     w_bits, window = DTYPES[node.w_dtype][0], layer.k_h * layer.k_w
     weight_addr = b.alloc((c * window * w_bits + 7) // 8 + 64)
     param_addr = b.alloc(12 * c)
@@ -100,6 +101,6 @@ def lower_depthwise(node: QDepthwiseConv, b: ProgramBuilder) -> None:
         b.place(addr, pack_bits(w_rc[:, c0:c0 + n].ravel(), w_bits))
     b.place_words(param_addr, param_table(requant_scale(x.scale, node.w_scale, y.scale), node.bias, cc))
     weight_bytes = sum((window * n * w_bits + 7) // 8 for _, _, n in chunks)
-    b.emit(body, LayerRecord(node.name, node.op_type, macs=layer.out_h * layer.out_w * c * window,
+    b.emit(body, LayerRecord(node.name, node.op_type, macs=layer.pixels * c * window,
                              shape=f"{x.shape}->{y.shape}", bits=f"{node.w_dtype}x{x.dtype}",
                              weight_bytes=weight_bytes, dense_weight_bytes=weight_bytes, weight_formats=["dense"]))

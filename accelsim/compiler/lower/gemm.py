@@ -54,10 +54,10 @@ def _default_addrs(layer: ConvLayer, w_bits: int, a_bits: int, base: int) -> dic
     """A layout from ``base``: input, weights (dense), parameter table, output."""
     window = layer.k_h * layer.k_w
     inp = base
-    weight = inp + (layer.in_h * layer.in_w * layer.in_stride * a_bits + 7) // 8
+    weight = inp + (layer.batch * layer.in_h * layer.in_w * layer.in_stride * a_bits + 7) // 8
     param = (weight + (layer.out_c * window * layer.in_c * w_bits + 7) // 8 + 16 + 3) & ~3
     output = param + 3 * 4 * layer.out_c
-    end = output + (layer.out_h * layer.out_w * layer.out_stride * a_bits + 7) // 8
+    end = output + (layer.pixels * layer.out_stride * a_bits + 7) // 8
     return {"input": inp, "weight": weight, "param": param, "output": output, "end": end}
 
 
@@ -82,24 +82,28 @@ def _setup(layer: ConvLayer, cfg: dict, pad_value: int) -> list[Instruction]:
     return [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_stride, k_h=layer.k_h,
                         k_w=layer.k_w, stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation,
                         dil_w=layer.dilation, pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w,
-                        pad_value=pad_value),
+                        pad_value=pad_value, out_h=layer.window_rows),
             Instruction("CONFIG", **cfg)]
 
 
-def _k_chunk(layer: ConvLayer, t: Tiling, slot: int, accumulate: bool, p0: int, tp: int, n0: int, tn: int,
-             chunk: tuple[int, int, int], a_mem: str, w_type: str, input_addr: int,
+def _k_chunk(layer: ConvLayer, t: Tiling, slot: int, w_slot_no: int, fetch_w: bool, accumulate: bool, p0: int,
+             tp: int, n0: int, tn: int, chunk: tuple[int, int, int], a_mem: str, w_type: str, input_addr: int,
              streams: Optional[dict]) -> list[Instruction]:
-    """LOADWIN, LOADW and GEMM of one K chunk of a (pixel tile, channel tile)."""
+    """LOADWIN (and, when ``fetch_w``, LOADW) and GEMM of one K chunk of a (pixel tile, channel tile).
+    The activation tile goes to slot ``slot``, the weights to slot ``w_slot_no``."""
     c0, tc, w_at = chunk
     k = layer.k_h * layer.k_w * tc
     a_slot, w_slot = t.tp * layer.k_h * layer.k_w * t.tc, t.tn * layer.k_h * layer.k_w * t.tc
     st = streams.get((n0, c0)) if streams else None
     fmt = dict(format=st.format, param=st.param, zero=st.zero) if st is not None else {}
-    return [Instruction("LOADWIN", buf="INP", dtype=a_mem, dram=input_addr, sram=slot * a_slot, pix0=p0, npix=tp,
-                        c0=layer.in_c0 + c0, nc=tc, pop_next=1),
-            Instruction("LOADW", sram=slot * w_slot, dram=w_at, count=tn * k, dtype=w_type, push_next=1, **fmt),
-            Instruction("GEMM", inp=slot * a_slot, wgt=slot * w_slot, acc=0, m=tp, n=tn, k=k,
-                        accumulate=int(accumulate), pop_prev=1, push_prev=1)]
+    prog = [Instruction("LOADWIN", buf="INP", dtype=a_mem, dram=input_addr, sram=slot * a_slot, pix0=p0, npix=tp,
+                        c0=layer.in_c0 + c0, nc=tc, pop_next=1, push_next=int(not fetch_w))]
+    if fetch_w:
+        prog.append(Instruction("LOADW", sram=w_slot_no * w_slot, dram=w_at, count=tn * k, dtype=w_type, push_next=1,
+                                **fmt))
+    prog.append(Instruction("GEMM", inp=slot * a_slot, wgt=w_slot_no * w_slot, acc=0, m=tp, n=tn, k=k,
+                            accumulate=int(accumulate), pop_prev=1, push_prev=1))
+    return prog
 
 
 def _output_tile(layer: ConvLayer, t: Tiling, oslot: int, prm: int, p0: int, tp: int, n0: int, tn: int,
@@ -135,7 +139,7 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
     ``streams``: the encoded weight stream of each (n0, c0) chunk (default dense).
     """
     t = tiling or choose_tiling(layer, chip, w_bits, a_bits)
-    pixels = layer.out_h * layer.out_w
+    pixels = layer.pixels
     default = _default_addrs(layer, w_bits, a_bits, base)
     at = {**default, **(addrs or {})}
     cfg, a_mem, o_mem = dram_types({"a": _UNSIGNED[a_bits], "w": _SIGNED[w_bits], "o": _UNSIGNED[a_bits],
@@ -150,11 +154,16 @@ def conv_program(layer: ConvLayer, chip: ChipConfig, w_bits: int = 8, a_bits: in
         prm = (n_idx % 2) * 3 * t.tn  # two parameter slots: the next tile's table loads early
         prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=at["param"] + 4 * 3 * n0, sram=prm,
                                 x=3 * tn, y=1, y_stride=0))
+        # one K chunk: the weight tile stays in its slot for every pixel tile (fetched once per
+        # channel tile); several: each chunk's weights come with its activations
+        resident = len(chunks) == 1
         for p0 in range(0, pixels, t.tp):
             tp = min(t.tp, pixels - p0)
             for ci, chunk in enumerate(chunks):
-                prog += _k_chunk(layer, t, chunk_no % t.slots, ci > 0, p0, tp, n0, tn, chunk, a_mem, cfg["w"],
-                                 at["input"], streams)
+                slot = chunk_no % t.slots
+                w_slot_no = n_idx % t.slots if resident else slot
+                prog += _k_chunk(layer, t, slot, w_slot_no, not resident or p0 == 0, ci > 0, p0, tp, n0, tn, chunk,
+                                 a_mem, cfg["w"], at["input"], streams)
                 chunk_no += 1
             prog += _output_tile(layer, t, out_no % 2, prm, p0, tp, n0, tn, o_mem, at["output"])
             out_no += 1
@@ -230,18 +239,18 @@ def _merge(record: LayerRecord, part: LayerRecord, b: ProgramBuilder) -> None:
     record.instructions = len(b.instructions) - record.first_instruction
 
 
-def _nhwc_weights(node: QConv, b: ProgramBuilder) -> tuple[np.ndarray, int, int, int]:
-    """The weights (N, C/group, kh, kw) as int64 and the input's (C, H, W); a fully connected layer
-    reading a flattened NCHW tensor gets its columns permuted to the chip's NHWC order."""
+def _nhwc_weights(node: QConv, b: ProgramBuilder) -> tuple[np.ndarray, int, int, int, int]:
+    """The weights (N, C/group, kh, kw) as int64 and the input's (images, C, H, W); a fully
+    connected layer reading a flattened NCHW tensor gets its columns permuted to NHWC order."""
     x = b.tensor(node.input)
     w = np.asarray(node.weight, np.int64)
     if len(x.shape) == 4:
-        _, c, h, wd = x.shape
-        return w, c, h, wd
+        n, c, h, wd = x.shape
+        return w, n, c, h, wd
     if node.input in b.flattened:  # columns in NCHW flatten order -> our NHWC order
         _, fc, fh, fw = b.flattened[node.input]
         w = w.reshape(w.shape[0], fc, fh, fw).transpose(0, 2, 3, 1).reshape(w.shape[0], -1, 1, 1)
-    return w, x.shape[1], 1, 1
+    return w, x.shape[0], x.shape[1], 1, 1
 
 
 def geometry(node: QConv) -> dict:
@@ -256,13 +265,13 @@ def geometry(node: QConv) -> dict:
 def lower_conv(node: QConv, b: ProgramBuilder) -> None:
     """One GEMM layer per group: group g reads input channels [g*cg, (g+1)*cg) and writes output
     channels [g*ng, (g+1)*ng) of the full NHWC tensors."""
-    w, c, h, wd = _nhwc_weights(node, b)
+    w, n, c, h, wd = _nhwc_weights(node, b)
     geom = geometry(node)
     cg, ng = c // node.group, w.shape[0] // node.group
     record = None
     for g in range(node.group):
         layer = ConvLayer(node.name, h, wd, cg, w.shape[2], w.shape[3], ng, **geom,
-                          in_pitch=c, in_c0=g * cg, out_pitch=w.shape[0], out_c0=g * ng)
+                          in_pitch=c, in_c0=g * cg, out_pitch=w.shape[0], out_c0=g * ng, batch=n)
         sl = slice(g * ng, (g + 1) * ng)
         try:
             part = _lower_group(node, layer, w[sl], node.w_scale[sl], node.bias[sl], b)

@@ -37,11 +37,17 @@ class PoolLayer:
     out_h: int = 1
     out_w: int = 1
     dilation: int = 1
+    batch: int = 1
+
+    @property
+    def pixels(self) -> int:
+        return self.batch * self.out_h * self.out_w
 
     def setwin(self, pad_value: int) -> Instruction:
         return Instruction("SETWIN", in_h=self.in_h, in_w=self.in_w, in_c=self.channels, k_h=self.k_h, k_w=self.k_w,
                            stride_h=self.stride_h, stride_w=self.stride_w, dil_h=self.dilation, dil_w=self.dilation,
-                           pad_top=self.pad_top, pad_left=self.pad_left, out_w=self.out_w, pad_value=pad_value)
+                           pad_top=self.pad_top, pad_left=self.pad_left, out_w=self.out_w, pad_value=pad_value,
+                           out_h=self.out_h if self.batch > 1 else 0)
 
 
 def pool_layer(node, x: QTensor, y: QTensor) -> PoolLayer:
@@ -49,7 +55,7 @@ def pool_layer(node, x: QTensor, y: QTensor) -> PoolLayer:
     if node.dilation[0] != node.dilation[1]:
         raise ModelError(node.name, node.op_type, "different vertical and horizontal dilations")
     return PoolLayer(node.name, x.shape[2], x.shape[3], x.shape[1], node.kernel[0], node.kernel[1], node.stride[0],
-                     node.stride[1], node.pads[0], node.pads[1], y.shape[2], y.shape[3], node.dilation[0])
+                     node.stride[1], node.pads[0], node.pads[1], y.shape[2], y.shape[3], node.dilation[0], x.shape[0])
 
 
 def _record(node, x: QTensor, y: QTensor) -> LayerRecord:
@@ -61,7 +67,7 @@ def pool_program(layer: PoolLayer, chip: ChipConfig, dtype: str, pad_value: int,
                  output_addr: int, credits: bool = True) -> list[Instruction]:
     """MAXPOOL over gathered windows, pixel tiles x channel chunks, double-buffered."""
     words = chip.buffer_words()
-    window, pixels, bits = layer.k_h * layer.k_w, layer.out_h * layer.out_w, bits_of(dtype)
+    window, pixels, bits = layer.k_h * layer.k_w, layer.pixels, bits_of(dtype)
     nc = layer.channels
     while 2 * window * nc > words["INP"] and nc > 1:
         nc = -(-nc // 2)
@@ -98,31 +104,36 @@ def lower_maxpool(node: QMaxPool, b: ProgramBuilder) -> None:
 
 # ------------------------------------------------------------------------------------------ global average
 def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config: dict, *, input_addr: int,
-                           param_addr: int, output_addr: int, credits: bool = True) -> list[Instruction]:
-    """SUMPOOL over chunks of at most 1023 positions (accumulating), then REQUANT and STORE.
+                           param_addr: int, output_addr: int, credits: bool = True, images: int = 1) -> list[Instruction]:
+    """Per image: SUMPOOL over chunks of at most 1023 positions (accumulating), then REQUANT and
+    STORE of its C outputs (``pixels`` per image; images one after another in DRAM).
 
     The parameter table at ``param_addr`` holds bias[C] = 0, the fp32 scale s_in / (s_out * HW)
     [C] and shift[C] = 0; CONFIG's a_zp makes SUMPOOL sum (x - z_in).
     """
     words = chip.buffer_words()
     config, a_mem, o_mem = dram_types(config)
-    a_bits = bits_of(a_mem)
+    a_bits, o_bits = bits_of(a_mem), bits_of(o_mem)
     chunk = max(1, min(1023, pixels, words["INP"] // (2 * channels)))
-    if channels > 4096 or 2 * channels > words["INP"] or 3 * channels > words["PRM"]:
+    if channels > 4096 or 2 * channels > words["INP"] or 2 * channels > words["OUT"] or 3 * channels > words["PRM"]:
         raise ValueError(f"global average pool over {channels} channels does not fit the chip's buffers")
     prog = [Instruction("CONFIG", **config)] + (slot_credits() if credits else [])
     prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr, sram=0, x=3 * channels, y=1, y_stride=0))
-    slot_words = chunk * channels
-    for i, p0 in enumerate(range(0, pixels, chunk)):
-        r = min(chunk, pixels - p0)
-        slot = i % 2
-        prog.append(Instruction("LOAD", buf="INP", dtype=a_mem, dram=input_addr + p0 * channels * a_bits // 8,
-                                sram=slot * slot_words, x=channels, y=r, y_stride=channels, pop_next=1, push_next=1))
-        prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * slot_words, acc=0, m=1, r=r, c=channels,
-                                accumulate=int(i > 0), pop_prev=1, push_prev=1))
-    prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=0, prm=0, m=1, n=channels, pop_next=1, push_next=1))
-    prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr, sram=0, x=channels, y=1,
-                            y_stride=0, pop_prev=1, push_prev=1))
+    slot_words, step = chunk * channels, 0
+    for n in range(images):
+        for i, p0 in enumerate(range(n * pixels, (n + 1) * pixels, chunk)):
+            r = min(chunk, (n + 1) * pixels - p0)
+            slot = step % 2
+            step += 1
+            prog.append(Instruction("LOAD", buf="INP", dtype=a_mem, dram=input_addr + p0 * channels * a_bits // 8,
+                                    sram=slot * slot_words, x=channels, y=r, y_stride=channels, pop_next=1, push_next=1))
+            prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * slot_words, acc=0, m=1, r=r, c=channels,
+                                    accumulate=int(i > 0), pop_prev=1, push_prev=1))
+        out = (n % 2) * channels
+        prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=out, prm=0, m=1, n=channels, pop_next=1,
+                                push_next=1))
+        prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr + n * channels * o_bits // 8, sram=out,
+                                x=channels, y=1, y_stride=0, pop_prev=1, push_prev=1))
     return prog
 
 
@@ -141,13 +152,14 @@ def _scale_table(channels: int, scale: np.float32) -> np.ndarray:
 @lowers(QGlobalAvgPool)
 def lower_global_avgpool(node: QGlobalAvgPool, b: ProgramBuilder) -> None:
     x, y = b.tensor(node.input), b.tensor(node.output)
-    _, c, h, wd = x.shape
+    n, c, h, wd = x.shape
     scale = np.float32(x.scale) / (np.float32(y.scale) * np.float32(h * wd))  # ONNX Runtime's order
     param_addr = b.alloc(12 * c)
     b.place_words(param_addr, _scale_table(c, scale))
     try:
         body = global_avgpool_program(h * wd, c, b.chip, _pool_config(x, y, b, node.clamp),
-                                      input_addr=b.addr(x.name), param_addr=param_addr, output_addr=b.addr(y.name))
+                                      input_addr=b.addr(x.name), param_addr=param_addr, output_addr=b.addr(y.name),
+                                      images=n)
     except ValueError as e:
         raise ModelError(node.name, node.op_type, str(e)) from None
     b.emit(body, _record(node, x, y))
@@ -194,7 +206,7 @@ def _avg_tile_sizes(layer: PoolLayer, chip: ChipConfig, n_tables: int, requant: 
     cc = min(layer.channels, 4096, words["INP"] // (2 * window), words["PRM"] // (6 * n_tables) if requant else 4096)
     if cc < 1 or window > 1023:
         raise ValueError(f"a {layer.k_h}x{layer.k_w} average pool with {n_tables} divisors does not fit the chip")
-    tp = max(1, min(layer.out_h * layer.out_w, 4096, words["INP"] // (2 * window * cc), words["ACC"] // cc,
+    tp = max(1, min(layer.pixels, 4096, words["INP"] // (2 * window * cc), words["ACC"] // cc,
                     words["OUT"] // (2 * cc)))
     return cc, tp
 
@@ -214,7 +226,7 @@ def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: li
 
     Returns the instructions and the channel chunk size.
     """
-    window, pixels, c = layer.k_h * layer.k_w, layer.out_h * layer.out_w, layer.channels
+    window, pixels, c = layer.k_h * layer.k_w, layer.pixels, layer.channels
     n_tables = max(counts) + 1
     config, a_mem, o_mem = dram_types(config)
     cc, tp = _avg_tile_sizes(layer, chip, n_tables, divide is None)
@@ -246,10 +258,10 @@ def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: li
 def _pixel_counts(node: QAvgPool, layer: PoolLayer) -> list[int]:
     """The divisor of every output pixel: the window size, or the taps inside the input."""
     if node.count_include_pad:
-        return [node.kernel[0] * node.kernel[1]] * (layer.out_h * layer.out_w)
+        return [node.kernel[0] * node.kernel[1]] * layer.pixels
     rows = window_counts(layer.in_h, layer.out_h, node.kernel[0], node.stride[0], node.pads[0], node.dilation[0])
     cols = window_counts(layer.in_w, layer.out_w, node.kernel[1], node.stride[1], node.pads[1], node.dilation[1])
-    return [r * q for r in rows for q in cols]
+    return [r * q for r in rows for q in cols] * layer.batch
 
 
 def _divisor_tables(x: QTensor, y: QTensor, divisors: list[int], cc: int) -> np.ndarray:

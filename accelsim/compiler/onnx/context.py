@@ -61,6 +61,7 @@ class ImportContext:
                                                         for d in vi.type.tensor_type.shape.dim)
                                          for vi in model.graph.input}
         self.input_alias: dict[str, str] = {vi.name: vi.name for vi in model.graph.input}  # float -> graph input
+        self.declared: dict[str, tuple] = {}  # graph input -> its dims in the file (None: free)
         self.nhwc_views: set[str] = set()    # quantized tensors a Transpose made NHWC (only a Flatten may read them)
         self.q_of_float: dict[str, str] = {}  # float tensor out of an activation DequantizeLinear -> QTensor name
         self.consumed: set[int] = set()       # nodes already imported with the node before them
@@ -84,6 +85,12 @@ class ImportContext:
             shape[int(attrs(n).get("axis", 1))] = s.size
             s, z = s.reshape(shape), z.reshape(shape)
         self.floats[n.output[0]] = (q.astype(np.int64) - z).astype(np.float32) * s  # ORT's DequantizeLinear
+
+    @property
+    def batch(self) -> int:
+        """Images per run: the first dim of the first graph input."""
+        first = next(iter(self.shapes.values()), (1,))
+        return int(first[0]) if first else 1
 
     # ---- initializers and quantization parameters
     def init(self, node: onnx.NodeProto, name: str, what: str) -> np.ndarray:

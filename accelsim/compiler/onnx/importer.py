@@ -9,7 +9,7 @@ op type and the reason.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping, Optional
 
 import onnx
 
@@ -17,6 +17,7 @@ from ..ir import ModelError, QGraph
 from . import concat, eltwise, layers, layout, pools, qdq, tables
 from .context import ImportContext
 from .host import host_input_op, split_host_tail
+from .prepare import declared_shapes, make_static
 
 Handler = Callable[[ImportContext, onnx.NodeProto], None]
 
@@ -60,11 +61,15 @@ def _import_nodes(ctx: ImportContext) -> None:
         _handler(ctx, n)(ctx, n)
 
 
-def import_model(model: onnx.ModelProto) -> QGraph:
-    """The quantized graph of a QDQ or QOperator model."""
+def import_model(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tuple]] = None) -> QGraph:
+    """The quantized graph of a QDQ or QOperator model, for the given (concrete) input shapes:
+    by default the declared ones, a free dim taken as 1."""
     graph_outputs = [o.name for o in model.graph.output]
+    declared = declared_shapes(model)
+    model = make_static(model, input_shapes)
     model, tail = split_host_tail(model)
     ctx = ImportContext(model)
+    ctx.declared = declared
     _import_nodes(ctx)
     g = ctx.graph
     g.host_nodes = tail
@@ -73,6 +78,7 @@ def import_model(model: onnx.ModelProto) -> QGraph:
     g.host_initializers = [i for i in model.graph.initializer if i.name in host_inputs]
     g.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     g.source_format = "QOperator" if {n.op_type for n in model.graph.node} & set(QOPERATOR_ONLY) else "QDQ"
+    g.input_shapes = {name: ctx.shapes[name] for name in declared if name in ctx.shapes}
     if not g.inputs:
         raise ModelError("<graph>", "QuantizeLinear", "no graph input is quantized by a QuantizeLinear")
     if not g.outputs:

@@ -17,6 +17,8 @@ def reshape_shape(ctx: ImportContext, n: onnx.NodeProto, shape: tuple) -> tuple:
         axis = attrs(n).get("axis", 1)
         return (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
     target = ctx.init(n, n.input[1], "shape").astype(np.int64).tolist()
+    if target and target[0] == 1 and shape and shape[0] == ctx.batch > 1:
+        target[0] = ctx.batch  # a batch of 1 written into the file: the batch dim, as the input's
     total = int(np.prod(shape))
     target = [shape[i] if v == 0 else v for i, v in enumerate(target)]
     if -1 in target:
