@@ -21,13 +21,9 @@ from .records import LayerRecord
 from .weights import WEIGHT_CHOICES
 
 
-def _nhwc_shape(shape: tuple) -> tuple:
-    return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape)
-
-
 def _tensor_ref(graph: QGraph, layout: DramLayout, name: str, role: str) -> TensorRef:
-    """An activation's DRAM tensor, NHWC, at its storage type."""
-    return TensorRef(layout.region[name], _nhwc_shape(graph.tensors[name].shape), layout.storage[name], role)
+    """An activation's DRAM tensor, in its DRAM order (NHWC for 4-D), at its storage type."""
+    return TensorRef(layout.region[name], graph.tensors[name].memory_dims, layout.storage[name], role)
 
 
 def _program(b: ProgramBuilder, flattened: dict[str, tuple]) -> Program:

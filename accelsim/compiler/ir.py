@@ -20,6 +20,16 @@ class ModelError(ValueError):
         super().__init__(f"node {node!r} ({op_type}): {reason}")
 
 
+def memory_dims(shape: tuple) -> tuple:
+    """A tensor's dims in its DRAM order: NHWC for a 4-D (NCHW) tensor, row-major otherwise."""
+    return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape)
+
+
+def memory_axis(axis: int, rank: int, rowmajor: bool = False) -> int:
+    """Where an ONNX axis falls in the DRAM order (NCHW axis 1, channels, is the last of NHWC)."""
+    return (0, 3, 1, 2)[axis] if rank == 4 and not rowmajor else axis
+
+
 @dataclass
 class QTensor:
     """A quantized activation: integers of ``dtype`` meaning scale * (q - zero_point)."""
@@ -29,6 +39,13 @@ class QTensor:
     dtype: str            # "u8", "s8", "u16", "s16", "u4", "s4"
     scale: np.float32
     zero_point: int
+    rowmajor: bool = False  # a 4-D tensor stored in the row-major order of its shape (an NCHW -> NHWC
+    #                         Transpose made it), not as NHWC of an NCHW shape
+
+    @property
+    def memory_dims(self) -> tuple:
+        """Its dims in DRAM order."""
+        return tuple(self.shape) if self.rowmajor else memory_dims(self.shape)
 
 
 @dataclass
@@ -125,14 +142,47 @@ class QAvgPool(PoolWindow):
 
 @dataclass
 class QConcat:
-    """Concatenation along channels (NCHW axis 1, or the feature axis of a 2-D tensor); inputs
-    whose scale or zero point differ from the output's are requantized by a lookup table."""
+    """Concatenation along ``axis`` (ONNX numbering); inputs whose scale or zero point differ from
+    the output's are requantized by a lookup table."""
 
     name: str
     op_type: str
     inputs: list[str]
     output: str
     clamp: Optional[tuple[int, int]] = None   # a fused Relu / Clip: every input goes through a table
+    axis: int = 1
+
+    @property
+    def input(self) -> str:
+        return self.inputs[0]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A strided block copy, in elements of the tensors' DRAM order: ``rows`` rows of ``cols``
+    elements from ``src`` (first element ``src_at``, rows ``src_pitch`` apart) to the output
+    (first element ``dst_at``, rows ``dst_pitch`` apart)."""
+
+    src: str
+    src_at: int
+    rows: int
+    cols: int
+    src_pitch: int
+    dst_at: int
+    dst_pitch: int
+
+
+@dataclass
+class QCopy:
+    """An output assembled from blocks of its inputs, with the same quantization (Pad, Slice,
+    Split): the elements no piece writes hold ``fill`` (a code)."""
+
+    name: str
+    op_type: str
+    inputs: list[str]
+    output: str
+    pieces: list[Piece]
+    fill: Optional[int] = None
 
     @property
     def input(self) -> str:
@@ -154,8 +204,10 @@ class QLut:
 
 @dataclass
 class QReshape:
-    """Flatten / Reshape of a quantized tensor (same integers, new shape).  ``nhwc``: the flatten
-    reads a 4-D tensor in NHWC order (an ONNX Transpose to NHWC before it), our DRAM order."""
+    """Flatten / Reshape / Transpose of a quantized tensor (same integers, new shape).  ``nhwc``:
+    the input is read in its DRAM order as it is (the NCHW -> NHWC Transpose itself, or a reshape
+    of the row-major tensor it made); otherwise a 4-D input is NCHW and the chip's NHWC order must
+    agree with the reshape (passes.reshapes)."""
 
     name: str
     op_type: str
@@ -185,6 +237,6 @@ def node_inputs(node) -> list[str]:
     """The tensors a node reads, in order."""
     if isinstance(node, QAdd):
         return [node.a, node.b]
-    if isinstance(node, QConcat):
+    if isinstance(node, (QConcat, QCopy)):
         return list(node.inputs)
     return [node.input]

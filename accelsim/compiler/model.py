@@ -98,7 +98,7 @@ class CompiledModel:
         flattened = self.program.meta.get("flattened", {})
         for fname, qname in self.graph.outputs.items():
             t = self.graph.tensors[qname]
-            q = nhwc_to_nchw(raw[qname])
+            q = raw[qname] if t.rowmajor else nhwc_to_nchw(raw[qname])
             if qname in flattened:  # flattened on the chip in NHWC order: the model's order is NCHW
                 n, c, h, w = flattened[qname]
                 q = q.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(q.shape)

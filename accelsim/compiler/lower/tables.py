@@ -9,8 +9,11 @@ import numpy as np
 from isa import Instruction
 from isa.semantics import LUT_WORDS
 
+from isa.quant import pack_bits
+
 from ...chip import ChipConfig
-from ..ir import ModelError, QConcat, QLut, QTensor
+
+from ..ir import ModelError, QConcat, QCopy, QLut, QTensor, memory_axis
 from ..lut import identity, lut_table
 from ..records import LayerRecord
 from .builder import ProgramBuilder
@@ -50,6 +53,21 @@ def _piece(pc: dict, k: int, step: int, words: dict) -> tuple[list[Instruction],
     return prog, step
 
 
+def _column_chunks(pc: dict, words: dict) -> list[dict]:
+    """A piece whose rows are too long for the buffers (or a LOAD's 14-bit x) as pieces over
+    column ranges: same rows and pitches, offsets moved by the columns before."""
+    limit = min(16383, min(words["INP"], words["OUT"]) // 2)
+    if pc["cols"] <= limit:
+        return [pc]
+    limit -= limit % 2  # 4-bit columns start on bytes
+    out = []
+    sb, db = bits_of(pc["src_type"]), bits_of(pc["dst_type"])
+    for c0 in range(0, pc["cols"], limit):
+        out.append({**pc, "src": pc["src"] + c0 * sb // 8, "dst": pc["dst"] + c0 * db // 8,
+                    "cols": min(limit, pc["cols"] - c0)})
+    return out
+
+
 def lut_program(pieces: list[dict], chip: ChipConfig, *, credits: bool = True) -> list[Instruction]:
     """Strided copies through the vector unit: for each piece, ``rows`` rows of ``cols`` elements go
     from ``src`` (row pitch ``src_pitch``) to ``dst`` (row pitch ``dst_pitch``), mapped by VLUT
@@ -63,8 +81,9 @@ def lut_program(pieces: list[dict], chip: ChipConfig, *, credits: bool = True) -
     prog = slot_credits() if credits else []
     step = 0
     for k, pc in enumerate(pieces):
-        body, step = _piece(pc, k, step, words)
-        prog += body
+        for part in _column_chunks(pc, words):
+            body, step = _piece(part, k, step, words)
+            prog += body
     return prog
 
 
@@ -100,19 +119,22 @@ def _per_channel(node: QLut, b: ProgramBuilder) -> None:
     _emit_pieces(node, b, pieces, [x])
 
 
-def _slices(node, srcs: list[QTensor], tables: list, b: ProgramBuilder) -> list[dict]:
-    """One piece per input: its channels into the output's slice, through its table if any."""
+def _slices(node, srcs: list[QTensor], tables: list, b: ProgramBuilder, axis: int = 1) -> list[dict]:
+    """One piece per input: its block along ``axis`` into the output's, through its table if any.
+    In the DRAM order (NHWC for 4-D) a row is every dim from the axis on, the rows all before it."""
     y = b.tensor(node.output)
-    total_c = y.shape[1]
-    rows = int(np.prod(y.shape)) // total_c
+    rank = len(y.shape)
+    k = memory_axis(axis, rank, y.rowmajor)
+    dims = y.memory_dims
+    rows, total = int(np.prod(dims[:k])), int(np.prod(dims[k:]))
     ybits = bits_of(b.storage(y.name))
     pieces, c0 = [], 0
     for t, table in zip(srcs, tables):
-        ci = t.shape[1] if isinstance(node, QConcat) else total_c
-        if ybits == 4 and (c0 % 2 or total_c % 2):
-            raise ModelError(node.name, node.op_type, "4-bit channel slices must start and end on bytes")
+        ci = int(np.prod(t.memory_dims[k:]))
+        if ybits == 4 and (c0 % 2 or total % 2):
+            raise ModelError(node.name, node.op_type, "4-bit slices must start and end on bytes")
         pieces.append({"src": b.addr(t.name), "dst": b.addr(y.name) + c0 * ybits // 8, "src_type": b.storage(t.name),
-                       "dst_type": b.storage(y.name), "rows": rows, "cols": ci, "src_pitch": ci, "dst_pitch": total_c,
+                       "dst_type": b.storage(y.name), "rows": rows, "cols": ci, "src_pitch": ci, "dst_pitch": total,
                        "table": None if table is None else _place_table(b, table)})
         c0 += ci
     return pieces
@@ -139,4 +161,27 @@ def _concat_table(t: QTensor, y: QTensor, clamp):
 def lower_concat(node: QConcat, b: ProgramBuilder) -> None:
     srcs = [b.tensor(t) for t in node.inputs]
     y = b.tensor(node.output)
-    _emit_pieces(node, b, _slices(node, srcs, [_concat_table(t, y, node.clamp) for t in srcs], b), srcs)
+    _emit_pieces(node, b, _slices(node, srcs, [_concat_table(t, y, node.clamp) for t in srcs], b, node.axis), srcs)
+
+
+def _byte(element: int, bits: int, node) -> int:
+    if element * bits % 8:
+        raise ModelError(node.name, node.op_type, "a 4-bit block that does not start on a byte")
+    return element * bits // 8
+
+
+@lowers(QCopy)
+def lower_copy(node: QCopy, b: ProgramBuilder) -> None:
+    """Pad / Slice / Split: the fill code in the DRAM image, then the block copies."""
+    y = b.tensor(node.output)
+    ybits = bits_of(b.storage(y.name))
+    if node.fill is not None:
+        count = int(np.prod(y.shape))
+        b.place(b.addr(y.name), pack_bits(np.full(count, node.fill, np.int64), ybits))
+    pieces = []
+    for p in node.pieces:
+        sbits = bits_of(b.storage(p.src))
+        pieces.append({"src": b.addr(p.src) + _byte(p.src_at, sbits, node), "dst": b.addr(y.name) + _byte(p.dst_at, ybits, node),
+                       "src_type": b.storage(p.src), "dst_type": b.storage(y.name), "rows": p.rows, "cols": p.cols,
+                       "src_pitch": p.src_pitch, "dst_pitch": p.dst_pitch, "table": None})
+    _emit_pieces(node, b, pieces, [b.tensor(t) for t in node.inputs])

@@ -26,6 +26,29 @@ def attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def explicit_pads(node: onnx.NodeProto, spatial: tuple, kernel: tuple, strides: tuple, dilations: tuple) -> tuple:
+    """Pads (top, left, bottom, right) of a 2-D conv or pool, from ``pads`` or ``auto_pad`` (ONNX:
+    SAME_UPPER / SAME_LOWER give ceil(in / stride) outputs, the odd pad at the end / start)."""
+    a = attrs(node)
+    mode = a.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode == "NOTSET":
+        p = tuple(a.get("pads", (0, 0, 0, 0)))
+        return (p[0], p[1], p[2], p[3])
+    if mode == "VALID":
+        return (0, 0, 0, 0)
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ModelError(node.name, node.op_type, f"auto_pad {mode!r} is not an ONNX mode")
+    begin, end = [], []
+    for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        begin.append(small if mode == "SAME_UPPER" else big)
+        end.append(big if mode == "SAME_UPPER" else small)
+    return (begin[0], begin[1], end[0], end[1])
+
+
 def dtype_name(arr: np.ndarray, node: str, op: str) -> str:
     """The chip's name ("u8", "s4", ...) of an integer array's element type."""
     dt = np.asarray(arr).dtype
@@ -62,9 +85,9 @@ class ImportContext:
                                          for vi in model.graph.input}
         self.input_alias: dict[str, str] = {vi.name: vi.name for vi in model.graph.input}  # float -> graph input
         self.declared: dict[str, tuple] = {}  # graph input -> its dims in the file (None: free)
-        self.nhwc_views: set[str] = set()    # quantized tensors a Transpose made NHWC (only a Flatten may read them)
         self.q_of_float: dict[str, str] = {}  # float tensor out of an activation DequantizeLinear -> QTensor name
         self.consumed: set[int] = set()       # nodes already imported with the node before them
+        self.chains: dict = {}                # float tensor -> its chain of elementwise ops (onnx.chains)
         self.quantized_at: dict[str, onnx.NodeProto] = {}  # float tensor -> its (first) QuantizeLinear
         self.weights: dict[str, tuple] = {}   # float tensor out of a weight DequantizeLinear -> (ints, scale, zp)
         self.floats: dict[str, np.ndarray] = {}  # the same, dequantized (float32), for float parameters (BN)
@@ -123,7 +146,8 @@ class ImportContext:
 
     def alias_tensor(self, name: str, src: QTensor, shape: Optional[tuple] = None) -> QTensor:
         """A tensor with ``src``'s quantization (a reshape or a second name of the same data)."""
-        t = QTensor(name, src.shape if shape is None else tuple(shape), src.dtype, src.scale, src.zero_point)
+        t = QTensor(name, src.shape if shape is None else tuple(shape), src.dtype, src.scale, src.zero_point,
+                    src.rowmajor and shape is None)
         self.graph.tensors[name] = t
         return t
 

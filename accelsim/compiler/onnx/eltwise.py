@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnx
 
 from ..ir import ModelError, QAdd, QTensor
+from . import chains
 from .context import Activation, ImportContext, clamp_for
 
 
@@ -21,7 +22,10 @@ def _add(ctx: ImportContext, n: onnx.NodeProto, a: QTensor, b: QTensor, y_name: 
 
 
 def add(ctx: ImportContext, n: onnx.NodeProto) -> None:
-    """QDQ: DequantizeLinear(a) + DequantizeLinear(b) -> [Relu | Clip] -> QuantizeLinear."""
+    """QDQ: DequantizeLinear(a) + DequantizeLinear(b) -> [Relu | Clip] -> QuantizeLinear, or an
+    Add of a constant: a step of a chain of float ops."""
+    if chains.constant_binary(ctx, n):
+        return
     a, b = ctx.quantized_inputs(n, n.input)
     out, act = ctx.activation_after(n.output[0])
     qn = ctx.output_q(n, out)
@@ -36,3 +40,15 @@ def qlinear_add(ctx: ImportContext, n: onnx.NodeProto) -> None:
     a, b = ctx.qlinear_input(n, n.input[0], 1, 2), ctx.qlinear_input(n, n.input[3], 4, 5)
     _add(ctx, n, a, b, n.output[0], ctx.init(n, n.input[6], "output scale"),
          ctx.init(n, n.input[7], "output zero point"), None)
+
+
+def binary(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """Sub / Div: with a constant operand, a chain step; two tensors are not supported."""
+    if not chains.constant_binary(ctx, n):
+        raise ModelError(n.name, n.op_type, f"{n.op_type} of two activations is not supported (only by a constant)")
+
+
+def mul(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """Mul by a constant (a chain step) or of two quantized tensors (not yet)."""
+    if not chains.constant_binary(ctx, n):
+        raise ModelError(n.name, n.op_type, "Mul of two activations is not supported yet")

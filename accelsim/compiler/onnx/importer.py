@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Optional
 import onnx
 
 from ..ir import ModelError, QGraph
-from . import concat, eltwise, layers, layout, pools, qdq, tables
+from . import chains, concat, eltwise, layers, layout, movement, pools, qdq, tables
 from .context import ImportContext
 from .host import host_input_op, split_host_tail
 from .prepare import declared_shapes, make_static
@@ -25,10 +25,11 @@ Handler = Callable[[ImportContext, onnx.NodeProto], None]
 QDQ_HANDLERS: dict[str, Handler] = {
     "QuantizeLinear": qdq.quantize_linear, "DequantizeLinear": qdq.dequantize_linear,
     "Conv": layers.layer, "Gemm": layers.layer, "MatMul": layers.layer,
-    "Add": eltwise.add, "Concat": concat.concat,
+    "Add": eltwise.add, "Sub": eltwise.binary, "Mul": eltwise.mul, "Div": eltwise.binary, "Concat": concat.concat,
     "MaxPool": pools.max_pool, "AveragePool": pools.average_pool, "GlobalAveragePool": pools.global_average_pool,
-    "Relu": tables.activation, "Clip": tables.activation, "LeakyRelu": tables.activation,
+    **{op: chains.unary for op in chains.UNARY_OPS},
     "BatchNormalization": tables.batchnorm,
+    "Pad": movement.pad, "Slice": movement.slice_, "Split": movement.split,
     "Flatten": layout.reshape, "Reshape": layout.reshape, "Transpose": layout.reshape,
 }
 #: QOperator ops, which read quantized tensors directly
@@ -40,7 +41,8 @@ QOPERATOR_ONLY: dict[str, Handler] = {
 }
 #: every op that may read a quantized tensor directly (in QOperator models)
 QOPERATOR_HANDLERS: dict[str, Handler] = {
-    **QOPERATOR_ONLY, "MaxPool": pools.qop_max_pool,
+    **QOPERATOR_ONLY, "MaxPool": pools.qop_max_pool, "Pad": movement.pad, "Slice": movement.slice_,
+    "Split": movement.split, "Concat": concat.qop_concat,
     "Flatten": layout.qop_reshape, "Reshape": layout.qop_reshape, "Transpose": layout.qop_reshape,
 }
 

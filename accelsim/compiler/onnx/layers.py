@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..ir import ModelError, conv_class
-from .context import Activation, ImportContext, attrs, clamp_for, dtype_name, scalar_f32, scalar_int
+from .context import Activation, ImportContext, attrs, clamp_for, dtype_name, explicit_pads, scalar_f32, scalar_int
 
 #: QOperator layers: input index of (weight, weight scale, weight zero point, output scale,
 #: output zero point, bias); None where the op has no such input
@@ -19,12 +19,10 @@ _QLINEAR_INPUTS = {"QLinearConv": (3, 4, 5, 6, 7, 8), "QGemm": (3, 4, 5, 7, 8, 6
 def _conv_geometry(node: onnx.NodeProto, in_shape: tuple, w_shape: tuple) -> tuple:
     """(strides, pads top/left/bottom/right, dilations, group, output shape) of a 2-D Conv."""
     a = attrs(node)
-    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ModelError(node.name, node.op_type, "auto_pad is not supported; export explicit pads")
     kh, kw = w_shape[2], w_shape[3]
     strides = tuple(a.get("strides", (1, 1)))
     dil = tuple(a.get("dilations", (1, 1)))
-    p = tuple(a.get("pads", (0, 0, 0, 0)))  # ONNX: top, left, bottom, right
+    p = explicit_pads(node, in_shape[2:], (kh, kw), strides, dil)  # top, left, bottom, right
     group = int(a.get("group", 1))
     n, c, h, w = in_shape
     oh = (h + p[0] + p[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1

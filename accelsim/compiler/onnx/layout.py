@@ -30,37 +30,41 @@ def reshape_shape(ctx: ImportContext, n: onnx.NodeProto, shape: tuple) -> tuple:
 
 
 def _layout_shape(ctx: ImportContext, n: onnx.NodeProto, src: QTensor) -> tuple:
-    """Output shape of a Flatten / Reshape, or of a Transpose the chip can take: NCHW -> NHWC
-    (perm 0, 2, 3, 1), which is its own DRAM order, when only a Flatten or Reshape to 2-D reads it."""
+    """Output shape of a Flatten / Reshape, or of the Transpose the chip takes: NCHW -> NHWC (perm 0,
+    2, 3, 1) of a 4-D tensor, which is its own DRAM order (the output is a row-major view)."""
     if n.op_type != "Transpose":
-        shape = reshape_shape(ctx, n, src.shape)
-        if src.name in ctx.nhwc_views and len(shape) != 2:
-            raise ModelError(n.name, n.op_type, "a transposed (NHWC) tensor can only be flattened to 2-D")
-        return shape
+        return reshape_shape(ctx, n, src.shape)
     perm = tuple(attrs(n).get("perm", ()))
-    users = ctx.consumers.get(n.output[0], [])
-    if len(src.shape) != 4 or perm != (0, 2, 3, 1):
+    if len(src.shape) != 4 or perm != (0, 2, 3, 1) or src.rowmajor:
         raise ModelError(n.name, n.op_type, f"Transpose perm={list(perm)} of {src.shape}: only NCHW -> NHWC "
-                                            "(perm 0, 2, 3, 1) before a Flatten is a layout change the chip takes")
-    if not users or any(u.op_type not in ("QuantizeLinear", "Flatten", "Reshape") for u in users):
-        raise ModelError(n.name, n.op_type, "an NCHW -> NHWC Transpose must be followed by Flatten or Reshape to 2-D")
+                                            "(perm 0, 2, 3, 1) is a layout change the chip takes")
     return tuple(src.shape[i] for i in perm)
 
 
+def _rowmajor(n: onnx.NodeProto, src: QTensor, shape: tuple) -> bool:
+    """Whether a reshape's (or the Transpose's) output is stored row-major: a row-major input, a
+    Transpose, or any output that is not 4-D."""
+    return n.op_type == "Transpose" or src.rowmajor or len(shape) != 4
+
+
 def _add_reshape(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, out: QTensor) -> None:
-    ctx.graph.nodes.append(QReshape(n.name, n.op_type, src.name, out.name,
-                                    nhwc=n.op_type == "Transpose" or src.name in ctx.nhwc_views))
-    if n.op_type == "Transpose":
-        ctx.nhwc_views.add(out.name)
+    ctx.graph.nodes.append(QReshape(n.name, n.op_type, src.name, out.name, nhwc=_rowmajor(n, src, out.shape)
+                                    and (src.rowmajor or n.op_type == "Transpose")))
 
 
 def reshape(ctx: ImportContext, n: onnx.NodeProto) -> None:
-    """QDQ: DequantizeLinear -> Flatten/Reshape/Transpose -> QuantizeLinear with the same parameters."""
+    """QDQ: DequantizeLinear -> Flatten/Reshape/Transpose -> QuantizeLinear with the same parameters
+    (or a Flatten/Reshape of a chain of float ops, which moves after its table)."""
+    from .chains import reshape_of_chain
+
+    if n.op_type != "Transpose" and reshape_of_chain(ctx, n):
+        return
     src, qn = ctx.quantized_io(n)
     shape = _layout_shape(ctx, n, src)
     t = ctx.add_tensor(qn, qn.output[0], shape, *ctx.qparams(qn))
     if (t.scale, t.zero_point, t.dtype) != (src.scale, src.zero_point, src.dtype):
         raise ModelError(n.name, n.op_type, f"requantizing through a {n.op_type} is not supported")
+    t.rowmajor = len(shape) == 4 and _rowmajor(n, src, shape)
     _add_reshape(ctx, n, src, t)
     ctx.shapes[n.output[0]] = shape
 
@@ -68,4 +72,7 @@ def reshape(ctx: ImportContext, n: onnx.NodeProto) -> None:
 def qop_reshape(ctx: ImportContext, n: onnx.NodeProto) -> None:
     """QOperator: a Flatten/Reshape/Transpose of a quantized tensor."""
     src = ctx.quantized_input(n)
-    _add_reshape(ctx, n, src, ctx.alias_tensor(n.output[0], src, _layout_shape(ctx, n, src)))
+    shape = _layout_shape(ctx, n, src)
+    t = ctx.alias_tensor(n.output[0], src, shape)
+    t.rowmajor = len(shape) == 4 and _rowmajor(n, src, shape)
+    _add_reshape(ctx, n, src, t)

@@ -9,7 +9,7 @@ from isa.table import DTYPES
 
 from ..ir import ModelError, QAvgPool, QGlobalAvgPool, QMaxPool, QTensor
 from ..lut import identity
-from .context import ImportContext, attrs, clamp_for, dtype_name, scalar_f32, scalar_int
+from .context import ImportContext, attrs, clamp_for, dtype_name, explicit_pads, scalar_f32, scalar_int
 from .tables import add_lut
 
 
@@ -28,14 +28,12 @@ def pool_geometry(n: onnx.NodeProto, src: QTensor) -> tuple:
         raise ModelError(n.name, n.op_type, f"expects an NCHW input, got shape {src.shape}")
     if len(n.output) > 1 and n.output[1]:
         raise ModelError(n.name, n.op_type, "the Indices output is not supported")
-    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ModelError(n.name, n.op_type, "auto_pad is not supported; export explicit pads")
     if len(a.get("kernel_shape", ())) != 2:
         raise ModelError(n.name, n.op_type, f"only 2-D pooling is supported (kernel_shape {a.get('kernel_shape')})")
     kh, kw = a["kernel_shape"]
     sh, sw = a.get("strides", (1, 1))
     dh, dw = a.get("dilations", (1, 1))
-    pt, pl, pb, pr = a.get("pads", (0, 0, 0, 0))
+    pt, pl, pb, pr = explicit_pads(n, src.shape[2:], (kh, kw), (sh, sw), (dh, dw))
     ceil = bool(a.get("ceil_mode", 0))
     _, c, h, w = src.shape
     shape = (src.shape[0], c, _pool_size(h, kh, sh, dh, pt, pb, ceil), _pool_size(w, kw, sw, dw, pl, pr, ceil))

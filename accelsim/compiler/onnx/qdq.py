@@ -6,6 +6,7 @@ from __future__ import annotations
 import onnx
 
 from ..ir import ModelError, QReshape
+from . import chains
 from .context import ImportContext, dtype_name, scalar_f32, scalar_int
 
 
@@ -14,6 +15,9 @@ def quantize_linear(ctx: ImportContext, n: onnx.NodeProto) -> None:
     a second time (ORT's dedicated QDQ pairs), which must repeat the first one's parameters."""
     src = n.input[0]
     if n.output[0] in ctx.graph.tensors:  # registered by the node that produces ``src``
+        return
+    if src in ctx.chains:  # the end of a chain of elementwise float ops: a lookup table
+        chains.finish(ctx, n, ctx.chains[src])
         return
     first = ctx.quantized_at[src]
     if first is n and src in ctx.input_alias:

@@ -1,6 +1,6 @@
-"""Elementwise maps of 8-bit tensors as lookup tables (QLut): standalone Relu / Clip / LeakyRelu
-between DequantizeLinear and QuantizeLinear, an unfolded BatchNormalization (one table per
-channel) and QLinearLeakyRelu.  Each table reproduces ONNX Runtime's float arithmetic."""
+"""Lookup tables (QLut) that are not chains of elementwise ops (accelsim.compiler.onnx.chains): an
+unfolded BatchNormalization (one table per channel), QLinearLeakyRelu, and the requantizing table
+after a MaxPool.  Each table reproduces ONNX Runtime's float arithmetic."""
 
 from __future__ import annotations
 
@@ -11,22 +11,9 @@ import onnx
 
 from isa.table import DTYPES
 
-from ..ir import ModelError, QLut, QReshape, QTensor
+from ..ir import ModelError, QLut, QTensor
 from ..lut import lut_table
 from .context import Activation, ImportContext, attrs
-from .layout import reshape_shape
-
-
-def _activation_fn(ctx: ImportContext, n: onnx.NodeProto) -> Callable[[np.ndarray], np.ndarray]:
-    """The float function of a standalone Relu / Clip / LeakyRelu node (exact in float32)."""
-    if n.op_type == "Relu":
-        return lambda x: np.maximum(x, np.float32(0))
-    if n.op_type == "LeakyRelu":
-        alpha = np.float32(attrs(n).get("alpha", 0.01))
-        return lambda x: np.where(x >= 0, x, alpha * x)
-    lo = np.float32(ctx.init(n, n.input[1], "min")) if len(n.input) > 1 and n.input[1] else np.float32(-np.inf)
-    hi = np.float32(ctx.init(n, n.input[2], "max")) if len(n.input) > 2 and n.input[2] else np.float32(np.inf)
-    return lambda x: np.minimum(np.maximum(x, lo), hi)
 
 
 def _check_8bit(n: onnx.NodeProto, src: QTensor, what: str) -> None:
@@ -48,38 +35,6 @@ def add_lut(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, out_node, y_nam
     _check_8bit(n, src, f"a standalone {n.op_type}")
     y = _output_8bit(ctx, n, out_node, y_name, src.shape, y_scale, y_zp)
     ctx.graph.nodes.append(QLut(n.name, n.op_type, src.name, y.name, lut_table(src, y, fn)))
-
-
-def _reshape_after(ctx: ImportContext, n: onnx.NodeProto):
-    """A Flatten/Reshape that alone reads an activation's output before its QuantizeLinear, or None."""
-    users = ctx.consumers.get(n.output[0], [])
-    if n.output[0] not in ctx.quantized_at and len(users) == 1 and users[0].op_type in ("Flatten", "Reshape"):
-        return users[0]
-    return None
-
-
-def activation(ctx: ImportContext, n: onnx.NodeProto) -> None:
-    """Relu / Clip / LeakyRelu.  After a layer they were fused into its clamp (nothing to do);
-    standalone between DequantizeLinear and QuantizeLinear they become a table (optionally
-    followed by a Flatten/Reshape before the QuantizeLinear)."""
-    if n.input[0] not in ctx.q_of_float:
-        if n.op_type == "LeakyRelu":
-            raise ModelError(n.name, n.op_type, "LeakyRelu on a float tensor (its input is not dequantized)")
-        return  # folded into the layer before it (ImportContext.activation_after)
-    reshape = _reshape_after(ctx, n)
-    src, qn = ctx.quantized_io(n, reshape.output[0] if reshape is not None else None)
-    ys, yz = ctx.qparams(qn)
-    if reshape is None:
-        add_lut(ctx, n, src, qn, qn.output[0], ys, yz, _activation_fn(ctx, n))
-    else:  # activation -> Flatten/Reshape -> Q: the table, then the reshape
-        mapped = qn.output[0] + "::mapped"
-        add_lut(ctx, n, src, qn, mapped, ys, yz, _activation_fn(ctx, n))
-        shape = reshape_shape(ctx, reshape, src.shape)
-        ctx.alias_tensor(qn.output[0], ctx.graph.tensors[mapped], shape)
-        ctx.graph.nodes.append(QReshape(reshape.name, reshape.op_type, mapped, qn.output[0]))
-        ctx.shapes[reshape.output[0]] = shape
-        ctx.consumed.add(id(reshape))
-    ctx.shapes[n.output[0]] = src.shape
 
 
 def qlinear_leaky_relu(ctx: ImportContext, n: onnx.NodeProto) -> None:

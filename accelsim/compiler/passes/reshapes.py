@@ -4,7 +4,7 @@ its weight columns permuted) or a Flatten after an explicit NCHW -> NHWC Transpo
 
 from __future__ import annotations
 
-from ..ir import ModelError, QConv, QGraph, QReshape, node_inputs
+from ..ir import ModelError, QAdd, QConcat, QConv, QCopy, QGraph, QLut, QReshape, node_inputs
 
 
 def _is_spatial(shape: tuple) -> bool:
@@ -35,18 +35,28 @@ def _flattened(graph: QGraph) -> dict[str, tuple]:
 def check_reshapes(graph: QGraph) -> dict[str, tuple]:
     """Check every reader of a reshaped tensor; returns the flattened NCHW tensors (see _flattened)."""
     flat = _flattened(graph)
-    views = {n.output for n in graph.nodes if isinstance(n, QReshape) and n.nhwc
-             and len(graph.tensors[n.output].shape) == 4}
+    views = {name for name, t in graph.tensors.items() if t.rowmajor}
     for node in graph.nodes:
         ins = node_inputs(node)
-        if not isinstance(node, QReshape) and set(ins) & views:
-            raise ModelError(node.name, node.op_type, "reads an NCHW -> NHWC transposed tensor; only a Flatten may")
+        if set(ins) & views and not _takes_rowmajor(node, graph):
+            raise ModelError(node.name, node.op_type, "reads an NCHW -> NHWC transposed tensor as if it were "
+                                                      "NCHW; only reshapes, concatenations, copies and "
+                                                      "elementwise ops may")
         if isinstance(node, (QConv, QReshape)):  # a fully connected layer permutes its weight columns
             continue
         for t in ins:
             if t in flat:
                 raise ModelError(node.name, node.op_type, f"input {t!r} is a flattened NCHW tensor; the chip keeps "
                                                           "NHWC order, which only a fully connected layer can absorb")
-    if set(graph.outputs.values()) & views:
-        raise ModelError("<graph>", "Transpose", "a graph output is an NCHW -> NHWC transposed tensor")
     return flat
+
+
+def _takes_rowmajor(node, graph: QGraph) -> bool:
+    """Ops that read a row-major 4-D tensor correctly: layout moves, and elementwise ops whose
+    operands and result share its layout."""
+    if isinstance(node, (QReshape, QCopy)):
+        return True
+    layouts = {graph.tensors[t].rowmajor for t in node_inputs(node) + [node.output]}
+    if isinstance(node, QConcat) or isinstance(node, QAdd):
+        return layouts == {True}
+    return isinstance(node, QLut) and node.table.ndim == 1 and layouts == {True}
