@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -196,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     try:
         outputs, report = compiled.run(feeds)
     except (ModelError, SimError) as e:
-        raise CliError(str(e)) from None
+        raise CliError(f"{args.model}: {e}") from None
     rows = layer_table(compiled, report)
     total = layer_total(report)
     print(format_layers(rows, total))
@@ -231,7 +232,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         model = load_model(args.model)
         calib = np.load(args.calib, allow_pickle=False)
     except ModelError as e:
-        raise CliError(str(e)) from None
+        raise CliError(f"{args.model}: {e}") from None
     except (OSError, ValueError) as e:
         raise CliError(f"{args.calib}: cannot read a .npy array ({e})") from None
     try:
@@ -345,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         print(f"accelsim: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug in accelsim: one line; ACCELSIM_TRACEBACK=1 shows where
+        if os.environ.get("ACCELSIM_TRACEBACK"):
+            raise
+        print(f"accelsim: internal error: {type(e).__name__}: {e} (set ACCELSIM_TRACEBACK=1 for the traceback)",
+              file=sys.stderr)
+        return 3
     return 0
 
 

@@ -123,7 +123,7 @@ def test_truncated_file(tmp_path):
     q = _qdq(tmp_path)
     path = tmp_path / "cut.onnx"
     path.write_bytes(q.SerializeToString()[:100])
-    with pytest.raises(ModelError, match="not a valid ONNX model"):
+    with pytest.raises(ModelError, match="not an ONNX file"):
         load_model(path)
 
 
@@ -133,7 +133,7 @@ def test_missing_initializer(tmp_path):
     keep = [i for i in q.graph.initializer if i.name != name]
     del q.graph.initializer[:]
     q.graph.initializer.extend(keep)
-    with pytest.raises(ModelError, match=f"'{name}' is not an initializer"):
+    with pytest.raises(ModelError, match=f"'{name}' is no graph input, initializer or node output"):
         import_model(q)
 
 
@@ -163,7 +163,7 @@ def test_unsupported_dtype(tmp_path):
     q = _qdq(tmp_path)
     zp = next(i for i in q.graph.initializer if i.name == "input_zero_point")
     zp.CopyFrom(numpy_helper.from_array(np.array(0, np.int32), "input_zero_point"))
-    with pytest.raises(ModelError, match="has type s32: the chip takes 4, 8 or 16-bit activations"):
+    with pytest.raises(ModelError, match="input_QuantizeLinear.*unsupported type: tensor.int32"):
         compile_graph(import_model(q))
 
 
@@ -205,7 +205,7 @@ def test_cli_compile_run_disasm(tmp_path, capsys):
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x01junk")
     assert cli.main(["run", str(tmp_path / "bad.onnx"), "--input", str(tmp_path / "x.npy")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not a valid ONNX model" in err
+    assert err.count("\n") == 1 and "not an ONNX file" in err
 
 
 def pool_model(seed: int = 0) -> onnx.ModelProto:

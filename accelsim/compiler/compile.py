@@ -11,7 +11,7 @@ import onnx
 from isa import Instruction, encode_program
 
 from ..chip import ChipConfig, Program, TensorRef
-from .ir import QGraph
+from .ir import ModelError, QGraph
 from .lower import ProgramBuilder, lowering_of
 from .model import CompiledModel
 from .onnx import import_model
@@ -55,6 +55,9 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     b = ProgramBuilder(graph, chip, layout, flattened, weights)
     for node in graph.nodes:
         lowering_of(node)(node, b)
+    if b.at > chip.dram_bytes():
+        raise ModelError("", "", f"the program needs {b.at:,} bytes of DRAM for activations and constants; "
+                         f"the chip has {chip.dram_bytes():,} (dram.size_mib in the chip configuration)")
     program = _program(b, flattened)
     regions = {name: _tensor_ref(graph, layout, name, "output") for name in graph.tensors}
     return CompiledModel(program, graph, chip, b.layers + _host_records(graph), regions)

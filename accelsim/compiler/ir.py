@@ -13,11 +13,12 @@ import numpy as np
 
 
 class ModelError(ValueError):
-    """A model the compiler cannot take: names the node, its op type and the reason."""
+    """A model the compiler cannot take: names the node (its name, or its op type and index when
+    it has none), its op type and the reason; ``node`` empty for the model as a whole."""
 
     def __init__(self, node: str, op_type: str, reason: str) -> None:
         self.node, self.op_type, self.reason = node, op_type, reason
-        super().__init__(f"node {node!r} ({op_type}): {reason}")
+        super().__init__(f"node {node!r} ({op_type}): {reason}" if node else reason)
 
 
 def memory_dims(shape: tuple) -> tuple:

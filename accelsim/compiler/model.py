@@ -21,13 +21,13 @@ def _float_input(name: str, value) -> np.ndarray:
     try:
         x = np.asarray(value)
     except Exception as e:
-        raise ModelError("<graph>", "input", f"input {name!r} is not an array ({e})") from None
+        raise ModelError("", "input", f"input {name!r} is not an array ({e})") from None
     if x.dtype.kind not in "biuf":
-        raise ModelError("<graph>", "input", f"input {name!r} holds {x.dtype} values, not numbers")
+        raise ModelError("", "input", f"input {name!r} holds {x.dtype} values, not numbers")
     x = x.astype(np.float32)
     if x.size and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
-        raise ModelError("<graph>", "input", f"input {name!r} holds {bad} NaN or infinite values")
+        raise ModelError("", "input", f"input {name!r} holds {bad} NaN or infinite values")
     return x
 
 
@@ -76,18 +76,18 @@ class CompiledModel:
         feeds = {}
         for fname, qname in self.graph.inputs.items():
             if fname not in inputs:
-                raise ModelError("<graph>", "input", f"missing input {fname!r}")
+                raise ModelError("", "input", f"missing input {fname!r}")
             t = self.graph.tensors[qname]
             x = _float_input(fname, inputs[fname])
             want = self.graph.input_shapes.get(fname)
             if want is not None and x.shape != tuple(want):
-                raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, this program was compiled "
+                raise ModelError("", "input", f"input {fname!r} has shape {x.shape}, this program was compiled "
                                                      f"for {tuple(want)}")
             if fname in self.graph.input_clips:  # a Clip before the input's QuantizeLinear, in float
                 lo, hi = self.graph.input_clips[fname]
                 x = np.clip(x, np.float32(lo) if lo is not None else None, np.float32(hi) if hi is not None else None)
             if x.size != int(np.prod(t.shape)):
-                raise ModelError("<graph>", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
+                raise ModelError("", "input", f"input {fname!r} has shape {x.shape}, expected {t.shape}")
             x = x.reshape(t.shape)  # a Flatten/Reshape before the input's QuantizeLinear runs here
             feeds[qname] = nchw_to_nhwc(quantize(x, t.scale, t.zero_point, t.dtype))
         return feeds

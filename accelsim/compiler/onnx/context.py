@@ -60,6 +60,24 @@ def dtype_name(arr: np.ndarray, node: str, op: str) -> str:
     raise ModelError(node, op, f"unsupported quantized type {dt}")
 
 
+def check_scale(value: np.ndarray, node: onnx.NodeProto, what: str) -> None:
+    """Quantization scales are finite positive float32 values (ONNX leaves 0 and NaN undefined)."""
+    v = np.asarray(value)
+    if v.dtype.kind != "f":
+        raise ModelError(node.name, node.op_type, f"{what} holds {v.dtype} values, not floats")
+    bad = v[~(np.isfinite(v) & (v > 0))]
+    if bad.size:
+        raise ModelError(node.name, node.op_type, f"{what} holds {str(bad.flat[0])}: scales must be finite and positive")
+
+
+def check_zero_point(value: np.ndarray, node: onnx.NodeProto, what: str) -> None:
+    """Zero points are integers of a type the chip holds (their type is the quantized tensor's)."""
+    v = np.asarray(value)
+    if v.dtype.kind not in "iu" and "int4" not in str(v.dtype):
+        raise ModelError(node.name, node.op_type, f"{what} holds {v.dtype} values, not integers")
+    dtype_name(v, node.name, node.op_type)
+
+
 def scalar_f32(v) -> np.float32:
     return np.float32(np.asarray(v).reshape(()))
 
@@ -99,7 +117,8 @@ class ImportContext:
 
     def _add_weight(self, n: onnx.NodeProto) -> None:
         """A DequantizeLinear of an initializer: its integers, and its float values as ORT computes them."""
-        zp = self.inits[n.input[2]] if len(n.input) > 2 and n.input[2] else np.zeros((), np.int8)
+        zp = self.optional_init(n, 2, "zero point")
+        zp = np.zeros((), np.int8) if zp is None else zp
         q = self.inits[n.input[0]]
         self.weights[n.output[0]] = (q, self.init(n, n.input[1], "scale"), zp)
         s, z = np.asarray(self.inits[n.input[1]], np.float32), np.asarray(zp).astype(np.int64)
@@ -117,9 +136,16 @@ class ImportContext:
 
     # ---- initializers and quantization parameters
     def init(self, node: onnx.NodeProto, name: str, what: str) -> np.ndarray:
+        """Initializer ``name``, an input of ``node``; a scale must be finite and positive, a zero
+        point an integer of a type the chip holds."""
         if name not in self.inits:
             raise ModelError(node.name, node.op_type, f"{what} {name!r} is not an initializer (missing or computed)")
-        return self.inits[name]
+        value = self.inits[name]
+        if what.endswith("scale"):
+            check_scale(value, node, f"{what} {name!r}")
+        elif what.endswith("zero point"):
+            check_zero_point(value, node, f"{what} {name!r}")
+        return value
 
     def optional_init(self, node: onnx.NodeProto, index: int, what: str) -> Optional[np.ndarray]:
         """Input ``index`` of a node as an initializer, or None when the input is absent."""

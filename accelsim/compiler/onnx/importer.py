@@ -17,6 +17,7 @@ from ..ir import ModelError, QGraph
 from . import chains, concat, eltwise, layers, layout, movement, pools, qdq, tables
 from .context import ImportContext
 from .host import host_input_op, split_host_tail
+from .load import check_model
 from .prepare import declared_shapes, make_static
 
 Handler = Callable[[ImportContext, onnx.NodeProto], None]
@@ -66,6 +67,7 @@ def _import_nodes(ctx: ImportContext) -> None:
 def import_model(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tuple]] = None) -> QGraph:
     """The quantized graph of a QDQ or QOperator model, for the given (concrete) input shapes:
     by default the declared ones, a free dim taken as 1."""
+    check_model(model)
     graph_outputs = [o.name for o in model.graph.output]
     declared = declared_shapes(model)
     model = make_static(model, input_shapes)
@@ -82,7 +84,7 @@ def import_model(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tup
     g.source_format = "QOperator" if {n.op_type for n in model.graph.node} & set(QOPERATOR_ONLY) else "QDQ"
     g.input_shapes = {name: ctx.shapes[name] for name in declared if name in ctx.shapes}
     if not g.inputs:
-        raise ModelError("<graph>", "QuantizeLinear", "no graph input is quantized by a QuantizeLinear")
+        raise ModelError("", "QuantizeLinear", "no graph input is quantized by a QuantizeLinear")
     if not g.outputs:
-        raise ModelError("<graph>", "DequantizeLinear", "no graph output comes from a DequantizeLinear")
+        raise ModelError("", "DequantizeLinear", "no graph output comes from a DequantizeLinear")
     return g

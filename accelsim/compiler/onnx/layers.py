@@ -35,9 +35,11 @@ def _conv_form(n: onnx.NodeProto, x_shape: tuple, w: np.ndarray) -> tuple:
     if w.ndim != 4:
         raise ModelError(n.name, n.op_type, f"only 2-D convolutions are supported (weight rank {w.ndim})")
     stride, pads, dil, group, out_shape = _conv_geometry(n, x_shape, w.shape)
-    if x_shape[1] % group or w.shape[0] % group or w.shape[1] * group != x_shape[1]:
-        raise ModelError(n.name, n.op_type, f"group={group} does not divide input channels {x_shape[1]} and "
-                                            f"output channels {w.shape[0]} (weight shape {w.shape})")
+    if w.shape[1] * group != x_shape[1]:
+        raise ModelError(n.name, n.op_type, f"shape mismatch: weight {tuple(w.shape)} with group={group} takes "
+                                            f"{w.shape[1] * group} input channels, the input {tuple(x_shape)} has {x_shape[1]}")
+    if w.shape[0] % group:
+        raise ModelError(n.name, n.op_type, f"group={group} does not divide the {w.shape[0]} output channels")
     return w, stride, pads, dil, group, out_shape
 
 

@@ -20,6 +20,7 @@ import onnx.reference
 from onnx import helper, numpy_helper
 
 from ..ir import ModelError
+from .load import node_label
 
 #: ops evaluated when every input is a constant (shape and index arithmetic, and Identity)
 FOLDABLE = {"Shape", "Gather", "Slice", "Concat", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Mul", "Add", "Sub",
@@ -29,23 +30,21 @@ FOLDABLE = {"Shape", "Gather", "Slice", "Concat", "Cast", "Unsqueeze", "Squeeze"
 MAX_FOLDED = 1 << 16
 
 
-def _node_label(n: onnx.NodeProto, index: int) -> str:
-    return n.name or f"{n.op_type}#{index}"
-
-
 def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy where every Constant node is an initializer of the same name."""
+    """A copy where every Constant node is an initializer of the same name, and every unnamed
+    node is named for its op type and index (what errors call it)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     keep = []
     for k, n in enumerate(m.graph.node):
+        n.name = node_label(n, k)
         if n.op_type != "Constant":
             keep.append(n)
             continue
         try:
             value = onnx.reference.ReferenceEvaluator(_single(n, [], [], model)).run(None, {})[0]
         except Exception as e:  # malformed attributes
-            raise ModelError(_node_label(n, k), n.op_type, f"cannot read the constant ({type(e).__name__}: {e})") from None
+            raise ModelError(node_label(n, k), n.op_type, f"cannot read the constant ({type(e).__name__}: {e})") from None
         m.graph.initializer.append(numpy_helper.from_array(np.asarray(value), n.output[0]))
     del m.graph.node[:]
     m.graph.node.extend(keep)
@@ -107,7 +106,7 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
                 value = onnx.reference.ReferenceEvaluator(_single(n, list(n.input), [consts.get(i) for i in n.input],
                                                                   model)).run(None, {})
             except Exception as e:
-                raise ModelError(_node_label(n, k), n.op_type, f"cannot evaluate on constant inputs ({e})") from None
+                raise ModelError(node_label(n, k), n.op_type, f"cannot evaluate on constant inputs ({e})") from None
             if any(np.asarray(v).size > MAX_FOLDED for v in value):
                 value = None
         if value is None:
@@ -159,11 +158,11 @@ def resolve_shape(name: str, declared: tuple, given: tuple) -> tuple:
     """The shape an input runs at: ``given`` where the model leaves a dim free.  A batch dim fixed
     at 1 in the file is taken as free (exporters write it so); any other fixed dim must match."""
     if len(given) != len(declared):
-        raise ModelError("<graph>", "input", f"input {name!r} has shape {tuple(given)}, the model declares "
+        raise ModelError("", "input", f"input {name!r} has shape {tuple(given)}, the model declares "
                                              f"{_show(declared)}")
     for k, (d, g) in enumerate(zip(declared, given)):
         if d is not None and d != g and not (k == 0 and d == 1):
-            raise ModelError("<graph>", "input", f"input {name!r} has shape {tuple(given)}, the model declares "
+            raise ModelError("", "input", f"input {name!r} has shape {tuple(given)}, the model declares "
                                                  f"{_show(declared)}")
     return tuple(int(g) for g in given)
 
@@ -171,7 +170,7 @@ def resolve_shape(name: str, declared: tuple, given: tuple) -> tuple:
 def default_shape(name: str, declared: tuple, batch: int = 1) -> tuple:
     """The shape an input runs at when none is given: batch ``batch``, every other dim declared."""
     if any(d is None for d in declared[1:]):
-        raise ModelError("<graph>", "input", f"input {name!r} has free dims {_show(declared)}: give an input "
+        raise ModelError("", "input", f"input {name!r} has free dims {_show(declared)}: give an input "
                                              "(or its shape) to compile for")
     return (batch,) + tuple(declared[1:])
 
