@@ -214,6 +214,29 @@ def cmd_run(args: argparse.Namespace) -> None:
             w.writerows(r.to_dict() for r in rows)
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from .chip import SimError
+    from .compiler import ModelError
+    from .evaluate import evaluate, format_result, load_data
+
+    compiler = _compiler(args.model, _load_chip(args.chip), args.weights)
+    name = next(iter(compiler.declared), None)
+    try:
+        x, y = load_data(args.data, args.labels, name)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    try:
+        result = evaluate(compiler.model, x, y, batch=args.batch, chip=compiler.chip, weights=args.weights,
+                          compare=not args.no_ort, progress=not args.quiet)
+    except (ModelError, SimError, ValueError) as e:
+        raise CliError(f"{args.model}: {e}") from None
+    print(format_result(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+
+
 def _load_array(path: str) -> np.ndarray:
     """A .npy array, or one line saying why not."""
     try:
@@ -308,6 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="write the per-layer table as CSV")
     _weights_option(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("eval", help="run a data set on the chip in batches: accuracy, agreement with ONNX Runtime, "
+                                    "cost per image")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, metavar="X.npy|X.npz",
+                   help="samples along the first axis (.npz: x, or the input's name; labels as y)")
+    p.add_argument("--labels", metavar="Y.npy", help="integer class per sample (top-1 accuracy)")
+    p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
+    p.add_argument("--json", help="write n, top1, ort_equal_fraction, ort_top1_agreement, cycles_per_image, "
+                                  "energy_pj_per_image, dram_bytes_per_image, images_per_s_chip as JSON")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--no-ort", action="store_true", help="do not compare with ONNX Runtime")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _weights_option(p)
+    p.set_defaults(func=cmd_eval)
     p = sub.add_parser("quantize", help="post-training quantization of a float ONNX model to a QDQ model")
     p.add_argument("model", help="float ONNX model")
     p.add_argument("--calib", required=True, help="calibration inputs: .npy, samples along the first axis")

@@ -64,7 +64,8 @@ def render() -> str:
         "CONFIG type, minus the zero point. REQUANT's parameter table at PRM[prm] is three rows of n "
         "words: bias, multiplier (fixed modes) or the bits of an fp32 scale (fp32 mode), shift. VADD's "
         "record is 9 words: a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift "
-        "(fp32 mode: a_mult and b_mult hold the fp32 scales s_a/s_o and s_b/s_o). "
+        "(fp32 mode: a_mult and b_mult hold the fp32 scales s_a/s_o and s_b/s_o); VMUL's is 4 words: "
+        "a_zp, b_zp, mult, shift (fp32 mode: mult holds the fp32 ratio s_a*s_b/s_o). "
         "Rounding and saturation: docs/numerics.md.",
         "",
         "## Instructions",

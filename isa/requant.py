@@ -151,6 +151,22 @@ def add_fp32(a: np.ndarray, b: np.ndarray, ratio_a: np.float32, ratio_b: np.floa
     return np.rint(v).astype(np.int64)
 
 
+def mul_fp32(a: np.ndarray, b: np.ndarray, ratio: np.float32, a_zp: int, b_zp: int, zp: int, qmin: int,
+             qmax: int) -> np.ndarray:
+    """ONNX Runtime's QLinearMul (MLAS), bit for bit.
+
+    ``p = (a - a_zp) * (b - b_zp)`` as an exact integer (int64), ``v = float32(float32(p) * ratio)
+    + float32(zp)`` with two float32 roundings (no fused multiply-add), then saturate (NaN -> qmin)
+    and round half to even; ratio = float32(float32(s_a * s_b) / s_c).
+    """
+    p = (np.asarray(a, dtype=np.int64) - a_zp) * (np.asarray(b, dtype=np.int64) - b_zp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = (p.astype(np.float32) * np.float32(ratio)).astype(np.float32) + np.float32(zp)
+    lo, hi = np.float32(qmin), np.float32(qmax)
+    v = np.where(np.isnan(v), lo, np.clip(v, lo, hi))
+    return np.rint(v).astype(np.int64)
+
+
 def requant_fp32(x: np.ndarray, scale: np.ndarray, zp: int, qmin: int, qmax: int) -> np.ndarray:
     """MLAS float requantization of integers ``x`` (acc + bias) with float32 ``scale``."""
     with np.errstate(over="ignore", invalid="ignore"):

@@ -24,9 +24,9 @@ from .asm import format_instruction
 from .encoding import Instruction, decode_program
 from .errors import ExecError
 from .quant import qrange
-from .requant import add_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
+from .requant import add_fp32, mul_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
 from .spans import outside, state_fault
-from .table import ADD_RECORD_WORDS, BUFFERS, DTYPES, LUT_WORDS
+from .table import ADD_RECORD_WORDS, BUFFERS, DTYPES, LUT_WORDS, MUL_RECORD_WORDS
 from .weights import WeightStreamError, decode_weights
 
 WORD_BITS = {"INP": 32, "WGT": 32, "ACC": 64, "OUT": 32, "PRM": 32}
@@ -48,6 +48,8 @@ class MachineState:
     config: dict = field(default_factory=lambda: dict(RESET_CONFIG))
     window: Optional[dict] = None
     halted: bool = False
+    #: runs HOST call k on the DRAM bytes (None: a HOST instruction faults)
+    host: Optional[Callable[[int, np.ndarray], None]] = None
 
     @classmethod
     def create(cls, dram: Union[int, bytes, np.ndarray] = 1 << 20,
@@ -63,7 +65,7 @@ class MachineState:
 
     def copy(self) -> "MachineState":
         return MachineState(self.dram.copy(), {k: v.copy() for k, v in self.buffers.items()},
-                            dict(self.config), dict(self.window) if self.window else None, self.halted)
+                            dict(self.config), dict(self.window) if self.window else None, self.halted, self.host)
 
 
 # --------------------------------------------------------------------------- state accessors
@@ -152,6 +154,15 @@ def _windows(s: MachineState, buf: str, addr: int, m: int, r: int, c: int) -> np
 # --------------------------------------------------------------------------- golden functions
 def nop(s: MachineState, i: Instruction) -> None:
     """NOP: no state change."""
+
+
+def host(s: MachineState, i: Instruction) -> None:
+    """HOST: the host computes step ``call`` on DRAM (every earlier instruction has finished)."""
+    if s.host is None:
+        raise _Fault(f"HOST call {i.call}: no host is attached to run it")
+    dram = s.dram.copy()
+    s.host(i.call, dram)
+    s.dram[:] = dram
 
 
 def halt(s: MachineState, i: Instruction) -> None:
@@ -277,15 +288,22 @@ def _check_multipliers(mult: np.ndarray, shift: np.ndarray, wide: bool) -> None:
         raise _Fault(f"shift {int(shift[bad][0])} outside -31..{top}")
 
 
+def _broadcast_operands(s: MachineState, i: Instruction) -> tuple[np.ndarray, np.ndarray]:
+    """VADD's and VMUL's a (n words) and b: the j-th b operand is b[j % bn], or b[j] when bn == 0."""
+    a = read(s, i.a_buf, i.a, i.n)
+    b = read(s, i.b_buf, i.b, i.bn or i.n)
+    return a, b[np.arange(i.n) % b.size]
+
+
 def vadd(s: MachineState, i: Instruction) -> None:
-    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); record at PRM[prm].
+    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); b[j % bn] when bn > 0;
+    record at PRM[prm].
 
     fp32 mode is ONNX Runtime's QLinearAdd (isa.requant.add_fp32): a_mult and b_mult hold the
     float32 ratios s_a/s_o and s_b/s_o; fixed modes follow TFLite's AddElementwise.
     """
     cfg = s.config
-    a = read(s, i.a_buf, i.a, i.n)
-    b = read(s, i.b_buf, i.b, i.n)
+    a, b = _broadcast_operands(s, i)
     rec = wrap(read(s, "PRM", i.prm, ADD_RECORD_WORDS), 32)
     check_span(s, i.dst_buf, i.dst, i.n)
     a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (int(v) for v in rec)
@@ -300,6 +318,30 @@ def vadd(s: MachineState, i: Instruction) -> None:
         sa = multiply_by_quantized_multiplier(wrap((a - a_zp) << left, 32), a_m, a_sh, single_rounding=single)
         sb = multiply_by_quantized_multiplier(wrap((b - b_zp) << left, 32), b_m, b_sh, single_rounding=single)
         y = multiply_by_quantized_multiplier(wrap(sa + sb, 32), o_m, o_sh, single_rounding=single)
+        y = wrap(y + cfg["o_zp"], 32)
+    write(s, i.dst_buf, i.dst, _clamp_output(y, cfg))
+
+
+def vmul(s: MachineState, i: Instruction) -> None:
+    """VMUL: dst = clamp(rescale((a - a_zp) * (b - b_zp)) + o_zp); b[j % bn] when bn > 0;
+    record at PRM[prm]: a_zp, b_zp, mult, shift.
+
+    fp32 mode is ONNX Runtime's QLinearMul (isa.requant.mul_fp32): mult holds the float32 ratio
+    s_a*s_b/s_o; fixed modes follow TFLite's MulElementwise: MultiplyByQuantizedMultiplier of the
+    int32 product.
+    """
+    cfg = s.config
+    a, b = _broadcast_operands(s, i)
+    rec = wrap(read(s, "PRM", i.prm, MUL_RECORD_WORDS), 32)
+    check_span(s, i.dst_buf, i.dst, i.n)
+    a_zp, b_zp, mult, shift = (int(v) for v in rec)
+    lo, hi = _out_range(cfg)
+    if cfg["mode"] == "fp32":
+        y = mul_fp32(a, b, _as_float32(rec[2]), a_zp, b_zp, cfg["o_zp"], lo, hi)
+    else:
+        _check_multipliers(np.array([mult]), np.array([shift]), False)
+        p = wrap((a - a_zp) * (b - b_zp), 32)
+        y = multiply_by_quantized_multiplier(p, mult, shift, single_rounding=cfg["mode"] == "fixed_single")
         y = wrap(y + cfg["o_zp"], 32)
     write(s, i.dst_buf, i.dst, _clamp_output(y, cfg))
 
@@ -368,7 +410,7 @@ GOLDEN: dict[str, Callable[[MachineState, Instruction], None]] = {
     "NOP": nop, "HALT": halt, "CONFIG": config, "SETWIN": setwin, "LOAD": load, "LOADWIN": loadwin,
     "LOADW": loadw, "STORE": store, "GEMM": gemm, "DWCONV": dwconv, "REQUANT": requant, "VADD": vadd,
     "VMAX": vmax, "VMIN": vmin, "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr,
-    "VLUT": vlut,
+    "VLUT": vlut, "VMUL": vmul, "HOST": host,
 }
 
 

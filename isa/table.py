@@ -42,6 +42,7 @@ MEM_DTYPES = tuple(DTYPES)
 BUFFERS = ("INP", "WGT", "ACC", "OUT", "PRM")
 REQUANT_MODES = ("fp32", "fixed_double", "fixed_single")
 ADD_RECORD_WORDS = 9  # VADD: a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift
+MUL_RECORD_WORDS = 4  # VMUL: a_zp, b_zp, mult (fp32 mode: the bits of the float32 ratio), shift
 LUT_WORDS = 256       # VLUT: one table entry per 8-bit code
 WEIGHT_FORMATS = ("dense", "bitmask", "rle", "codebook")
 
@@ -161,6 +162,16 @@ WINDOW = _size("r", 10, "window positions per row (k_h * k_w of the gather)")
 CHANNELS = _size("c", 12, "channels")
 
 
+def _two_operands(prm_doc: str) -> tuple[Field, ...]:
+    """The fields of VADD and VMUL: a, b (broadcast with period bn), destination, n, parameter record."""
+    return (_buf("a_buf", "first input buffer"), _addr("a", "first input address"),
+            _buf("b_buf", "second input buffer"), _addr("b", "second input address"),
+            _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
+            _size("n", 17, "elements"),
+            Field("bn", 12, "broadcast period of b: b[j % bn] (0: b has n elements)", default=0),
+            _addr("prm", prm_doc))
+
+
 # --------------------------------------------------------------------------- cross-field rules
 def _tokens_for_unit(unit_of: Callable[[dict], str]) -> Callable[[dict], Optional[str]]:
     def check(v: dict) -> Optional[str]:
@@ -236,6 +247,7 @@ def _channels_in_pixel(v: dict, w: Optional[dict]) -> Optional[str]:
 
 
 _ELEMENTWISE = (_reads("a_buf", "a", "n"), _reads("b_buf", "b", "n"), _writes("dst_buf", "dst", "n"))
+_BROADCAST = (_reads("a_buf", "a", "n"), _reads("b_buf", "b", "n if bn == 0 else bn"), _writes("dst_buf", "dst", "n"))
 _POOL = (_reads("src_buf", "src", "m * r * c"), _writes("dst_buf", "dst", "m * c"))
 _UNARY = (_reads("src_buf", "src", "n"), _writes("dst_buf", "dst", "n"))
 _STRIDED = "bytes(dtype, (y - 1) * y_stride + x)"
@@ -251,7 +263,7 @@ OPS: tuple[Op, ...] = (
        "Set the layer state of the MAC array, requant and vector units.", (
         _dtype("a", "activation operand type", MAC_DTYPES),
         _dtype("w", "weight operand type", MAC_DTYPES),
-        _dtype("o", "output type of REQUANT / VADD / AVGPOOL", MAC_DTYPES),
+        _dtype("o", "output type of REQUANT / VADD / VMUL / AVGPOOL", MAC_DTYPES),
         _zp("a_zp", "activation zero point"),
         _zp("w_zp", "weight zero point"),
         _zp("o_zp", "output zero point"),
@@ -349,13 +361,9 @@ OPS: tuple[Op, ...] = (
         M_ROWS,
         _size("n", 12, "channels"),
     ), spans=(_reads("ACC", "src", "m * n"), _reads("PRM", "prm", "3 * n"), _writes("dst_buf", "dst", "m * n"))),
-    Op("VADD", 0x0B, "compute", "Elementwise add with per-input rescale (residual add).", (
-        _buf("a_buf", "first input buffer"), _addr("a", "first input address"),
-        _buf("b_buf", "second input buffer"), _addr("b", "second input address"),
-        _buf("dst_buf", "destination buffer"), _addr("dst", "destination address"),
-        Field("n", 20, "elements", lo=1),
-        _addr("prm", "PRM address of the 9-word add record"),
-    ), spans=_ELEMENTWISE + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)),
+    Op("VADD", 0x0B, "compute", "Elementwise add with per-input rescale (residual add).",
+       _two_operands("PRM address of the 9-word add record"), checks=(_ordered("bn", "n"),),
+       spans=_BROADCAST + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)),
     Op("VMAX", 0x0C, "compute", "Elementwise maximum of two vectors.", (
         _buf("a_buf", "first input buffer"), _addr("a", "first input address"),
         _buf("b_buf", "second input buffer"), _addr("b", "second input address"),
@@ -402,6 +410,15 @@ OPS: tuple[Op, ...] = (
         Field("n", 20, "elements", lo=1),
         _addr("prm", "PRM address of the 256-word table, indexed by the low 8 bits of each input"),
     ), spans=_UNARY + (_reads("PRM", "prm", str(LUT_WORDS)),)),
+    Op("VMUL", 0x13, "compute", "Elementwise multiply with rescale: (a - a_zp) * (b - b_zp) requantized.",
+       _two_operands("PRM address of the 4-word mul record"), checks=(_ordered("bn", "n"),),
+       spans=_BROADCAST + (_reads("PRM", "prm", str(MUL_RECORD_WORDS)),)),
+    Op("HOST", 0x14, "compute",
+       "Hand DRAM to the host for host step `call` (an op the chip does not compute); the chip resumes "
+       "with the next instruction once the host has written its output. Timing: a 1-cycle compute "
+       "instruction; the host's own time is not chip cycles.", (
+        Field("call", 16, "host step number (CompiledModel.host_steps)"),
+    )),
 )
 
 BY_MNEMONIC: dict[str, Op] = {op.mnemonic: op for op in OPS}

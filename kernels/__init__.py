@@ -12,14 +12,14 @@ _install_cache()  # before any kernel is compiled: kernels._cache
 from .dma import load, loadwin, pack_row, store, unpack_row  # noqa: E402
 from .mac import dwconv, gemm  # noqa: E402
 from .requant import requant  # noqa: E402
-from .vector import avgpool, maxpool, shr, sumpool, vadd, vlut, vmax, vmin  # noqa: E402
+from .vector import avgpool, maxpool, shr, sumpool, vadd, vlut, vmax, vmin, vmul  # noqa: E402
 from .weights import loadw  # noqa: E402
 
 KERNELS = {
     "LOAD": load, "LOADWIN": loadwin, "LOADW": loadw, "STORE": store, "GEMM": gemm,
     "DWCONV": dwconv, "REQUANT": requant, "VADD": vadd, "VMAX": vmax, "VMIN": vmin,
-    "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr, "VLUT": vlut,
+    "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr, "VLUT": vlut, "VMUL": vmul,
 }
 
 __all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "dwconv", "requant", "vadd",
-           "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "vlut", "pack_row", "unpack_row"]
+           "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "vlut", "vmul", "pack_row", "unpack_row"]

@@ -41,6 +41,7 @@ ERR_RLE_OVERRUN = 2
 ERR_NEGATIVE_MULTIPLIER = 3
 ERR_SHIFT_RANGE = 4
 ERR_LEFT_SHIFT_RANGE = 5
+HOST_CALL = 6  # not a fault: the value loop stops at a HOST instruction for the host to run its step
 ERR_MESSAGES = {
     ERR_STREAM_PAST_DRAM: "compressed weight stream runs past the end of DRAM",
     ERR_RLE_OVERRUN: "run-length stream makes more weights than count",

@@ -1,5 +1,6 @@
-"""Vector-unit kernels: VADD, VMAX, VMIN, MAXPOOL, AVGPOOL, SUMPOOL, SHR, VLUT (twins of the golden
-functions of the same names).  Loops run over contiguous elements or channels and vectorize.
+"""Vector-unit kernels: VADD, VMUL, VMAX, VMIN, MAXPOOL, AVGPOOL, SUMPOOL, SHR, VLUT (twins of the
+golden functions of the same names).  Loops run over contiguous elements or channels and vectorize;
+VADD and VMUL walk a broadcast b (period bn) one period at a time.
 
 The golden semantics read every operand before writing; where a destination range overlaps a
 source range the kernels compute into a temporary first, so in-place and shifted operands give
@@ -32,9 +33,17 @@ def _commit(mem, dst_at, values, word_bits):
         dst[:] = values
 
 
+@njit(**INLINE)
+def _f32_bits(word):
+    """The float32 whose bits are the low 32 bits of ``word``."""
+    bits = np.empty(1, np.int32)
+    bits[0] = np.int32(wrap32(word))
+    return bits.view(np.float32)[0]
+
+
 @njit(cache=True, boundscheck=False)
-def vadd(mem, cfg, a_at, b_at, dst_at, n, prm_at, word_bits):
-    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp); returns a status."""
+def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
+    """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp), b[j % bn] if bn > 0; returns a status."""
     rec = np.empty(9, np.int64)
     for q in range(9):
         rec[q] = wrap32(mem[prm_at + q])
@@ -43,19 +52,17 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, prm_at, word_bits):
     zp = cfg[CFG_O_ZP]
     lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
     cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+    period = bn if bn > 0 else n
+    a = mem[a_at:a_at + n]
+    b = mem[b_at:b_at + period]
     out = np.empty(n, np.int64)
     if cfg[CFG_MODE] == MODE_FP32:
-        scales = np.empty(2, np.int32)
-        scales[0] = np.int32(a_m)
-        scales[1] = np.int32(b_m)
-        f = scales.view(np.float32)
-        fa, fb = f[0], f[1]
-        a = mem[a_at:a_at + n]
-        b = mem[b_at:b_at + n]
+        fa, fb = _f32_bits(a_m), _f32_bits(b_m)
         fixed = np.float32(np.float32(zp) - fma_f32(fa, np.float32(a_zp), np.float32(fb * np.float32(b_zp))))
-        for j in range(n):  # ONNX Runtime's QLinearAdd (MLAS AVX2): fma(a, rA, fma(b, rB, F))
-            v = fma_f32(np.float32(a[j]), fa, fma_f32(np.float32(b[j]), fb, fixed))
-            out[j] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
+        for j0 in range(0, n, period):  # ONNX Runtime's QLinearAdd (MLAS AVX2): fma(a, rA, fma(b, rB, F))
+            for t in range(min(period, n - j0)):
+                v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))
+                out[j0 + t] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
     else:
         if left < 0 or left > 30:
             return ERR_LEFT_SHIFT_RANGE
@@ -65,13 +72,47 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, prm_at, word_bits):
         if status != OK:
             return status
         single = cfg[CFG_MODE] == MODE_FIXED_SINGLE
-        a = mem[a_at:a_at + n]
-        b = mem[b_at:b_at + n]
-        for j in range(n):
-            sa = mbqm(wrap32((a[j] - a_zp) << left), a_m, a_sh, single, False)
-            sb = mbqm(wrap32((b[j] - b_zp) << left), b_m, b_sh, single, False)
-            y = wrap32(mbqm(wrap32(sa + sb), o_m, o_sh, single, False) + zp)
-            out[j] = clamp_output(y, cmin, cmax, lo, hi)
+        for j0 in range(0, n, period):
+            for t in range(min(period, n - j0)):
+                sa = mbqm(wrap32((a[j0 + t] - a_zp) << left), a_m, a_sh, single, False)
+                sb = mbqm(wrap32((b[t] - b_zp) << left), b_m, b_sh, single, False)
+                y = wrap32(mbqm(wrap32(sa + sb), o_m, o_sh, single, False) + zp)
+                out[j0 + t] = clamp_output(y, cmin, cmax, lo, hi)
+    _commit(mem, dst_at, out, word_bits)
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def vmul(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
+    """VMUL: dst = clamp(rescale((a - a_zp) * (b - b_zp)) + o_zp), b[j % bn] when bn > 0; returns a
+    status.  fp32: ONNX Runtime's QLinearMul, float32(float32(p) * ratio) + float32(o_zp), no FMA."""
+    a_zp, b_zp = wrap32(mem[prm_at]), wrap32(mem[prm_at + 1])
+    mult, shift = wrap32(mem[prm_at + 2]), wrap32(mem[prm_at + 3])
+    zp = cfg[CFG_O_ZP]
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+    period = bn if bn > 0 else n
+    a = mem[a_at:a_at + n]
+    b = mem[b_at:b_at + period]
+    out = np.empty(n, np.int64)
+    if cfg[CFG_MODE] == MODE_FP32:
+        ratio = _f32_bits(mult)
+        fzp = np.float32(zp)
+        for j0 in range(0, n, period):
+            for t in range(min(period, n - j0)):
+                p = (a[j0 + t] - a_zp) * (b[t] - b_zp)
+                v = np.float32(np.float32(np.float32(p) * ratio) + fzp)  # two float32 roundings
+                out[j0 + t] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
+    else:
+        status = check_multipliers(np.array([mult]), np.array([shift]), False)
+        if status != OK:
+            return status
+        single = cfg[CFG_MODE] == MODE_FIXED_SINGLE
+        for j0 in range(0, n, period):
+            for t in range(min(period, n - j0)):
+                p = wrap32((a[j0 + t] - a_zp) * (b[t] - b_zp))
+                y = wrap32(mbqm(p, mult, shift, single, False) + zp)
+                out[j0 + t] = clamp_output(y, cmin, cmax, lo, hi)
     _commit(mem, dst_at, out, word_bits)
     return OK
 

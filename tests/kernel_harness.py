@@ -59,9 +59,10 @@ def run_kernel(state: MachineState, ins: Instruction) -> MachineState:
     elif op == "REQUANT":
         st = K.requant(mem, cfg, ab("ACC", a["src"]), ab(a["dst_buf"], a["dst"]), ab("PRM", a["prm"]), a["m"],
                        a["n"], WORD_BITS[a["dst_buf"]])
-    elif op == "VADD":
-        st = K.vadd(mem, cfg, ab(a["a_buf"], a["a"]), ab(a["b_buf"], a["b"]), ab(a["dst_buf"], a["dst"]),
-                    a["n"], ab("PRM", a["prm"]), WORD_BITS[a["dst_buf"]])
+    elif op in ("VADD", "VMUL"):
+        fn = K.vadd if op == "VADD" else K.vmul
+        st = fn(mem, cfg, ab(a["a_buf"], a["a"]), ab(a["b_buf"], a["b"]), ab(a["dst_buf"], a["dst"]),
+                a["n"], a["bn"], ab("PRM", a["prm"]), WORD_BITS[a["dst_buf"]])
     elif op in ("VMAX", "VMIN"):
         fn = K.vmax if op == "VMAX" else K.vmin
         st = fn(mem, ab(a["a_buf"], a["a"]), ab(a["b_buf"], a["b"]), ab(a["dst_buf"], a["dst"]), a["n"],

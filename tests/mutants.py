@@ -37,8 +37,8 @@ class Mutant:
 
 MUTANTS = [
     Mutant("VADD destination span deleted", "isa/table.py",
-           'spans=_ELEMENTWISE + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)',
-           'spans=_ELEMENTWISE[:2] + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)', tuple(FUZZ)),
+           'spans=_BROADCAST + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)',
+           'spans=_BROADCAST[:2] + (_reads("PRM", "prm", str(ADD_RECORD_WORDS)),)', tuple(FUZZ)),
     Mutant("GEMM accumulator write span deleted", "isa/table.py",
            '''_reads("ACC", "acc", "m * n * accumulate"),
               _writes("ACC", "acc", "m * n")''', '''_reads("ACC", "acc", "m * n * accumulate"),''', tuple(FUZZ)),
@@ -84,8 +84,8 @@ MUTANTS = [
            "y = np.int32(np.int32(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))) + zp)",
            ("tests/test_rounding.py", "tests/test_kernels_exact.py")),
     Mutant("QLinearAdd FMA nesting swapped (kernel and golden)", "kernels/vector.py",
-           "v = fma_f32(np.float32(a[j]), fa, fma_f32(np.float32(b[j]), fb, fixed))",
-           "v = fma_f32(np.float32(b[j]), fb, fma_f32(np.float32(a[j]), fa, fixed))",
+           "v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))",
+           "v = fma_f32(np.float32(b[t]), fb, fma_f32(np.float32(a[j0 + t]), fa, fixed))",
            ("tests/test_rounding.py", "tests/test_requant_vs_ort.py")),
 ]
 # the golden twin of the nesting swap goes with it, so the kernel-vs-golden tests cannot see it

@@ -23,7 +23,7 @@ SIZES = SMALL_CHIP.buffer_words()
 DRAM = SMALL_CHIP.dram_bytes()
 DATA_BYTES = 1 << 16  # random data lives in the first 64 KiB of DRAM
 KINDS = ("CONFIG", "LOAD", "STORE", "GEMM", "REQUANT", "LOADW", "LOADWIN", "VADD", "VMAX", "POOL", "SHR", "DWCONV",
-         "VLUT")
+         "VLUT", "VMUL")
 
 
 def _range(dtype: str) -> tuple[int, int]:
@@ -119,11 +119,12 @@ class _Gen:
 
     def elementwise(self, kind: str) -> list[Instruction]:
         n = self.small(64)
+        bn = self.pick([0, 0, 1, self.int(1, n)]) if kind in ("VADD", "VMUL") else 0
         bufs = [self.pick(BUFFERS) for _ in range(3)]
-        fields = dict(a_buf=bufs[0], a=self.addr(bufs[0], n), b_buf=bufs[1], b=self.addr(bufs[1], n), dst_buf=bufs[2],
-                      dst=self.addr(bufs[2], n), n=n)
-        if kind == "VADD":
-            fields["prm"] = self.addr("PRM", 9)
+        fields = dict(a_buf=bufs[0], a=self.addr(bufs[0], n), b_buf=bufs[1], b=self.addr(bufs[1], bn or n),
+                      dst_buf=bufs[2], dst=self.addr(bufs[2], n), n=n)
+        if kind in ("VADD", "VMUL"):
+            fields.update(bn=bn, prm=self.addr("PRM", 9 if kind == "VADD" else 4))
         return [Instruction(kind, **fields)]
 
     def pool(self) -> list[Instruction]:
@@ -153,7 +154,7 @@ class _Gen:
     def draw(self, kind: str) -> list[Instruction]:
         if kind in ("LOAD", "STORE"):
             return self.load_store(kind)
-        if kind in ("VADD", "VMAX"):
+        if kind in ("VADD", "VMAX", "VMUL"):
             return self.elementwise(kind)
         if kind in ("SHR", "VLUT"):
             return self.unary(kind)

@@ -141,8 +141,11 @@ def test_unsupported_op_names_the_node(tmp_path):
     q = _qdq(tmp_path)
     out = q.graph.output[0].name
     producer = next(n for n in q.graph.node if out in n.output)
-    producer.output[0] = "pre_erf"
-    q.graph.node.append(helper.make_node("Erf", ["pre_erf"], [out], name="erf"))
+    producer.output[0] = "pre_erf"  # DQ -> Erf -> Q -> DQ: between the chip's ops, not a host tail
+    s, z = producer.input[1], producer.input[2]
+    q.graph.node.extend([helper.make_node("Erf", ["pre_erf"], ["erf_out"], name="erf"),
+                         helper.make_node("QuantizeLinear", ["erf_out", s, z], ["erf_q"], name="erf_quant"),
+                         helper.make_node("DequantizeLinear", ["erf_q", s, z], [out], name="erf_dequant")])
     with pytest.raises(ModelError) as e:
         import_model(q)
     assert e.value.node == "erf" and e.value.op_type == "Erf" and "unsupported op" in str(e.value)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from accelsim.compiler import weights as compression
 from isa import ExecError, Instruction
 from isa.quant import qrange
+from isa.requant import fma_f32, mul_fp32
 from isa.semantics import MachineState, step
 from isa.table import BUFFERS, MAC_DTYPES, MEM_DTYPES, REQUANT_MODES
 
@@ -201,12 +202,18 @@ def test_requant(data):
 
 
 # --------------------------------------------------------------------------- vector unit
+def _period(draw, n):
+    """A broadcast period bn for n elements: 0 (b has n elements), 1 (a scalar), n or anything up to n."""
+    return draw(st.sampled_from([0, 0, 1, min(3, n), n]) | st.integers(0, min(n, 4095)))
+
+
 @given(st.data())
 def test_vadd(data):
     cfg = data.draw(config())
     s = data.draw(machine(cfg))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n = data.draw(SHAPES | st.integers(1, 500))
+    bn = _period(data.draw, n)
     bufs = [data.draw(st.sampled_from(BUFFERS)) for _ in range(3)]
     prm = _addr(data.draw, "PRM", 9)
     if cfg.mode == "fp32":
@@ -218,8 +225,75 @@ def test_vadd(data):
                rng.integers(-25, -15), data.draw(st.sampled_from([20, 15, 0, 30, 31]))]
     s.buffers["PRM"][prm:prm + 9] = rec
     ins = Instruction("VADD", a_buf=bufs[0], a=_addr(data.draw, bufs[0], n), b_buf=bufs[1],
-                      b=_addr(data.draw, bufs[1], n), dst_buf=bufs[2], dst=_addr(data.draw, bufs[2], n), n=n, prm=prm)
+                      b=_addr(data.draw, bufs[1], bn or n), dst_buf=bufs[2], dst=_addr(data.draw, bufs[2], n), n=n,
+                      bn=bn, prm=prm)
     check(s, ins)
+
+
+def _mul_record(draw, rng, cfg) -> list[int]:
+    """a_zp, b_zp, mult, shift: an fp32 ratio (sometimes NaN, infinite, 0 or huge), or a fixed-point
+    multiplier and shift, mostly valid, sometimes not."""
+    a_zp, b_zp = draw(_ends(cfg.a)), draw(_ends(cfg.w))
+    if cfg.mode == "fp32":
+        if draw(st.integers(0, 4)) == 0:
+            ratio = rng.choice(np.array([np.nan, np.inf, -np.inf, 0.0, 1e-38, 3e38, -0.25], np.float32))
+        else:
+            ratio = np.float32(2.0 ** rng.uniform(-20, 2))
+        return [a_zp, b_zp, int(np.float32(ratio).view(np.int32)), int(rng.integers(-100, 100))]
+    mult = int(rng.integers(1 << 30, 1 << 31))
+    shift = int(rng.integers(-31, 31)) if draw(st.booleans()) else int(rng.integers(-16, 1))
+    if draw(st.integers(0, 9)) == 0:
+        mult, shift = draw(st.sampled_from([(-1, 0), (mult, 31), (mult, -32), (0, 0), ((1 << 31) - 1, 30)]))
+    return [a_zp, b_zp, mult, shift]
+
+
+@given(st.data())
+def test_vmul(data):
+    cfg = data.draw(config())
+    s = data.draw(machine(cfg))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n = data.draw(SHAPES | st.integers(1, 500))
+    bn = _period(data.draw, n)
+    bufs = [data.draw(st.sampled_from(BUFFERS)) for _ in range(3)]
+    prm = _addr(data.draw, "PRM", 4)
+    s.buffers["PRM"][prm:prm + 4] = _mul_record(data.draw, rng, cfg)
+    ins = Instruction("VMUL", a_buf=bufs[0], a=_addr(data.draw, bufs[0], n), b_buf=bufs[1],
+                      b=_addr(data.draw, bufs[1], bn or n), dst_buf=bufs[2], dst=_addr(data.draw, bufs[2], n), n=n,
+                      bn=bn, prm=prm)
+    check(s, ins)
+
+
+def _near_ties(rng, count):
+    """(ratio, zp, products) where one rounding of p * ratio + zp (a fused multiply-add) rounds
+    differently from two float32 roundings, for products p of 8-bit operands."""
+    p = np.arange(-65025, 65026)
+    found = []
+    while len(found) < count:
+        ratio, zp = np.float32(2.0 ** rng.uniform(-12, 0)), int(rng.integers(-128, 128))
+        twice = mul_fp32(p, 1, ratio, 0, 0, zp, -128, 127)
+        once = np.clip(np.rint(fma_f32(p.astype(np.float32), ratio, np.float32(zp))), -128, 127)
+        if (twice != once).any():
+            found.append((ratio, zp, p[twice != once]))
+    return found
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vmul_fp32_kernel_rounds_twice_not_fused(seed):
+    """Products whose p * ratio + o_zp sits where a fused multiply-add (or a float64 product) would
+    round differently: the kernel's float32 multiply, then add, equals the golden bit for bit."""
+    for ratio, zp, hits in _near_ties(np.random.default_rng(seed), 3):
+        a = np.concatenate([hits - 1, hits, hits + 1])
+        s = MachineState.create(16, sizes=SIZES)
+        step(s, Instruction("CONFIG", a="s16", w="s16", o="s8", o_zp=zp, clamp_min=-128, clamp_max=127))
+        s.buffers["INP"][:a.size] = a
+        s.buffers["WGT"][0] = 1
+        s.buffers["PRM"][:4] = [0, 0, int(ratio.view(np.int32)), 0]
+        ins = Instruction("VMUL", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=a.size, bn=1, prm=0)
+        golden = s.copy()
+        step(golden, ins)
+        fused = np.clip(np.rint(fma_f32(hits.astype(np.float32), ratio, np.float32(zp))), -128, 127)
+        assert (golden.buffers["OUT"][hits.size:2 * hits.size] != fused).all()
+        assert_same_state(golden, run_kernel(s, ins))
 
 
 @given(st.data(), st.sampled_from(["VMAX", "VMIN"]))

@@ -173,3 +173,100 @@ def test_vadd_fp32_equals_onnxruntime_qlinearadd(dtype):
                  isa.Instruction("VADD", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="INP", dst=0, n=n, prm=0)],
                 state)
         np.testing.assert_array_equal(state.buffers["INP"], ref)
+
+
+def _qlinear_mul(shape_a, shape_b, sa, za, sb, zb, sc, zc, dtype):
+    """A one-node com.microsoft QLinearMul session (a and b inputs, ONNX broadcasting)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from .ort_models import session
+
+    tp = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+    inits = [numpy_helper.from_array(np.float32(sa), "sa"), numpy_helper.from_array(np.array(za, dtype), "za"),
+             numpy_helper.from_array(np.float32(sb), "sb"), numpy_helper.from_array(np.array(zb, dtype), "zb"),
+             numpy_helper.from_array(np.float32(sc), "sc"), numpy_helper.from_array(np.array(zc, dtype), "zc")]
+    node = helper.make_node("QLinearMul", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["y"], domain="com.microsoft")
+    shape_y = list(np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
+    g = helper.make_graph([node], "mul", [helper.make_tensor_value_info("a", tp, list(shape_a)),
+                                          helper.make_tensor_value_info("b", tp, list(shape_b))],
+                          [helper.make_tensor_value_info("y", tp, shape_y)], inits)
+    return session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("com.microsoft", 1)]))
+
+
+def _mul_ratio(sa, sb, sc) -> np.float32:
+    """The fp32 VMUL ratio as the compiler (and ORT) computes it: float32(float32(s_a * s_b) / s_c)."""
+    return np.float32(np.float32(np.float32(sa) * np.float32(sb)) / np.float32(sc))
+
+
+def _chip_vmul(a, b, bn, sa, za, sb, zb, sc, zc, dtype) -> np.ndarray:
+    """VMUL in fp32 mode through the golden instruction: a (n elements), b (bn elements, or n when bn == 0)."""
+    lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+    n = a.size
+    state = MachineState.create(16, sizes={"INP": n, "OUT": n, "WGT": 16, "ACC": 16, "PRM": 16})
+    state.buffers["INP"][:] = a.ravel()
+    state.buffers["OUT"][:b.size] = b.ravel()
+    state.buffers["PRM"][:4] = [za, zb, int(_mul_ratio(sa, sb, sc).view(np.int32)), 0]
+    t = "u8" if dtype == np.uint8 else "s8"
+    isa.run([isa.Instruction("CONFIG", a=t, w="s8", o=t, o_zp=zc, clamp_min=lo, clamp_max=hi),
+             isa.Instruction("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="INP", dst=0, n=n, bn=bn, prm=0)],
+            state)
+    return state.buffers["INP"].copy()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_vmul_fp32_equals_onnxruntime_qlinearmul(dtype):
+    """VMUL in fp32 mode equals ONNX Runtime's QLinearMul for tensors of the same shape, a [1,C,1,1]
+    operand (period C over NHWC memory) and a scalar (period 1)."""
+    lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+    rng = np.random.default_rng(13)
+    for _ in range(20):
+        params = [np.float32(rng.uniform(0.005, 0.2)) for _ in range(3)]
+        zps = [int(rng.integers(lo, hi + 1)) for _ in range(3)]
+        sa, sb, sc = params
+        za, zb, zc = zps
+        n = int(rng.integers(1000, 6000))
+        a, b = (rng.integers(lo, hi + 1, n).astype(dtype) for _ in range(2))
+        ref = _qlinear_mul([n], [n], sa, za, sb, zb, sc, zc, dtype).run(None, {"a": a, "b": b})[0]
+        np.testing.assert_array_equal(_chip_vmul(a, b, 0, sa, za, sb, zb, sc, zc, dtype), ref)
+        c, h, w = int(rng.integers(1, 40)), int(rng.integers(1, 12)), int(rng.integers(1, 12))
+        a = rng.integers(lo, hi + 1, (1, c, h, w)).astype(dtype)
+        for shape_b, period in (([1, c, 1, 1], c), ([1], 1)):
+            b = rng.integers(lo, hi + 1, shape_b).astype(dtype)
+            ref = _qlinear_mul(a.shape, shape_b, sa, za, sb, zb, sc, zc, dtype).run(None, {"a": a, "b": b})[0]
+            nhwc = a.transpose(0, 2, 3, 1)
+            ours = _chip_vmul(nhwc, b, period, sa, za, sb, zb, sc, zc, dtype).reshape(nhwc.shape)
+            np.testing.assert_array_equal(ours.transpose(0, 3, 1, 2), ref)
+
+
+#: scales (float32 of these decimals) and zero points where, over all 65536 operand pairs,
+#: float32(float32(p) * ratio) + zc rounds differently from one rounding of p * ratio + zc (a fused
+#: multiply-add, or a float64 product), found by a search over random parameters
+ADVERSARIAL_MUL = {
+    np.uint8: [(0.052212, 0.146622, 0.157686, 17, 150, 190), (0.148946, 0.071052, 0.031617, 17, 127, 49),
+               (0.295324, 0.019682, 0.220637, 76, 107, 74), (0.012899, 0.076982, 0.098688, 234, 59, 149)],
+    np.int8: [(0.17381, 0.076772, 0.105116, -25, 91, 28), (0.012899, 0.076982, 0.098688, 106, -69, 21),
+              (0.251287, 0.050244, 0.147725, -103, -16, -57), (0.042863, 0.195781, 0.202739, 94, 71, -71)],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_vmul_fp32_rounds_twice_like_onnxruntime(dtype):
+    """Every operand pair under parameters where one rounding (FMA or a float64 product) and
+    "round, then add the zero point" would differ from two float32 roundings: VMUL equals ORT."""
+    from isa.requant import fma_f32
+
+    lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+    v = np.arange(lo, hi + 1)
+    a, b = np.repeat(v, v.size).astype(dtype), np.tile(v, v.size).astype(dtype)
+    rounded_first = 0
+    for sa, sb, sc, za, zb, zc in ADVERSARIAL_MUL[dtype]:
+        ref = _qlinear_mul([a.size], [a.size], sa, za, sb, zb, sc, zc, dtype).run(None, {"a": a, "b": b})[0]
+        np.testing.assert_array_equal(_chip_vmul(a, b, 0, sa, za, sb, zb, sc, zc, dtype), ref)
+        p = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb)
+        ratio = _mul_ratio(sa, sb, sc)
+        fused = np.clip(np.rint(fma_f32(p.astype(np.float32), ratio, np.float32(zc))), lo, hi)
+        wide = np.clip(np.rint(np.float32(p * np.float64(ratio) + zc)), lo, hi)
+        assert (fused != ref).any() and (wide != ref).any()  # the parameters do what they claim
+        rounded_first += int((np.clip(np.rint(p.astype(np.float32) * ratio) + zc, lo, hi) != ref).sum())
+    assert rounded_first > 0

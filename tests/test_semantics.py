@@ -245,6 +245,82 @@ def test_vadd_fp32_and_fixed():
     assert s.buffers["OUT"][8:11].tolist() == [8, 14, -1]
 
 
+
+def test_vadd_broadcast_period_3_and_1():
+    s = machine()
+    s.buffers["INP"][:7] = [10, 20, -128, 1, 2, 3, 4]
+    s.buffers["OUT"][:3] = [5, 7, 127]
+    _prm(s, 0, [0, 0, 1 << 30, 0, 1 << 30, 0, 1 << 30, -19, 20])  # (a + b) / 2, halves away from zero
+    run(s, cfg(mode="fixed_double"),
+        I("VADD", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=8, n=7, bn=3, prm=0),
+        I("VADD", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=16, n=7, bn=1, prm=0))
+    # b' = 5, 7, 127, 5, 7, 127, 5: 7.5, 13.5, -0.5, 3, 4.5, 65, 4.5
+    assert s.buffers["OUT"][8:15].tolist() == [8, 14, -1, 3, 5, 65, 5]
+    # b' = 5 everywhere: 7.5, 12.5, -61.5, 3, 3.5, 4, 4.5
+    assert s.buffers["OUT"][16:23].tolist() == [8, 13, -62, 3, 4, 4, 5]
+
+
+def test_broadcast_b_span_is_bn_words_and_bn_cannot_exceed_n():
+    s = machine()
+    s.buffers["WGT"][62:64] = [3, 4]  # b: the last 2 words of WGT; n = 5 would run past it
+    _prm(s, 0, [0, 0, 1 << 30, 0])
+    run(s, cfg(mode="fixed_single"), I("VMUL", a_buf="INP", a=0, b_buf="WGT", b=62, dst_buf="OUT", dst=0, n=5,
+                                       bn=2, prm=0))
+    with pytest.raises(ExecError, match=r"reads WGT\[62:67\]"):
+        run(s, I("VMUL", a_buf="INP", a=0, b_buf="WGT", b=62, dst_buf="OUT", dst=0, n=5, prm=0))
+    with pytest.raises(isa.EncodeError, match="bn=6 > n=5"):
+        I("VADD", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=5, bn=6, prm=0)
+
+
+def test_vmul_fp32_and_fixed():
+    s = machine()
+    s.buffers["INP"][:4] = [10, 20, -128, 3]
+    s.buffers["OUT"][:4] = [5, 7, 127, -3]
+    f = lambda x: int(np.float32(x).view(np.int32))
+    # a_zp 2, b_zp 1: p = (a - 2) * (b - 1) = 32, 108, -16380, -4
+    _prm(s, 0, [2, 1, f(0.125), 0])
+    run(s, cfg(o_zp=-1), I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=4, n=4, prm=0))
+    # ONNX Runtime's QLinearMul: float32(p * 0.125) + o_zp, then round half to even:
+    # 4 - 1 = 3;  13.5 - 1 = 12.5 -> 12 (rounding 13.5 first, then adding -1, would give 13);
+    # -2047.5 - 1 saturates to -128;  -0.5 - 1 = -1.5 -> -2
+    assert s.buffers["OUT"][4:8].tolist() == [3, 12, -128, -2]
+    # TFLite MulElementwise: MultiplyByQuantizedMultiplier(p, 2^30, -2) = p / 8, + o_zp
+    _prm(s, 8, [2, 1, 1 << 30, -2])
+    run(s, cfg(o_zp=-1, mode="fixed_double"),
+        I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=8, n=4, prm=8))
+    # double rounding (half away from zero): 4, 13.5 -> 14, -2047.5 -> -2048, -0.5 -> -1; then -1
+    assert s.buffers["OUT"][8:12].tolist() == [3, 13, -128, -2]
+    run(s, cfg(o_zp=-1, mode="fixed_single"),
+        I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=12, n=4, prm=8))
+    # single rounding (half up): 4, 14, -2047, -0.5 -> 0; then -1
+    assert s.buffers["OUT"][12:16].tolist() == [3, 13, -128, -1]
+
+
+def test_vmul_broadcast_period_3_and_1():
+    s = machine()
+    s.buffers["INP"][:7] = [10, 20, -128, 5, 6, 7, 8]
+    s.buffers["OUT"][:3] = [5, 7, 127]
+    _prm(s, 0, [2, 1, int(np.float32(0.25).view(np.int32)), 0])
+    run(s, cfg(o_zp=3), I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=8, n=7, bn=3, prm=0),
+        I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=16, n=7, bn=1, prm=0))
+    # a - 2 = 8, 18, -130, 3, 4, 5, 6;  b' - 1 = 4, 6, 126, 4, 6, 126, 4;  p / 4 + 3:
+    # 11, 30, -4092 -> -128, 6, 9, 160.5 -> 127, 9
+    assert s.buffers["OUT"][8:15].tolist() == [11, 30, -128, 6, 9, 127, 9]
+    # b' - 1 = 4 everywhere: p / 4 + 3 = 11, 21, -127, 6, 7, 8, 9
+    assert s.buffers["OUT"][16:23].tolist() == [11, 21, -127, 6, 7, 8, 9]
+
+
+def test_vmul_refuses_bad_fixed_point_parameters():
+    s = machine()
+    _prm(s, 0, [0, 0, -5, 0])
+    with pytest.raises(ExecError, match="negative fixed-point multiplier"):
+        run(s, cfg(mode="fixed_double"), I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=0, n=2,
+                                           prm=0))
+    _prm(s, 0, [0, 0, 1 << 30, 31])
+    with pytest.raises(ExecError, match="shift 31 outside -31..30"):
+        run(s, I("VMUL", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=0, n=2, prm=0))
+    assert not s.buffers["OUT"].any()
+
 def test_pools_minmax_shr_and_vlut():
     s = machine(PRM=256)
     s.buffers["INP"][:8] = [1, -5, 4, 6, -3, -5, 2, 1]   # m=2, r=2, c=2

@@ -216,3 +216,46 @@ def test_fuzz_many_random_word_programs():
         except SimError:
             pass
     assert ran > 0  # some random programs really executed
+
+
+def _host_program() -> list:
+    """Copy DRAM 0..3 to 100..103 through INP, hand DRAM to the host (call 3), copy 100..103 to 200..203."""
+    return [I("LOAD", buf="INP", dtype="u8", dram=0, sram=0, x=4, y=1, y_stride=0),
+            I("STORE", buf="INP", dtype="u8", dram=100, sram=0, x=4, y=1, y_stride=0),
+            I("HOST", call=3),
+            I("LOAD", buf="INP", dtype="u8", dram=100, sram=4, x=4, y=1, y_stride=0),
+            I("STORE", buf="INP", dtype="u8", dram=200, sram=4, x=4, y=1, y_stride=0), I("HALT")]
+
+
+def _add_call(calls: list):
+    def host(call: int, dram: np.ndarray) -> None:
+        calls.append((call, dram[100:104].copy()))
+        dram[100:104] += np.uint8(7)
+    return host
+
+
+def test_host_instruction_hands_dram_to_the_host_and_resumes():
+    """The host sees what every earlier instruction stored, and later instructions see what it wrote,
+    on the chip and in the golden semantics alike."""
+    image = np.array([1, 2, 3, 250], np.uint8)
+    chip_calls, golden_calls = [], []
+    SIM.run(Program(isa.encode_program(_host_program()), image), host=_add_call(chip_calls))
+    dram = np.zeros(DRAM, np.uint8)
+    dram[:4] = image
+    state = MachineState.create(dram, sizes=SIZES)
+    state.host = _add_call(golden_calls)
+    isa.run(_host_program(), state)
+    want = (image + np.uint8(7)).astype(np.uint8)
+    assert [c for c, _ in chip_calls] == [3] and np.array_equal(chip_calls[0][1], image)
+    assert np.array_equal(SIM.last_dram[200:204], want) and np.array_equal(state.dram[200:204], want)
+    assert [c for c, _ in golden_calls] == [3]
+
+
+def test_host_instruction_without_a_host_is_a_typed_error():
+    program = Program(isa.encode_program(_host_program()), np.zeros(4, np.uint8))
+    with pytest.raises(SimError) as e:
+        SIM.run(program)
+    assert e.value.index == 2 and "HOST call 3: no host is attached" in str(e.value)
+    with pytest.raises(ExecError) as g:
+        isa.run(_host_program(), MachineState.create(DRAM, sizes=SIZES))
+    assert g.value.index == 2 and "HOST call 3: no host is attached" in str(g.value)

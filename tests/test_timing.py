@@ -154,6 +154,9 @@ def test_macs_and_array_busy():
 @pytest.mark.parametrize("ins, cycles", [
     (I("REQUANT", src=0, dst_buf="OUT", dst=0, prm=0, m=5, n=7), 9 + 3),  # 35 outputs / 4 lanes + 3
     (I("VADD", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=23, prm=0), 5 + 2),
+    (I("VADD", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=23, bn=4, prm=0), 5 + 2),
+    (I("VMUL", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=23, prm=0), 5 + 2),    # like VADD
+    (I("VMUL", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=23, bn=1, prm=0), 5 + 2),
     (I("VMAX", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=23), 5 + 2),
     (I("VMIN", a_buf="INP", a=0, b_buf="WGT", b=0, dst_buf="OUT", dst=0, n=23), 5 + 2),
     (I("SHR", src_buf="ACC", src=0, dst_buf="OUT", dst=0, n=23, shift=3), 5 + 2),

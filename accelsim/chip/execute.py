@@ -1,22 +1,25 @@
 """The chip's value loop: every instruction of a lowered program (accelsim.chip.rows), in program
 order, executed by its kernel.  The values are exactly the golden semantics' (isa.semantics),
-which define them in program order."""
+which define them in program order.  A HOST instruction ends the loop with the status HOST_CALL:
+the simulator runs the host step and calls the loop again from the next instruction."""
 
 from __future__ import annotations
 
 from numba import njit
 
 import kernels as K
+from kernels.state import HOST_CALL
 
 from .rows import (OP_AVGPOOL, OP_DWCONV, OP_GEMM, OP_LOAD, OP_LOADW, OP_LOADWIN, OP_MAXPOOL, OP_REQUANT,
-                   OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN)
+                   OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN, OP_VMUL, OP_HOST)
 
 
 @njit(cache=True)
-def run_values(rows, cfgs, wins, dram, mem):
-    """Execute in program order; returns (index of the failing instruction or -1, status, overflows)."""
+def run_values(rows, cfgs, wins, dram, mem, start=0):
+    """Execute in program order from ``start``; returns (index of the failing or HOST instruction or
+    -1, status, overflows)."""
     overflows = 0
-    for i in range(rows.shape[0]):
+    for i in range(start, rows.shape[0]):
         r = rows[i]
         op = r[0]
         st = 0
@@ -35,7 +38,9 @@ def run_values(rows, cfgs, wins, dram, mem):
         elif op == OP_REQUANT:
             st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
         elif op == OP_VADD:
-            st = K.vadd(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+            st = K.vadd(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        elif op == OP_VMUL:
+            st = K.vmul(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
         elif op == OP_VMAX:
             st = K.vmax(mem, r[3], r[4], r[5], r[6], r[7])
         elif op == OP_VMIN:
@@ -50,6 +55,8 @@ def run_values(rows, cfgs, wins, dram, mem):
             st = K.shr(mem, r[3], r[4], r[5], r[6], r[7], r[8])
         elif op == OP_VLUT:
             st = K.vlut(mem, r[3], r[4], r[5], r[6], r[7])
+        elif op == OP_HOST:
+            st = HOST_CALL
         if st != 0:
             return i, st, overflows
     return -1, 0, overflows

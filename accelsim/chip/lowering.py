@@ -151,8 +151,9 @@ def _two_inputs(w: _Walk, a: dict) -> list[int]:
             w.span(a["dst_buf"], a["dst"]), a["n"]]
 
 
-def _vadd(w: _Walk, a: dict) -> list[int]:
-    return _two_inputs(w, a) + [w.span("PRM", a["prm"]), WORD_BITS[a["dst_buf"]], w.cfg]
+def _rescaled(w: _Walk, a: dict) -> list[int]:
+    """VADD and VMUL: the operands, b's broadcast period, the parameter record, the CONFIG."""
+    return _two_inputs(w, a) + [a["bn"], w.span("PRM", a["prm"]), WORD_BITS[a["dst_buf"]], w.cfg]
 
 
 def _vminmax(w: _Walk, a: dict) -> list[int]:
@@ -188,15 +189,19 @@ def _vlut(w: _Walk, a: dict) -> list[int]:
             BUFFER_ID[a["src_buf"]]]
 
 
+def _host(w: _Walk, a: dict) -> list[int]:
+    return [a["call"]]
+
+
 def _no_args(w: _Walk, a: dict) -> list[int]:
     return []
 
 
 _BUILDERS: dict[str, Callable[[_Walk, dict], list[int]]] = {
     "NOP": _no_args, "HALT": _no_args, "CONFIG": _config, "SETWIN": _setwin, "LOAD": _load, "STORE": _store,
-    "LOADWIN": _loadwin, "LOADW": _loadw, "GEMM": _gemm, "DWCONV": _dwconv, "REQUANT": _requant, "VADD": _vadd,
+    "LOADWIN": _loadwin, "LOADW": _loadw, "GEMM": _gemm, "DWCONV": _dwconv, "REQUANT": _requant, "VADD": _rescaled,
     "VMAX": _vminmax, "VMIN": _vminmax, "MAXPOOL": _maxpool, "AVGPOOL": _avgpool, "SUMPOOL": _sumpool,
-    "SHR": _shr, "VLUT": _vlut,
+    "SHR": _shr, "VLUT": _vlut, "VMUL": _rescaled, "HOST": _host,
 }
 
 

@@ -12,7 +12,7 @@ from isa.table import BUFFERS
 
 ROW = 14
 OPS = ("NOP", "HALT", "CONFIG", "SETWIN", "LOAD", "LOADWIN", "LOADW", "STORE", "GEMM", "DWCONV",
-       "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR", "VLUT")
+       "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR", "VLUT", "VMUL", "HOST")
 OP = {name: i for i, name in enumerate(OPS)}
 ARGS = {
     "CONFIG": ("cfg",), "SETWIN": ("win",),
@@ -23,7 +23,9 @@ ARGS = {
     "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg"),
     "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg"),
     "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf"),
-    "VADD": ("a", "b", "dst", "n", "prm", "word_bits", "cfg"),
+    "VADD": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
+    "VMUL": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
+    "HOST": ("call",),
     "VMAX": ("a", "b", "dst", "n", "word_bits"), "VMIN": ("a", "b", "dst", "n", "word_bits"),
     "MAXPOOL": ("src", "dst", "m", "r", "c", "word_bits"),
     "AVGPOOL": ("src", "dst", "m", "r", "c", "divisor", "word_bits", "cfg", "even"),
@@ -35,4 +37,5 @@ BUFFER_ID = {b: i for i, b in enumerate(BUFFERS)}
 WORD_BITS = {"INP": 32, "WGT": 32, "ACC": 64, "OUT": 32, "PRM": 32}
 
 (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW, OP_STORE, OP_GEMM, OP_DWCONV,
- OP_REQUANT, OP_VADD, OP_VMAX, OP_VMIN, OP_MAXPOOL, OP_AVGPOOL, OP_SUMPOOL, OP_SHR, OP_VLUT) = (OP[n] for n in OPS)
+ OP_REQUANT, OP_VADD, OP_VMAX, OP_VMIN, OP_MAXPOOL, OP_AVGPOOL, OP_SUMPOOL, OP_SHR, OP_VLUT,
+ OP_VMUL, OP_HOST) = (OP[n] for n in OPS)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
 from isa import format_instruction
-from kernels.state import ERR_MESSAGES
+from kernels.state import ERR_MESSAGES, HOST_CALL
 
 from . import counters as M
 from .config import ChipConfig
@@ -51,11 +51,30 @@ class Simulator:
         if refused.index <= 0:
             return refused
         low = lower(program.words[:refused.index], self.chip, self.chip.dram_bytes())
-        index, status, _ = run_values(low.rows, low.cfgs, low.wins, dram, np.zeros(low.total_words, np.int64))
-        if index < 0:
-            return refused
-        return SimError(int(index), format_instruction(low.instructions[index]),
-                        ERR_MESSAGES.get(int(status), f"fault {status}"))
+        try:
+            self._values(low, dram, np.zeros(low.total_words, np.int64), None)
+        except SimError as e:
+            return e
+        return refused
+
+    def _values(self, low: Lowered, dram: np.ndarray, mem: np.ndarray,
+                host: Optional[Callable[[int, np.ndarray], None]]) -> int:
+        """The value loop, stopping at each HOST instruction for ``host(call, dram)``; returns the
+        overflow count or raises SimError at the faulting instruction."""
+        start, overflows = 0, 0
+        while True:
+            index, status, more = run_values(low.rows, low.cfgs, low.wins, dram, mem, start)
+            overflows += more
+            if index < 0:
+                return overflows
+            text = format_instruction(low.instructions[index])
+            if status != HOST_CALL:
+                raise SimError(int(index), text, ERR_MESSAGES.get(int(status), f"fault {status}"))
+            call = int(low.rows[index][3])
+            if host is None:
+                raise SimError(int(index), text, f"HOST call {call}: no host is attached to run it")
+            host(call, dram)
+            start = index + 1
 
     def _dram(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
         size = self.chip.dram_bytes()
@@ -77,13 +96,15 @@ class Simulator:
         return dram
 
     def run(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]] = None, *,
-            values: bool = True, segments: Optional[np.ndarray] = None) -> tuple[dict[str, np.ndarray], RunReport]:
+            values: bool = True, segments: Optional[np.ndarray] = None,
+            host: Optional[Callable[[int, np.ndarray], None]] = None) -> tuple[dict[str, np.ndarray], RunReport]:
         """Run ``program``; returns the output tensors (by name) and the report.
 
         ``values=False`` runs the timing model only (same program, no data computed).
         ``segments`` (one int per instruction, e.g. its layer) adds per-segment reports
         (``report.segments``) whose cycles add up to the total: a segment's cycles run from the
         end of the previous segment's last instruction to the end of its own.
+        ``host(call, dram)`` runs the host step of each HOST instruction on the DRAM bytes.
         """
         dram = self._dram(program, inputs)
         try:
@@ -104,11 +125,7 @@ class Simulator:
         outputs: dict[str, np.ndarray] = {}
         if values:
             mem = np.zeros(low.total_words, np.int64)
-            index, status, overflows = run_values(low.rows, low.cfgs, low.wins, dram, mem)
-            if index >= 0:
-                raise SimError(int(index), format_instruction(low.instructions[index]),
-                               ERR_MESSAGES.get(int(status), f"fault {status}"))
-            counters[0, M.C_OVERFLOWS] = overflows
+            counters[0, M.C_OVERFLOWS] = self._values(low, dram, mem, host)
             outputs = {name: ref.read(dram) for name, ref in program.tensors.items() if ref.role == "output"}
             self.last_dram, self.last_mem = dram, mem
         report = RunReport.from_counters(counters.sum(axis=0), self.chip, values)

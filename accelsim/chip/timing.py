@@ -21,7 +21,7 @@ from .counters import (C_ARRAY_BUSY, C_ARRAY_SLOTS, C_BUSY_LOAD, C_CYCLES, C_DRA
                        P_BASE_BITS, P_COLS, P_DATAFLOW, P_DEC_DENSE, P_DRAM_BW, P_DRAM_LAT, P_MIN_BITS, P_OVERLAP,
                        P_ROWS, P_RQ_LANES, P_RQ_PIPE, P_VEC_LANES, P_VEC_PIPE)
 from .rows import (OP_CONFIG, OP_DWCONV, OP_GEMM, OP_HALT, OP_LOAD, OP_LOADW, OP_LOADWIN, OP_NOP, OP_REQUANT,
-                   OP_SETWIN, OP_SHR, OP_STORE, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN)
+                   OP_SETWIN, OP_SHR, OP_STORE, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN, OP_VMUL, OP_HOST)
 
 
 @njit(cache=True)
@@ -226,7 +226,7 @@ def _vector_cost(r, p, counters):
         counters[C_SRAM_WR_INP + r[10]] += n_out
         return _ceil_div(n_out, p[P_RQ_LANES]) + p[P_RQ_PIPE]
     vec, pipe = p[P_VEC_LANES], p[P_VEC_PIPE]
-    if op == OP_VADD or op == OP_VMAX or op == OP_VMIN or op == OP_SHR:
+    if op == OP_VADD or op == OP_VMUL or op == OP_VMAX or op == OP_VMIN or op == OP_SHR:
         n = r[6] if op != OP_SHR else r[5]
         return _ceil_div(n, vec) + pipe
     if op == OP_VLUT:  # one table read per element
@@ -251,7 +251,7 @@ def instruction_cost(r, cfgs, wins, dram, p, counters):
         return _store_cost(r, p, counters)
     if op == OP_GEMM or op == OP_DWCONV:
         return _mac_cost(r, cfgs, p, counters)
-    if op == OP_NOP or op == OP_HALT or op == OP_CONFIG or op == OP_SETWIN:
+    if op == OP_NOP or op == OP_HALT or op == OP_CONFIG or op == OP_SETWIN or op == OP_HOST:
         return 1
     return _vector_cost(r, p, counters)  # REQUANT and the vector unit
 

@@ -53,6 +53,7 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
     flattened = check_reshapes(graph)
     layout = plan_dram(graph)
     b = ProgramBuilder(graph, chip, layout, flattened, weights)
+    b.place_constants()
     for node in graph.nodes:
         lowering_of(node)(node, b)
     if b.at > chip.dram_bytes():
@@ -60,7 +61,11 @@ def compile_graph(graph: QGraph, chip: Optional[ChipConfig] = None, weights: str
                          f"the chip has {chip.dram_bytes():,} (dram.size_mib in the chip configuration)")
     program = _program(b, flattened)
     regions = {name: _tensor_ref(graph, layout, name, "output") for name in graph.tensors}
-    return CompiledModel(program, graph, chip, b.layers + _host_records(graph), regions)
+    compiled = CompiledModel(program, graph, chip, b.layers + _host_records(graph), regions)
+    compiled.host_steps = list(b.host_steps)
+    if b.host_steps:
+        program.meta["host_steps"] = [{"call": k, "name": h.name, "op": h.op_type} for k, h in enumerate(b.host_steps)]
+    return compiled
 
 
 class ModelCompiler:

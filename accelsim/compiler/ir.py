@@ -7,7 +7,7 @@ DRAM; shapes here are ONNX's (NCHW) so that errors and reports speak the model's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -116,8 +116,10 @@ class QGlobalAvgPool:
 
 
 @dataclass
-class QAdd:
-    """Elementwise add of two quantized tensors of one shape (ONNX Runtime's QLinearAdd rounding)."""
+class QBinary:
+    """An elementwise op of two quantized tensors on the vector unit; ``b`` has ``a``'s shape or
+    broadcasts to it (ONNX rules): one value per channel (squeeze-excite scales, per-channel
+    constants), one per image, or a scalar."""
 
     name: str
     op_type: str
@@ -129,6 +131,16 @@ class QAdd:
     @property
     def input(self) -> str:
         return self.a
+
+
+@dataclass
+class QAdd(QBinary):
+    """Add with ONNX Runtime's QLinearAdd rounding (VADD, fp32 mode)."""
+
+
+@dataclass
+class QMul(QBinary):
+    """Multiply with ONNX Runtime's QLinearMul rounding (VMUL, fp32 mode)."""
 
 
 @dataclass
@@ -218,6 +230,23 @@ class QReshape:
 
 
 @dataclass
+class QHost:
+    """Float ops the host computes between chip segments: ``fn`` maps the integer codes of the
+    inputs (ONNX order) to the output's codes with ONNX Runtime's float arithmetic
+    (accelsim.compiler.hostops).  The chip stops at a HOST instruction while it runs."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    output: str
+    fn: Callable[[list[np.ndarray]], np.ndarray]
+
+    @property
+    def input(self) -> str:
+        return self.inputs[0]
+
+
+@dataclass
 class QGraph:
     """Quantized graph: tensors, nodes in topological order, the float edges' Q/DQ parameters."""
 
@@ -232,12 +261,13 @@ class QGraph:
     opset: int = 17
     input_clips: dict = field(default_factory=dict)         # float graph input -> (min, max) the host clips it to
     input_shapes: dict = field(default_factory=dict)        # float graph input -> the shape compiled for
+    constants: dict = field(default_factory=dict)           # quantized constant operand -> its integers (ONNX order)
 
 
 def node_inputs(node) -> list[str]:
     """The tensors a node reads, in order."""
-    if isinstance(node, QAdd):
+    if isinstance(node, QBinary):
         return [node.a, node.b]
-    if isinstance(node, (QConcat, QCopy)):
+    if isinstance(node, (QConcat, QCopy, QHost)):
         return list(node.inputs)
     return [node.input]

@@ -50,6 +50,19 @@ class CompiledModel:
     regions: dict[str, TensorRef] = field(default_factory=dict)  # every activation's DRAM tensor (NHWC)
     #: compiles the same model for other input shapes (set by compile_model; None: this shape only)
     recompile: Optional[Callable[[dict], "CompiledModel"]] = field(default=None, repr=False)
+    #: the host steps (QHost) the program's HOST instructions call, by call number
+    host_steps: list = field(default_factory=list, repr=False)
+
+    def host_call(self, call: int, dram: np.ndarray) -> None:
+        """Run host step ``call``: its input codes from DRAM, its output codes back to DRAM."""
+        step = self.host_steps[call]
+        ins = []
+        for name in step.inputs:
+            q = self.regions[name].read(dram)
+            ins.append(q if self.graph.tensors[name].rowmajor else nhwc_to_nchw(q))
+        y = np.asarray(step.fn(ins), np.int64)
+        out = self.graph.tensors[step.output]
+        self.regions[step.output].write(dram, y if out.rowmajor else nchw_to_nhwc(y), step.output)
 
     @property
     def batch(self) -> int:
@@ -67,7 +80,7 @@ class CompiledModel:
         """The layer index of every instruction (a barrier belongs to the layer after it)."""
         seg = np.zeros(self.program.words.shape[0], np.int64)
         for i, layer in enumerate(self.layers):
-            if layer.where == "chip":
+            if layer.first_instruction >= 0:  # host steps between chip segments have a HOST instruction
                 seg[layer.start:] = i
         return seg
 
@@ -113,7 +126,8 @@ class CompiledModel:
         if model is not self:
             return model.run(inputs, sim=sim if sim is not None and sim.chip is model.chip else None, values=values)
         sim = sim or Simulator(self.chip)
-        raw, report = sim.run(self.program, self.quantize_inputs(inputs), values=values, segments=self.segments())
+        raw, report = sim.run(self.program, self.quantize_inputs(inputs), values=values, segments=self.segments(),
+                              host=self.host_call if self.host_steps else None)
         report.images = self.batch
         if not values:
             return {}, report
@@ -123,10 +137,10 @@ class CompiledModel:
         return {k: v for k, v in outputs.items() if k in self.graph.graph_outputs}, report
 
     def _run_host(self, floats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Float ops after the chip (e.g. Softmax), evaluated by onnx's reference evaluator."""
+        """Float ops after the chip (e.g. Softmax): ONNX Runtime's CPU kernels when it is installed
+        (the reference engine's own float arithmetic), else onnx's reference evaluator."""
         import onnx
         from onnx import helper
-        from onnx.reference import ReferenceEvaluator
 
         produced = {o for n in self.graph.host_nodes for o in n.output}
         needed = sorted({i for n in self.graph.host_nodes for i in n.input if i in floats})
@@ -135,5 +149,12 @@ class CompiledModel:
                               [helper.make_tensor_value_info(i, onnx.TensorProto.FLOAT, floats[i].shape) for i in needed],
                               [helper.make_empty_tensor_value_info(o) for o in outs], list(self.graph.host_initializers))
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.graph.opset)])
-        result = ReferenceEvaluator(model).run(None, {i: floats[i] for i in needed})
+        model.ir_version = min(model.ir_version, 8)
+        feeds = {i: floats[i] for i in needed}
+        try:
+            from .onnx.runtime import session
+            result = session(model).run(outs, feeds)
+        except ImportError:
+            from onnx.reference import ReferenceEvaluator
+            result = ReferenceEvaluator(model).run(None, feeds)
         return dict(zip(outs, result))

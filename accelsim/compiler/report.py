@@ -43,7 +43,7 @@ def layer_table(compiled: CompiledModel, report: RunReport) -> list[LayerCost]:
     segments = iter(report.segments)
     rows = []
     for layer in compiled.layers:
-        if layer.where == "host":
+        if layer.first_instruction < 0:  # after the chip (the float tail)
             rows.append(LayerCost(layer.name, layer.op, "", "float32", 0, 0, 0.0, 0, 0, 0, 0.0, "host"))
         else:
             rows.append(_chip_row(layer, next(segments)))

@@ -38,6 +38,16 @@ class ConvLayer:
     out_pitch: int = 0   # channels per output pixel in DRAM (0: out_c); with out_c0, writes a slice
     out_c0: int = 0
     batch: int = 1       # images, one after another in DRAM: their output pixels are one GEMM's rows
+    stride_w: int = 0    # horizontal stride and dilation (0: as vertical, ``stride`` / ``dilation``)
+    dilation_w: int = 0
+
+    @property
+    def sw(self) -> int:
+        return self.stride_w or self.stride
+
+    @property
+    def dw(self) -> int:
+        return self.dilation_w or self.dilation
 
     @property
     def in_stride(self) -> int:
@@ -53,7 +63,7 @@ class ConvLayer:
 
     @property
     def out_w(self) -> int:
-        return (self.in_w + self.pad_left + self.pad_right - self.dilation * (self.k_w - 1) - 1) // self.stride + 1
+        return (self.in_w + self.pad_left + self.pad_right - self.dw * (self.k_w - 1) - 1) // self.sw + 1
 
     @property
     def pixels(self) -> int:

@@ -1,11 +1,13 @@
 """Which activation tensors carry a QuantizeLinear / DequantizeLinear pair, and which share
 another's parameters.
 
-The graph input, the output of every Conv / Gemm / MatMul / Add / Concat / GlobalAveragePool
-(after a Relu or Clip that is its only consumer: the activation is fused into the
-requantization) and of standalone activations are calibrated themselves; MaxPool, AveragePool,
-Flatten, Reshape and Transpose outputs share their input's parameters.  Anything else stays
-float and must only read dequantized tensors (it runs on the host).
+The graph input and the output of every float op that reads a quantized activation are
+quantized: Conv / Gemm / MatMul (after a Relu or Clip that is its only consumer: the activation is
+fused into the requantization), Add, Mul, Concat, HardSigmoid, Sigmoid, GlobalAveragePool, Resize
+(linear) and the rest are calibrated themselves; data movement (MaxPool, AveragePool, Pad, Slice,
+Split, Flatten, Reshape, Transpose, a nearest Resize) keeps its input's parameters.  The
+activation inputs of each Add, Mul and Concat share one bit width.  Shape arithmetic on integer
+tensors stays as it is.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from ..compiler.ir import ModelError
 from .config import QuantConfig
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
-SHARED_OPS = ("MaxPool", "AveragePool", "Flatten", "Reshape", "Transpose")   # output keeps input's parameters
-OWN_OPS = ("Add", "Concat", "GlobalAveragePool")                            # output calibrated itself
+#: outputs keep their input's parameters (data movement, max, nearest resampling)
+SHARED_OPS = ("MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Slice", "Split",
+              "Identity", "AveragePool")
 ACTIVATIONS = ("Relu", "Clip")
+#: ops whose activation inputs must share one bit width (the vector unit reads both at one type)
+SAME_WIDTH_OPS = ("Add", "Sub", "Mul", "Div", "Concat", "Sum", "Max", "Min")
 
 
 @dataclass
@@ -66,30 +71,89 @@ def _own_output(n: onnx.NodeProto, users: dict, inits: set[str], fused: dict[str
     return act.output[0]
 
 
+def float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of the float32 tensors of a shape-inferred model (activations and float constants)."""
+    g = model.graph
+    typed = list(g.input) + list(g.value_info) + list(g.output)
+    names = {v.name for v in typed if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    return names | {i.name for i in g.initializer if i.data_type == onnx.TensorProto.FLOAT}
+
+
+def _is_shared(n: onnx.NodeProto) -> bool:
+    """A node whose outputs keep its input's parameters: data movement, or a nearest Resize."""
+    if n.op_type == "Resize":
+        mode = next((a.s for a in n.attribute if a.name == "mode"), b"nearest")
+        return mode == b"nearest"
+    return n.op_type in SHARED_OPS
+
+
+def _plan_node(n: onnx.NodeProto, ins: list[str], plan: dict, users: dict, inits: set[str], fused: dict,
+               floats: set[str], config: QuantConfig) -> None:
+    """Plan the float outputs of one node that reads quantized activations ``ins``."""
+    if n.op_type in LAYER_OPS and (len(n.input) < 2 or n.input[1] not in inits):
+        raise ModelError(n.name, n.op_type, "weights must be an initializer")
+    outs = [o for o in n.output if o and (o in floats or not floats)]
+    if _is_shared(n):
+        src = plan[ins[0]]
+        for o in outs:
+            plan[o] = PlannedTensor(o, n.name, src.bits, source=src.source or src.name)
+        return
+    if len(outs) == 1:
+        out = _own_output(n, users, inits, fused) if n.op_type not in ACTIVATIONS else outs[0]
+        plan[out] = PlannedTensor(out, n.name, config.activation_bits_of(n.name))
+        return
+    for o in outs:
+        plan[o] = PlannedTensor(o, n.name, config.activation_bits_of(n.name))
+
+
+def _root(plan: dict[str, PlannedTensor], name: str) -> str:
+    return plan[name].source or name
+
+
+def share_widths(model: onnx.ModelProto, plan: dict[str, PlannedTensor]) -> None:
+    """One bit width for the activation inputs of each residual Add, Mul and Concat (the widest of
+    them), carried through shared tensors: groups that meet in one node merge."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for n in model.graph.node:
+        roots = [find(_root(plan, i)) for i in n.input if i in plan]
+        if n.op_type in SAME_WIDTH_OPS and len(roots) > 1:
+            for r in roots[1:]:
+                parent[find(r)] = roots[0]
+    widest: dict[str, int] = {}
+    for t in plan.values():
+        if t.source is None:
+            r = find(t.name)
+            widest[r] = max(widest.get(r, 0), t.bits)
+    for t in plan.values():
+        t.bits = widest[find(_root(plan, t.name))]
+
+
 def plan_tensors(model: onnx.ModelProto, config: QuantConfig) -> tuple[dict[str, PlannedTensor], dict[str, str]]:
     """The activation tensors to quantize (graph input first), and the layer each fused
-    activation node belongs to."""
+    activation node belongs to.  Every float op that reads a quantized activation gets its output
+    quantized (its own parameters, or its input's for data movement); shape arithmetic on integer
+    tensors is left alone."""
     g = model.graph
     inits = {i.name for i in g.initializer}
+    floats = float_tensors(model)
     users = _users(g)
     plan: dict[str, PlannedTensor] = {inp.name: PlannedTensor(inp.name, inp.name, config.activation_bits_of(inp.name))
                                       for inp in g.input if inp.name not in inits}
     fused: dict[str, str] = {}
     for n in g.node:
-        ins = [i for i in n.input if i and i not in inits]
         if n.name in fused:
             continue
-        if n.op_type in LAYER_OPS + OWN_OPS + ACTIVATIONS + ("BatchNormalization",):
-            for i in ins:
-                if i not in plan:
-                    raise ModelError(n.name, n.op_type, f"input {i!r} comes from an op the quantizer does not handle")
-            if n.op_type in LAYER_OPS and (len(n.input) < 2 or n.input[1] not in inits):
-                raise ModelError(n.name, n.op_type, "weights must be an initializer")
-            out = _own_output(n, users, inits, fused)
-            plan[out] = PlannedTensor(out, n.name, config.activation_bits_of(n.name))
-        elif n.op_type in SHARED_OPS:
-            if not ins or ins[0] not in plan:
-                raise ModelError(n.name, n.op_type, f"input {ins[0] if ins else ''!r} is not quantized")
-            src = plan[ins[0]]
-            plan[n.output[0]] = PlannedTensor(n.output[0], n.name, src.bits, source=src.source or src.name)
+        ins = [i for i in n.input if i in plan]
+        unplanned = [i for i in n.input if i and i not in plan and i not in inits and (i in floats or not floats)]
+        if unplanned and ins:
+            raise ModelError(n.name, n.op_type, f"input {unplanned[0]!r} comes from an op the quantizer does not handle")
+        if ins:
+            _plan_node(n, ins, plan, users, inits, fused, floats, config)
+    share_widths(model, plan)
     return plan, fused

@@ -2,7 +2,8 @@
 
 Steps (Krishnamoorthi's whitepaper, section 3; TensorRT's calibration):
 
-1. Fold every BatchNormalization into the convolution before it (accelsim.quant.graph).
+1. Constant nodes become initializers, arithmetic on constants is folded; fold every BatchNormalization into the convolution before it
+   (accelsim.quant.graph); a model below opset 13 is converted to it.
 2. Plan which tensors carry a QuantizeLinear / DequantizeLinear pair (accelsim.quant.plan).
 3. Calibrate the planned tensors on sample inputs (accelsim.quant.calibrate; the float model runs
    in ONNX Runtime when it is installed, else in onnx's reference evaluator).
@@ -28,6 +29,7 @@ from onnx import helper
 
 from isa.quant import scale_zero_point
 
+from ..compiler.onnx.prepare import constants_to_initializers, fold_constants
 from ..compiler.onnx.runtime import session
 from .calibrate import TensorStats, calibrated_range
 from .config import QuantConfig, bit_range, container
@@ -110,7 +112,7 @@ def quantize_model(model: onnx.ModelProto, calib: np.ndarray, config: Optional[Q
                    progress: bool = True) -> onnx.ModelProto:
     """The QDQ model of a float model, calibrated on ``calib`` (samples along the first axis)."""
     config = config or QuantConfig()
-    model = fold_batchnorm(name_nodes(model))
+    model = fold_batchnorm(name_nodes(fold_constants(constants_to_initializers(model))))
     widths = {config.weight_bits, config.activation_bits} | {b for d in config.layer_bits.values() for b in d.values()}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     need = 21 if any(container(b) != 8 for b in widths) else 13

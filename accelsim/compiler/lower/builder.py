@@ -12,7 +12,7 @@ from ...chip import ChipConfig
 from ..ir import QGraph, QTensor
 from ..passes.layout import DramLayout, align
 from ..records import LayerRecord
-from .common import barrier
+from .common import barrier, bits_of
 
 
 class ProgramBuilder:
@@ -29,6 +29,7 @@ class ProgramBuilder:
         self.instructions: list[Instruction] = []
         self.layers: list[LayerRecord] = []
         self.prev_slots = 2         # input-slot credits the previous node leaves queued
+        self.host_steps: list = []  # QHost nodes, by the call number of their HOST instruction
 
     # ---- tensors
     def tensor(self, name: str) -> QTensor:
@@ -52,6 +53,15 @@ class ProgramBuilder:
     def place(self, addr: int, data: np.ndarray) -> None:
         """Bytes the DRAM image holds at ``addr``."""
         self.image_parts.append((addr, np.asarray(data, np.uint8)))
+
+    def place_constants(self) -> None:
+        """The graph's quantized constant operands, in DRAM order at their storage type."""
+        for name, q in self.graph.constants.items():
+            t = self.tensor(name)
+            v = np.asarray(q, np.int64).reshape(t.shape)
+            if v.ndim == 4 and not t.rowmajor:
+                v = v.transpose(0, 2, 3, 1)
+            self.place(self.addr(name), pack_bits(v.ravel(), bits_of(self.storage(name))))
 
     def place_words(self, addr: int, words: np.ndarray) -> None:
         """32-bit words (parameter tables) at ``addr``."""

@@ -62,7 +62,7 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
     w_bits = bits_of(config["w"])
     cc, tp = _tile_sizes(layer, chip)
     prog = [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_c, k_h=layer.k_h, k_w=layer.k_w,
-                        stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation, dil_w=layer.dilation,
+                        stride_h=layer.stride, stride_w=layer.sw, dil_h=layer.dilation, dil_w=layer.dw,
                         pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value,
                         out_h=layer.window_rows),
             Instruction("CONFIG", **config)] + (slot_credits() if credits else [])

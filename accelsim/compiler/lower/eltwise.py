@@ -1,66 +1,138 @@
-"""Elementwise ops of two tensors on the vector unit: the residual add (QAdd) as VADD with ONNX
-Runtime's QLinearAdd rounding."""
+"""Elementwise ops of two tensors on the vector unit: Add (QAdd) as VADD with ONNX Runtime's
+QLinearAdd rounding, Mul (QMul) as VMUL with its QLinearMul rounding; the second operand may
+broadcast (accelsim.compiler.broadcast).
+
+Operand a streams through INP in double-buffered chunks.  A b of a's shape (or one image's worth,
+shared by the images) streams through WGT beside it; a b that repeats with a short period (a
+channel vector, a scalar) is loaded once per image (once for all when shared) and read with the
+instruction's broadcast period ``bn``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from isa import Instruction
-from isa.semantics import ADD_RECORD_WORDS
+from isa.table import ADD_RECORD_WORDS, BY_MNEMONIC
 
 from ...chip import ChipConfig
-from ..ir import QAdd
+from ..broadcast import Broadcast, broadcast_of
+from ..ir import QAdd, QBinary, QMul
 from ..records import LayerRecord
 from .builder import ProgramBuilder
 from .common import STREAM_TOKENS, bits_of, dram_types, slot_credits
 from .registry import lowers
 
+MAX_PERIOD = BY_MNEMONIC["VADD"].field("bn").max
+MAX_CHUNK = min(16384, BY_MNEMONIC["VADD"].field("n").max, BY_MNEMONIC["LOAD"].field("x").max)
+
+
+def _chunk_limit(chip: ChipConfig, bits: int, b_words: int) -> int:
+    words = chip.buffer_words()
+    limit = max(1, min(MAX_CHUNK, words["INP"] // 2, (words["WGT"] - b_words) // 2, words["OUT"] // 2))
+    return limit - (limit % 2) if bits == 4 and limit > 1 else limit
+
+
+def _pieces(count: int, bc: Broadcast, limit: int) -> list[tuple[int, int]]:
+    """(first element, elements) of each chunk: within an image when b differs per image or is
+    one image shared, within one period when b streams with a long period, multiples of a short
+    period otherwise."""
+    if bc.same:
+        return [(e0, min(limit, count - e0)) for e0 in range(0, count, limit)]
+    span = bc.image if bc.period <= MAX_PERIOD else bc.period
+    step = limit if bc.period > MAX_PERIOD else max(bc.period, limit - limit % bc.period)
+    return [(s0 + e0, min(step, span - e0)) for s0 in range(0, count, span) for e0 in range(0, span, step)]
+
+
+def binary_program(op: str, count: int, bc: Broadcast, chip: ChipConfig, config: dict, *, a_addr: int,
+                   b_addr: int, b_mem: str, param_addr: int, record_words: int, output_addr: int,
+                   credits: bool = True) -> list[Instruction]:
+    """VADD / VMUL of a (``count`` elements) and b broadcast by ``bc``, in chunks, double-buffered.
+
+    The op's parameter record (``record_words`` words) is at ``param_addr``; a goes to INP, b to
+    WGT, the result to OUT.
+    """
+    config, a_mem, o_mem = dram_types(config)
+    bits, b_bits = bits_of(a_mem), bits_of(b_mem)
+    short = not bc.same and bc.period <= MAX_PERIOD
+    b_words = 2 * bc.period if short else 0
+    limit = _chunk_limit(chip, bits, b_words)
+    prog = [Instruction("CONFIG", **config)] + (slot_credits() if credits else [])
+    prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr, sram=0, x=record_words, y=1,
+                            y_stride=0))
+    if (bits == 4 or b_bits == 4) and not bc.same and (bc.period % 2 or bc.image % 2):
+        raise ValueError("a broadcast 4-bit operand of an odd length per period or image does not start on a byte")
+    vectors, last_vec = 0, -1
+    for i, (e0, n) in enumerate(_pieces(count, bc, limit)):
+        slot = (i % 2) * limit
+        loads = [Instruction("LOAD", buf="INP", dtype=a_mem, dram=a_addr + e0 * bits // 8, sram=slot, x=n, y=1,
+                             y_stride=0, pop_next=1)]
+        if short:
+            vec = bc.b_index(e0) // bc.period
+            if vec != last_vec:  # a new image's vector (or the one shared vector, once)
+                vectors, last_vec = vectors + 1, vec
+                loads.append(Instruction("LOAD", buf="WGT", dtype=b_mem, dram=b_addr + vec * bc.period * b_bits // 8,
+                                         sram=2 * limit + (vectors % 2) * (b_words // 2), x=bc.period, y=1,
+                                         y_stride=0))
+            b_at, bn = 2 * limit + (vectors % 2) * (b_words // 2), bc.period
+        else:
+            loads.append(Instruction("LOAD", buf="WGT", dtype=b_mem, dram=b_addr + bc.b_index(e0) * b_bits // 8,
+                                     sram=slot, x=n, y=1, y_stride=0))
+            b_at, bn = slot, 0
+        last = loads[-1]
+        loads[-1] = Instruction("LOAD", **{**last.args, "push_next": 1})
+        prog += loads
+        prog.append(Instruction(op, a_buf="INP", a=slot, b_buf="WGT", b=b_at, bn=bn, dst_buf="OUT", dst=slot, n=n,
+                                prm=0, **STREAM_TOKENS))
+        prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr + e0 * bits // 8, sram=slot, x=n,
+                                y=1, y_stride=0, pop_prev=1, push_prev=1))
+    return prog
+
 
 def add_program(count: int, chip: ChipConfig, config: dict, *, a_addr: int, b_addr: int, param_addr: int,
                 output_addr: int, credits: bool = True) -> list[Instruction]:
-    """VADD of two packed tensors of ``count`` elements, in chunks, double-buffered.
+    """VADD of two packed tensors of ``count`` elements (the 9-word add record at ``param_addr``)."""
+    same = Broadcast(count, count, True)
+    mem = dram_types(config)[1]
+    return binary_program("VADD", count, same, chip, config, a_addr=a_addr, b_addr=b_addr, b_mem=mem,
+                          param_addr=param_addr, record_words=ADD_RECORD_WORDS, output_addr=output_addr,
+                          credits=credits)
 
-    The 9-word add record is at ``param_addr``; a goes to INP, b to WGT, the sum to OUT.
-    """
-    words = chip.buffer_words()
-    config, a_mem, o_mem = dram_types(config)
-    bits = bits_of(a_mem)
-    chunk = max(1, min(count, 16384, words["INP"] // 2, words["WGT"] // 2, words["OUT"] // 2))  # LOAD x: 14 bits
-    if bits == 4 and chunk % 2:
-        chunk -= 1
-    prog = [Instruction("CONFIG", **config)] + (slot_credits() if credits else [])
-    prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr, sram=0, x=ADD_RECORD_WORDS, y=1,
-                            y_stride=0))
-    for i, e0 in enumerate(range(0, count, chunk)):
-        n = min(chunk, count - e0)
-        slot = (i % 2) * chunk
-        off = e0 * bits // 8
-        prog.append(Instruction("LOAD", buf="INP", dtype=a_mem, dram=a_addr + off, sram=slot, x=n, y=1,
-                                y_stride=0, pop_next=1))
-        prog.append(Instruction("LOAD", buf="WGT", dtype=a_mem, dram=b_addr + off, sram=slot, x=n, y=1,
-                                y_stride=0, push_next=1))
-        prog.append(Instruction("VADD", a_buf="INP", a=slot, b_buf="WGT", b=slot, dst_buf="OUT", dst=slot, n=n, prm=0,
-                                **STREAM_TOKENS))
-        prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr + off, sram=slot, x=n, y=1,
-                                y_stride=0, pop_prev=1, push_prev=1))
-    return prog
+
+def _f32_bits(v) -> int:
+    return int(np.float32(v).view(np.int32))
 
 
 def add_record(a_zp: int, b_zp: int, ratio_a: np.float32, ratio_b: np.float32) -> np.ndarray:
     """The 9-word VADD record in fp32 mode: zero points and the float32 ratios s_a/s_y, s_b/s_y."""
-    return np.array([a_zp, b_zp, int(np.float32(ratio_a).view(np.int32)), 0, int(np.float32(ratio_b).view(np.int32)),
-                     0, 0, 0, 0], np.int64)
+    return np.array([a_zp, b_zp, _f32_bits(ratio_a), 0, _f32_bits(ratio_b), 0, 0, 0, 0], np.int64)
 
 
-@lowers(QAdd)
-def lower_add(node: QAdd, b: ProgramBuilder) -> None:
-    a, c, y = b.tensor(node.a), b.tensor(node.b), b.tensor(node.output)
+def mul_record(a_zp: int, b_zp: int, ratio: np.float32) -> np.ndarray:
+    """The 4-word VMUL record in fp32 mode: zero points and float32(float32(s_a * s_b) / s_y)."""
+    return np.array([a_zp, b_zp, _f32_bits(ratio), 0], np.int64)
+
+
+def _record(node: QBinary, a, c, y) -> tuple[str, np.ndarray]:
+    if isinstance(node, QMul):
+        ratio = np.float32(np.float32(a.scale) * np.float32(c.scale)) / np.float32(y.scale)
+        return "VMUL", mul_record(a.zero_point, c.zero_point, ratio)
     ra, rb = np.float32(a.scale) / np.float32(y.scale), np.float32(c.scale) / np.float32(y.scale)
-    param_addr = b.alloc(4 * ADD_RECORD_WORDS)
-    b.place_words(param_addr, add_record(a.zero_point, c.zero_point, ra, rb))
+    return "VADD", add_record(a.zero_point, c.zero_point, ra, rb)
+
+
+@lowers(QAdd, QMul)
+def lower_binary(node: QBinary, b: ProgramBuilder) -> None:
+    a, c, y = b.tensor(node.a), b.tensor(node.b), b.tensor(node.output)
+    op, record = _record(node, a, c, y)
+    param_addr = b.alloc(4 * record.size)
+    b.place_words(param_addr, record)
     config = {"a": a.dtype, "w": "s8", "o": y.dtype, "o_zp": y.zero_point, "mode": "fp32",
               "a_mem": b.storage(a.name), "o_mem": b.storage(y.name),
               "clamp_min": node.clamp[0], "clamp_max": node.clamp[1]}
-    body = add_program(int(np.prod(a.shape)), b.chip, config, a_addr=b.addr(a.name), b_addr=b.addr(c.name),
-                       param_addr=param_addr, output_addr=b.addr(y.name))
-    b.emit(body, LayerRecord(node.name, node.op_type, shape=f"{a.shape}+{c.shape}->{y.shape}", bits=a.dtype))
+    bc = broadcast_of(a.shape, c.shape, a.rowmajor)
+    body = binary_program(op, int(np.prod(a.shape)), bc, b.chip, config, a_addr=b.addr(a.name),
+                          b_addr=b.addr(c.name), b_mem=b.storage(c.name), param_addr=param_addr,
+                          record_words=record.size, output_addr=b.addr(y.name))
+    b.emit(body, LayerRecord(node.name, node.op_type, shape=f"{a.shape}{'+' if op == 'VADD' else '*'}{c.shape}"
+                             f"->{y.shape}", bits=a.dtype))

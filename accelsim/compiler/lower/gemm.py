@@ -80,8 +80,8 @@ def _chunk_streams(layer: ConvLayer, t: Tiling, weight_addr: int, w_bits: int,
 
 def _setup(layer: ConvLayer, cfg: dict, pad_value: int) -> list[Instruction]:
     return [Instruction("SETWIN", in_h=layer.in_h, in_w=layer.in_w, in_c=layer.in_stride, k_h=layer.k_h,
-                        k_w=layer.k_w, stride_h=layer.stride, stride_w=layer.stride, dil_h=layer.dilation,
-                        dil_w=layer.dilation, pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w,
+                        k_w=layer.k_w, stride_h=layer.stride, stride_w=layer.sw, dil_h=layer.dilation,
+                        dil_w=layer.dw, pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w,
                         pad_value=pad_value, out_h=layer.window_rows),
             Instruction("CONFIG", **cfg)]
 
@@ -254,11 +254,9 @@ def _nhwc_weights(node: QConv, b: ProgramBuilder) -> tuple[np.ndarray, int, int,
 
 
 def geometry(node: QConv) -> dict:
-    """The ConvLayer geometry fields of a node (square strides and dilations only)."""
-    if node.stride[0] != node.stride[1] or node.dilation[0] != node.dilation[1]:
-        raise ModelError(node.name, node.op_type, "different vertical and horizontal strides or dilations")
-    return dict(stride=node.stride[0], pad_top=node.pads[0], pad_left=node.pads[1], pad_bottom=node.pads[2],
-                pad_right=node.pads[3], dilation=node.dilation[0])
+    """The ConvLayer geometry fields of a node (vertical and horizontal strides and dilations)."""
+    return dict(stride=node.stride[0], stride_w=node.stride[1], pad_top=node.pads[0], pad_left=node.pads[1],
+                pad_bottom=node.pads[2], pad_right=node.pads[3], dilation=node.dilation[0], dilation_w=node.dilation[1])
 
 
 @lowers(QConv)

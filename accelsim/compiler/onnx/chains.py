@@ -106,7 +106,15 @@ def _extend(ctx: ImportContext, n: onnx.NodeProto, chain: Chain, step: Callable,
 
 
 def unary(ctx: ImportContext, n: onnx.NodeProto) -> None:
-    """An elementwise unary float op: the next step of a chain (or a layer's fused activation)."""
+    """An elementwise unary float op: the next step of a chain (or a layer's fused activation),
+    or of a host region."""
+    if n.input[0] in ctx.lazy:
+        from .islands import elementwise
+
+        src = ctx.graph.tensors[ctx.lazy[n.input[0]].src]
+        step, per = _step(ctx, n, _at_shape(src, ctx.lazy[n.input[0]].shape))
+        elementwise(ctx, n, _full_tensor(step, per))
+        return
     chain = chain_of(ctx, n.input[0])
     if chain is None:
         if n.op_type in ("Relu", "Clip"):
@@ -125,12 +133,29 @@ def constant_binary(ctx: ImportContext, n: onnx.NodeProto) -> bool:
             raise ModelError(n.name, n.op_type, "both operands are constants (fold them before quantizing)")
         return False
     k = 0 if consts[0] is not None else 1
+    if n.input[1 - k] in ctx.lazy:
+        from .islands import elementwise
+
+        c = np.asarray(consts[k], np.float32)
+        elementwise(ctx, n, F.binary(n.op_type, c, const_first=k == 0))
+        return True
     chain = chain_of(ctx, n.input[1 - k])
     if chain is None:
         raise ModelError(n.name, n.op_type, f"input {n.input[1 - k]!r} is not a dequantized tensor")
     c, per = _per_channel(n, consts[k], ctx.graph.tensors[chain.src])
     _extend(ctx, n, chain, F.binary(n.op_type, c, const_first=k == 0), per)
     return True
+
+
+def _at_shape(src: QTensor, shape: tuple) -> QTensor:
+    return QTensor(src.name, tuple(shape), src.dtype, src.scale, src.zero_point)
+
+
+def _full_tensor(step: Callable, per: bool) -> Callable:
+    """A chain step (made for (C, 256) tables when ``per``) applied to a whole NCHW tensor."""
+    if not per:
+        return step
+    return lambda x: np.moveaxis(step(np.moveaxis(np.asarray(x, np.float32), 1, -2)), -2, 1)
 
 
 def reshape_of_chain(ctx: ImportContext, n: onnx.NodeProto) -> bool:
@@ -145,8 +170,8 @@ def reshape_of_chain(ctx: ImportContext, n: onnx.NodeProto) -> bool:
     return True
 
 
-def chain_table(src: QTensor, dst: QTensor, chain: Chain) -> np.ndarray:
-    """Q(steps(DQ(code))) for the 256 codes: (256,) or, per channel, (C, 256)."""
+def chain_floats(src: QTensor, chain: Chain) -> np.ndarray:
+    """steps(DQ(code)) in float32 for the 256 codes: (256,) or, per channel, (C, 256)."""
     bits, signed = DTYPES[src.dtype]
     v = np.arange(256, dtype=np.int64) & ((1 << bits) - 1)
     if signed:
@@ -156,22 +181,29 @@ def chain_table(src: QTensor, dst: QTensor, chain: Chain) -> np.ndarray:
         x = np.broadcast_to(x, (src.shape[1], 256)).copy()
     for step in chain.steps:
         x = np.asarray(step(x), np.float32)
-    x = np.broadcast_to(x, (src.shape[1], 256) if chain.per_channel else (256,))
-    return quantize(x, dst.scale, dst.zero_point, dst.dtype).astype(np.int64)
+    return np.broadcast_to(x, (src.shape[1], 256) if chain.per_channel else (256,))
+
+
+def chain_table(src: QTensor, dst: QTensor, chain: Chain) -> np.ndarray:
+    """Q(steps(DQ(code))) for the 256 codes: (256,) or, per channel, (C, 256)."""
+    return quantize(chain_floats(src, chain), dst.scale, dst.zero_point, dst.dtype).astype(np.int64)
 
 
 def finish(ctx: ImportContext, qn: onnx.NodeProto, chain: Chain) -> None:
     """The QuantizeLinear ending a chain: its QLut (and the reshape after it)."""
     src = ctx.graph.tensors[chain.src]
     if DTYPES[src.dtype][0] > 8:
-        raise ModelError(chain.nodes[-1], chain.ops[-1], f"an elementwise float op on a {src.dtype} tensor is not "
+        raise ModelError(chain.nodes[-1] if chain.nodes else qn.name, chain.ops[-1] if chain.ops else qn.op_type,
+                         f"an elementwise float op on a {src.dtype} tensor is not "
                                                          "supported (the lookup table takes 8-bit codes)")
     out = qn.output[0] + "::mapped" if chain.reshape is not None else qn.output[0]
     y = ctx.add_tensor(qn, out, src.shape, *ctx.qparams(qn))
     if DTYPES[y.dtype][0] > 8:
-        raise ModelError(chain.nodes[-1], chain.ops[-1], f"output type {y.dtype}: the lookup table yields at most 8 bits")
-    name = chain.nodes[0] if len(chain.nodes) == 1 else chain.nodes[-1]
-    ctx.graph.nodes.append(QLut(name, "+".join(chain.ops), src.name, y.name, chain_table(src, y, chain)))
+        raise ModelError(chain.nodes[-1] if chain.nodes else qn.name, chain.ops[-1] if chain.ops else qn.op_type,
+                         f"output type {y.dtype}: the lookup table yields at most 8 bits")
+    name = chain.nodes[-1] if chain.nodes else qn.name  # no ops: a requantization
+    ops = "+".join(chain.ops) or "Requantize"
+    ctx.graph.nodes.append(QLut(name, ops, src.name, y.name, chain_table(src, y, chain)))
     if chain.reshape is not None:
         r = chain.reshape
         ctx.alias_tensor(qn.output[0], y, reshape_shape(ctx, r, src.shape))

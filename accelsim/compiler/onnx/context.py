@@ -106,6 +106,7 @@ class ImportContext:
         self.q_of_float: dict[str, str] = {}  # float tensor out of an activation DequantizeLinear -> QTensor name
         self.consumed: set[int] = set()       # nodes already imported with the node before them
         self.chains: dict = {}                # float tensor -> its chain of elementwise ops (onnx.chains)
+        self.lazy: dict = {}                  # float tensor of a host region -> its Lazy (onnx.islands)
         self.quantized_at: dict[str, onnx.NodeProto] = {}  # float tensor -> its (first) QuantizeLinear
         self.weights: dict[str, tuple] = {}   # float tensor out of a weight DequantizeLinear -> (ints, scale, zp)
         self.floats: dict[str, np.ndarray] = {}  # the same, dequantized (float32), for float parameters (BN)

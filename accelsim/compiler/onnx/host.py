@@ -1,6 +1,7 @@
-"""What the host does around the chip: float ops after the last DequantizeLinear (Softmax & co.,
-evaluated by onnx's reference evaluator) and a Flatten/Reshape or constant Clip of a float graph
-input before its QuantizeLinear."""
+"""What the host does around the chip: float ops after the last DequantizeLinear (Softmax, a final
+Sigmoid, PRelu, ConvTranspose & co.: any standard op fed only by dequantized activations, run by
+ONNX Runtime when it is installed, else by onnx's reference evaluator) and a Flatten/Reshape or
+constant Clip of a float graph input before its QuantizeLinear."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import onnx
 from .context import ImportContext
 from .layout import reshape_shape
 
-#: float ops the host runs after the chip's last DequantizeLinear (listed as "host" in reports)
-HOST_OPS = {"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-            "ArgMax", "TopK", "Exp", "Log", "Mul", "Add", "Div", "Sub", "Transpose",
-            "BatchNormalization", "Relu", "Clip", "LeakyRelu"}
+#: ops that never run on the host after the chip: the quantizer's own
+NOT_HOST_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def is_host_op(n: onnx.NodeProto) -> bool:
+    """A standard float op the host may run after the chip's last DequantizeLinear."""
+    return n.domain in ("", "ai.onnx") and n.op_type not in NOT_HOST_OPS
 
 
 def _tail_candidates(model: onnx.ModelProto, inits: set[str]) -> list[onnx.NodeProto]:
@@ -21,7 +25,7 @@ def _tail_candidates(model: onnx.ModelProto, inits: set[str]) -> list[onnx.NodeP
     tail = []
     for n in model.graph.node:
         ins = [i for i in n.input if i and i not in inits]
-        if n.op_type in HOST_OPS and ins and all(i in host_floats for i in ins):
+        if is_host_op(n) and ins and all(i in host_floats for i in ins):
             tail.append(n)
             host_floats.update(n.output)
     return tail

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Optional
 import onnx
 
 from ..ir import ModelError, QGraph
-from . import chains, concat, eltwise, layers, layout, movement, pools, qdq, tables
+from . import chains, concat, eltwise, islands, layers, layout, movement, pools, qdq, resize, tables
 from .context import ImportContext
 from .host import host_input_op, split_host_tail
 from .load import check_model
@@ -26,25 +26,27 @@ Handler = Callable[[ImportContext, onnx.NodeProto], None]
 QDQ_HANDLERS: dict[str, Handler] = {
     "QuantizeLinear": qdq.quantize_linear, "DequantizeLinear": qdq.dequantize_linear,
     "Conv": layers.layer, "Gemm": layers.layer, "MatMul": layers.layer,
-    "Add": eltwise.add, "Sub": eltwise.binary, "Mul": eltwise.mul, "Div": eltwise.binary, "Concat": concat.concat,
+    "Add": eltwise.qdq_binary, "Sub": eltwise.binary, "Mul": eltwise.qdq_binary, "Div": eltwise.binary, "Concat": concat.concat,
     "MaxPool": pools.max_pool, "AveragePool": pools.average_pool, "GlobalAveragePool": pools.global_average_pool,
     **{op: chains.unary for op in chains.UNARY_OPS},
     "BatchNormalization": tables.batchnorm,
     "Pad": movement.pad, "Slice": movement.slice_, "Split": movement.split,
-    "Flatten": layout.reshape, "Reshape": layout.reshape, "Transpose": layout.reshape,
+    "ReduceMean": islands.reduce_mean, "Resize": resize.resize, "Softmax": islands.softmax, "ConvTranspose": islands.conv_transpose,
+    "Flatten": layout.reshape, "Reshape": layout.reshape, "Transpose": layout.reshape, "Shape": layout.shape,
 }
 #: QOperator ops, which read quantized tensors directly
 QOPERATOR_ONLY: dict[str, Handler] = {
     "QLinearConv": layers.qlinear_layer, "QGemm": layers.qlinear_layer, "QLinearMatMul": layers.qlinear_layer,
-    "QLinearAdd": eltwise.qlinear_add, "QLinearConcat": concat.qlinear_concat,
+    "QLinearAdd": eltwise.qlinear_binary, "QLinearMul": eltwise.qlinear_binary, "QLinearConcat": concat.qlinear_concat,
     "QLinearAveragePool": pools.qlinear_average_pool, "QLinearGlobalAveragePool": pools.qlinear_global_average_pool,
-    "QLinearLeakyRelu": tables.qlinear_leaky_relu,
+    "QLinearLeakyRelu": tables.qlinear_leaky_relu, "QLinearSigmoid": tables.qlinear_sigmoid, "QLinearSoftmax": islands.qlinear_softmax,
 }
 #: every op that may read a quantized tensor directly (in QOperator models)
 QOPERATOR_HANDLERS: dict[str, Handler] = {
     **QOPERATOR_ONLY, "MaxPool": pools.qop_max_pool, "Pad": movement.pad, "Slice": movement.slice_,
-    "Split": movement.split, "Concat": concat.qop_concat,
+    "Split": movement.split, "Concat": concat.qop_concat, "Resize": resize.qop_resize,
     "Flatten": layout.qop_reshape, "Reshape": layout.qop_reshape, "Transpose": layout.qop_reshape,
+    "Shape": layout.shape,
 }
 
 
@@ -74,13 +76,13 @@ def import_model(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tup
     model, tail = split_host_tail(model)
     ctx = ImportContext(model)
     ctx.declared = declared
+    ctx.graph.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     _import_nodes(ctx)
     g = ctx.graph
     g.host_nodes = tail
     g.graph_outputs = graph_outputs
     host_inputs = {i for n in tail for i in n.input}
     g.host_initializers = [i for i in model.graph.initializer if i.name in host_inputs]
-    g.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     g.source_format = "QOperator" if {n.op_type for n in model.graph.node} & set(QOPERATOR_ONLY) else "QDQ"
     g.input_shapes = {name: ctx.shapes[name] for name in declared if name in ctx.shapes}
     if not g.inputs:

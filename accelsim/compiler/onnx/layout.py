@@ -55,8 +55,12 @@ def _add_reshape(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, out: QTens
 def reshape(ctx: ImportContext, n: onnx.NodeProto) -> None:
     """QDQ: DequantizeLinear -> Flatten/Reshape/Transpose -> QuantizeLinear with the same parameters
     (or a Flatten/Reshape of a chain of float ops, which moves after its table)."""
+    from . import islands
     from .chains import reshape_of_chain
 
+    if n.input[0] in ctx.lazy and n.op_type != "Transpose":
+        islands.reshape(ctx, n)
+        return
     if n.op_type != "Transpose" and reshape_of_chain(ctx, n):
         return
     src, qn = ctx.quantized_io(n)
@@ -76,3 +80,15 @@ def qop_reshape(ctx: ImportContext, n: onnx.NodeProto) -> None:
     t = ctx.alias_tensor(n.output[0], src, shape)
     t.rowmajor = len(shape) == 4 and _rowmajor(n, src, shape)
     _add_reshape(ctx, n, src, t)
+
+
+def shape(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """Shape of a tensor whose shape the importer knows (one onnx's inference could not follow
+    through a com.microsoft op): a constant."""
+    src = n.input[0]
+    known = ctx.graph.tensors[src].shape if src in ctx.graph.tensors else ctx.shapes.get(src)
+    if known is None:
+        raise ModelError(n.name, n.op_type, f"the shape of {src!r} is not known at compile time")
+    a = attrs(n)
+    dims = np.array(known, np.int64)
+    ctx.inits[n.output[0]] = dims[a.get("start", 0):a.get("end", len(dims))]

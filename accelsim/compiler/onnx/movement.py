@@ -11,8 +11,10 @@ import numpy as np
 import onnx
 
 from isa.quant import quantize
+from isa.table import DTYPES
 
-from ..ir import ModelError, Piece, QCopy, QTensor, memory_axis, memory_dims
+from ..ir import ModelError, Piece, QCopy, QLut, QTensor, memory_axis, memory_dims
+from .chains import Chain, chain_table
 from .context import ImportContext, attrs
 
 
@@ -76,13 +78,36 @@ def _io(ctx: ImportContext, n: onnx.NodeProto, out: str) -> tuple[QTensor, str, 
     return src, qn.output[0], qn
 
 
+def _same_params(a: QTensor, b: QTensor) -> bool:
+    return (a.scale, a.zero_point, a.dtype) == (b.scale, b.zero_point, b.dtype)
+
+
+def _requant(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, dst: QTensor) -> None:
+    """Q(DQ(code)) from ``src`` to ``dst`` (a QDQ movement op whose QuantizeLinear changes the
+    parameters): one lookup table, ONNX Runtime's float DequantizeLinear -> QuantizeLinear."""
+    if DTYPES[src.dtype][0] > 8 or DTYPES[dst.dtype][0] > 8:
+        raise ModelError(n.name, n.op_type, f"requantizing {src.dtype} -> {dst.dtype}: the lookup table takes "
+                                            "8-bit codes")
+    ctx.graph.nodes.append(QLut(f"{n.name}:requant", f"{n.op_type}+requant", src.name, dst.name,
+                                chain_table(src, dst, Chain(src.name, (), False, (), ()))))
+
+
 def _add_output(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, name: str, qn, shape: tuple) -> QTensor:
+    """The tensor a movement op copies into: the output itself, or (when its QuantizeLinear has other
+    parameters than the input) an intermediate one at the input's parameters that _finish_output
+    requantizes."""
     if qn is None:
         return ctx.alias_tensor(name, src, shape)
     t = ctx.add_tensor(qn, name, shape, *ctx.qparams(qn))
-    if (t.scale, t.zero_point, t.dtype) != (src.scale, src.zero_point, src.dtype):
-        raise ModelError(n.name, n.op_type, f"requantizing through a {n.op_type} is not supported")
-    return t
+    if _same_params(t, src):
+        return t
+    return ctx.alias_tensor(name + "::moved", src, shape)
+
+
+def _finish_output(ctx: ImportContext, n: onnx.NodeProto, y: QTensor, name: str) -> None:
+    """The requantization after a copy into an intermediate tensor (see _add_output)."""
+    if y.name != name:
+        _requant(ctx, n, y, ctx.graph.tensors[name])
 
 
 def pad(ctx: ImportContext, n: onnx.NodeProto) -> None:
@@ -102,10 +127,16 @@ def pad(ctx: ImportContext, n: onnx.NodeProto) -> None:
     value = ctx.optional_init(n, 2, "constant value")
     begin, end = tuple(int(p) for p in pads[:rank]), tuple(int(p) for p in pads[rank:])
     shape = tuple(d + b + e for d, b, e in zip(src.shape, begin, end))
-    y = _add_output(ctx, n, src, name, qn, shape)
     if qn is None:  # a constant of the quantized type (QOperator); absent: 0
+        y = ctx.alias_tensor(name, src, shape)
         fill = int(np.asarray(value).reshape(())) if value is not None else 0
-    else:  # the float constant, quantized with the output's parameters
+    else:  # the float constant, quantized with the output's parameters (the input requantized first)
+        y = ctx.add_tensor(qn, name, shape, *ctx.qparams(qn))
+        if not _same_params(y, src):
+            moved = QTensor(name + "::requant", src.shape, y.dtype, y.scale, y.zero_point, src.rowmajor)
+            ctx.graph.tensors[moved.name] = moved
+            _requant(ctx, n, src, moved)
+            src = moved
         v = np.float32(np.asarray(value, np.float32).reshape(())) if value is not None else np.float32(0)
         fill = int(quantize(np.array([v]), y.scale, y.zero_point, y.dtype)[0])
     ctx.graph.nodes.append(QCopy(n.name, n.op_type, [src.name], y.name, block_pieces(src.name, src.shape, shape, begin),
@@ -143,6 +174,7 @@ def slice_(ctx: ImportContext, n: onnx.NodeProto) -> None:
     y = _add_output(ctx, n, src, name, qn, tuple(shape))
     ctx.graph.nodes.append(QCopy(n.name, n.op_type, [src.name], y.name,
                                  slice_pieces(src.name, src.shape, tuple(begin), tuple(shape))))
+    _finish_output(ctx, n, y, name)
     ctx.shapes[n.output[0]] = tuple(shape)
 
 
@@ -177,4 +209,5 @@ def split(ctx: ImportContext, n: onnx.NodeProto) -> None:
         y = _add_output(ctx, n, src, name, qn, tuple(shape))
         ctx.graph.nodes.append(QCopy(f"{n.name}:{out}", n.op_type, [src.name], y.name,
                                      slice_pieces(src.name, src.shape, tuple(begin), tuple(shape))))
+        _finish_output(ctx, n, y, name)
         ctx.shapes[out] = tuple(shape)

@@ -9,6 +9,7 @@ from isa.table import DTYPES
 
 from ..ir import ModelError, QAvgPool, QGlobalAvgPool, QMaxPool, QTensor
 from ..lut import identity
+from . import islands
 from .context import ImportContext, attrs, clamp_for, dtype_name, explicit_pads, scalar_f32, scalar_int
 from .tables import add_lut
 
@@ -57,7 +58,11 @@ def _add_avgpool(ctx: ImportContext, n: onnx.NodeProto, src: QTensor, out_node, 
 
 def max_pool(ctx: ImportContext, n: onnx.NodeProto) -> None:
     """QDQ MaxPool.  Other quantization out than in: max commutes with the monotone
-    DequantizeLinear, so pool, then requantize by a table."""
+    DequantizeLinear, so pool, then requantize by a table.  Of a float result (a chain or a host
+    region): a host step (accelsim.compiler.onnx.islands)."""
+    if n.input[0] in ctx.chains or n.input[0] in ctx.lazy:
+        islands.max_pool(ctx, n)
+        return
     src, qn = ctx.quantized_io(n)
     qs, qz = ctx.qparams(qn)
     if (scalar_f32(qs), scalar_int(qz), dtype_name(qz, qn.name, qn.op_type)) == (src.scale, src.zero_point, src.dtype):
@@ -88,6 +93,11 @@ def qlinear_average_pool(ctx: ImportContext, n: onnx.NodeProto) -> None:
 
 
 def global_average_pool(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """QDQ GlobalAveragePool of a dequantized tensor: ORT's QLinearGlobalAveragePool (integer
+    sum, float32 scale); of a chain's float result: a host step (accelsim.compiler.onnx.islands)."""
+    if n.input[0] in ctx.chains or n.input[0] in ctx.lazy:
+        islands.global_average_pool(ctx, n)
+        return
     out, act = ctx.activation_after(n.output[0])
     src, qn = ctx.quantized_io(n, out)
     if len(src.shape) != 4:

@@ -21,6 +21,7 @@ from onnx import helper, numpy_helper
 
 from ..ir import ModelError
 from .load import node_label
+from .weight_quant import quantize_float_weights
 
 #: ops evaluated when every input is a constant (shape and index arithmetic, and Identity)
 FOLDABLE = {"Shape", "Gather", "Slice", "Concat", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Mul", "Add", "Sub",
@@ -132,10 +133,36 @@ def _graph_outputs(model: onnx.ModelProto) -> set[str]:
     return {o.name for o in model.graph.output}
 
 
+def drop_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy without Identity nodes (their readers read the Identity's input), except where the
+    Identity writes a graph output."""
+    outputs = _graph_outputs(model)
+    alias = {n.output[0]: n.input[0] for n in model.graph.node
+             if n.op_type == "Identity" and n.output[0] not in outputs}
+    if not alias:
+        return model
+
+    def source(x: str) -> str:
+        while x in alias:
+            x = alias[x]
+        return x
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    keep = [n for n in m.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for n in keep:
+        for k, i in enumerate(n.input):
+            n.input[k] = source(i)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    return m
+
+
 def make_static(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tuple]] = None) -> onnx.ModelProto:
-    """Constants as initializers, the given input shapes, shape arithmetic folded (repeated while
-    folding makes more shapes known)."""
-    m = constants_to_initializers(model)
+    """Constants as initializers, Identity nodes dropped, the given input shapes, shape arithmetic
+    folded (repeated while folding makes more shapes known), float layer weights quantized where
+    ONNX Runtime quantizes them at load time (accelsim.compiler.onnx.weight_quant)."""
+    m = drop_identities(constants_to_initializers(model))
     for _ in range(8):
         if input_shapes:
             m = set_input_shapes(m, input_shapes)
@@ -143,7 +170,7 @@ def make_static(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tupl
         m = fold_constants(m)
         if len(m.graph.node) == before:
             break
-    return m
+    return quantize_float_weights(m)
 
 
 def declared_shapes(model: onnx.ModelProto) -> dict[str, tuple]:

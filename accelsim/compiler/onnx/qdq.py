@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 
 from ..ir import ModelError, QReshape
-from . import chains
+from . import chains, islands
 from .context import ImportContext, dtype_name, scalar_f32, scalar_int
 
 
@@ -18,6 +18,9 @@ def quantize_linear(ctx: ImportContext, n: onnx.NodeProto) -> None:
         return
     if src in ctx.chains:  # the end of a chain of elementwise float ops: a lookup table
         chains.finish(ctx, n, ctx.chains[src])
+        return
+    if src in ctx.lazy:  # the end of a float region: a host step
+        islands.finish(ctx, n)
         return
     first = ctx.quantized_at[src]
     if first is n and src in ctx.input_alias:
@@ -33,7 +36,21 @@ def quantize_linear(ctx: ImportContext, n: onnx.NodeProto) -> None:
         ctx.alias_tensor(n.output[0], prev)
         ctx.graph.nodes.append(QReshape(n.name or n.output[0], n.op_type, prev.name, n.output[0]))
         return
+    if src in ctx.q_of_float:  # QuantizeLinear(DequantizeLinear(x)): x again, or x requantized
+        _requantize(ctx, n, ctx.graph.tensors[ctx.q_of_float[src]])
+        return
     raise ModelError(n.name, n.op_type, f"quantizes {src!r}, which no node the chip runs produces")
+
+
+def _requantize(ctx: ImportContext, n: onnx.NodeProto, prev) -> None:
+    """Q(DQ(x)): an alias of x with the same parameters, else a requantizing lookup table."""
+    zp = ctx.init(n, n.input[2], "zero point")
+    again = (scalar_f32(ctx.init(n, n.input[1], "scale")), scalar_int(zp), dtype_name(zp, n.name, n.op_type))
+    if again == (prev.scale, prev.zero_point, prev.dtype):
+        ctx.alias_tensor(n.output[0], prev)
+        ctx.graph.nodes.append(QReshape(n.name or n.output[0], n.op_type, prev.name, n.output[0]))
+        return
+    chains.finish(ctx, n, chains.chain_of(ctx, n.input[0]))
 
 
 def dequantize_linear(ctx: ImportContext, n: onnx.NodeProto) -> None:

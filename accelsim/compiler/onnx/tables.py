@@ -1,5 +1,5 @@
 """Lookup tables (QLut) that are not chains of elementwise ops (accelsim.compiler.onnx.chains): an
-unfolded BatchNormalization (one table per channel), QLinearLeakyRelu, and the requantizing table
+unfolded BatchNormalization (one table per channel), QLinearLeakyRelu, QLinearSigmoid, and the requantizing table
 after a MaxPool.  Each table reproduces ONNX Runtime's float arithmetic."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import onnx
 
 from isa.table import DTYPES
 
+from .. import floatops as F
 from ..ir import ModelError, QLut, QTensor
 from ..lut import lut_table
 from .context import Activation, ImportContext, attrs
@@ -46,6 +47,16 @@ def qlinear_leaky_relu(ctx: ImportContext, n: onnx.NodeProto) -> None:
             ctx.init(n, n.input[4], "output zero point"), lambda x: np.where(x >= 0, x, alpha * x))
 
 
+def qlinear_sigmoid(ctx: ImportContext, n: onnx.NodeProto) -> None:
+    """QLinearSigmoid (com.microsoft): ONNX Runtime builds a table over the 256 codes with its float
+    logistic (floatops.sigmoid) between DequantizeLinear and QuantizeLinear; so does the chip."""
+    src = ctx.qlinear_input(n, n.input[0], 1, 2)
+    y_zp = ctx.optional_init(n, 4, "output zero point")
+    if y_zp is None:  # absent: 0 of the input's type
+        y_zp = np.zeros((), np.int8 if DTYPES[src.dtype][1] else np.uint8)
+    add_lut(ctx, n, src, n, n.output[0], ctx.init(n, n.input[3], "output scale"), y_zp, F.sigmoid)
+
+
 def _bn_float_params(ctx: ImportContext, n: onnx.NodeProto) -> list[np.ndarray]:
     """scale, bias, mean, var: initializers, or dequantized initializers."""
     params = []
@@ -75,7 +86,14 @@ def _bn_tables(src: QTensor, y: QTensor, params: list[np.ndarray], eps: np.float
 
 
 def batchnorm(ctx: ImportContext, n: onnx.NodeProto) -> None:
-    """A BatchNormalization between DequantizeLinear and QuantizeLinear (not folded into a conv)."""
+    """A BatchNormalization between DequantizeLinear and QuantizeLinear (not folded into a conv):
+    a table per channel; of a float result, a step of a host region."""
+    out, _ = ctx.activation_after(n.output[0])
+    if n.input[0] in ctx.lazy or n.input[0] in ctx.chains or out not in ctx.quantized_at:
+        from .islands import batch_norm  # a float result: a step of a host region
+
+        batch_norm(ctx, n, [np.asarray(p, np.float32).reshape(-1) for p in _bn_float_params(ctx, n)])
+        return
     if n.input[0] not in ctx.q_of_float:
         raise ModelError(n.name, n.op_type, "BatchNormalization on a float tensor (fold it into the conv before "
                                             "quantizing: onnxruntime.quantization.quant_pre_process)")

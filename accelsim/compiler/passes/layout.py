@@ -42,7 +42,8 @@ def storage_types(graph: QGraph) -> dict[str, str]:
     mem = {}
     for name, t in graph.tensors.items():
         bits = DTYPES[t.dtype][0]
-        mem[name] = t.dtype[0] + "8" if bits == 4 and (t.shape[1] % 2 or name in odd) else t.dtype
+        odd_rows = len(t.shape) > 1 and t.shape[1] % 2
+        mem[name] = t.dtype[0] + "8" if bits == 4 and (odd_rows or name in odd) else t.dtype
     for node in graph.nodes:  # a reshape aliases its input's bytes
         if isinstance(node, QReshape):
             mem[node.output] = mem[node.input]

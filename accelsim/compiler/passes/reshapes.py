@@ -4,7 +4,7 @@ its weight columns permuted) or a Flatten after an explicit NCHW -> NHWC Transpo
 
 from __future__ import annotations
 
-from ..ir import ModelError, QAdd, QConcat, QConv, QCopy, QGraph, QLut, QReshape, node_inputs
+from ..ir import ModelError, QBinary, QConcat, QConv, QCopy, QGraph, QLut, QReshape, node_inputs
 
 
 def _is_spatial(shape: tuple) -> bool:
@@ -57,6 +57,6 @@ def _takes_rowmajor(node, graph: QGraph) -> bool:
     if isinstance(node, (QReshape, QCopy)):
         return True
     layouts = {graph.tensors[t].rowmajor for t in node_inputs(node) + [node.output]}
-    if isinstance(node, QConcat) or isinstance(node, QAdd):
+    if isinstance(node, (QConcat, QBinary)):
         return layouts == {True}
     return isinstance(node, QLut) and node.table.ndim == 1 and layouts == {True}
