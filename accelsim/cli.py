@@ -167,14 +167,35 @@ def _compile(compiler, model_path: str, shapes=None, batch: int = 1):
         raise CliError(f"{model_path}: {e}") from None
 
 
+def _shapes(specs: list[str], names: list[str]) -> dict[str, tuple]:
+    """``--shape [NAME=]1x3x48x192`` options as input shapes (NAME defaults to the only input)."""
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        name = name or (names[0] if len(names) == 1 else "")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise CliError(f"--shape {spec}: expected [NAME=]DxDx...: integers joined by x") from None
+        if name not in names or any(d < 1 for d in shape):
+            raise CliError(f"--shape {spec}: the model's inputs are {', '.join(names)}; dims must be positive")
+        shapes[name] = shape
+    return shapes
+
+
 def cmd_compile(args: argparse.Namespace) -> None:
     if args.batch < 1:
         raise CliError(f"--batch {args.batch}: must be at least 1")
-    compiled = _compile(_compiler(args.model, _load_chip(args.chip), args.weights), args.model, batch=args.batch)
+    compiler = _compiler(args.model, _load_chip(args.chip), args.weights)
+    shapes = _shapes(args.shape or [], list(compiler.declared)) or None
+    compiled = _compile(compiler, args.model, shapes, batch=args.batch)
     compiled.program.meta.update({"model": args.model, "layers": [layer.to_dict() for layer in compiled.layers]})
     compiled.program.save(args.output)
     print(f"{args.model}: {len(compiled.layers)} layers, {compiled.program.words.shape[0]} instructions, "
           f"{compiled.program.dram_image.size:,} bytes of DRAM image -> {args.output}")
+    if compiled.host_steps:
+        print(f"{len(compiled.host_steps)} host steps ({', '.join(h.op_type for h in compiled.host_steps)}): the "
+              "program stops at their HOST instructions; accelsim run MODEL computes them")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -319,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
     p.add_argument("--chip", help="chip configuration (TOML)")
     p.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
+    p.add_argument("--shape", action="append", metavar="[NAME=]1x3x48x192",
+                   help="an input's shape, for models with free dims (repeat for several inputs)")
     _weights_option(p)
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")

@@ -149,3 +149,19 @@ def test_every_quantized_tensor_of_a_qoperator_model_equals_onnxruntime(quantize
         if not compiled.graph.tensors[t].rowmajor and got.ndim == 4:
             got = nhwc_to_nchw(got)
         np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{name}: tensor {t}")
+
+
+def test_cli_compiles_a_model_with_free_dims_and_host_steps(quantized, tmp_path, capsys):
+    """accelsim compile --shape for a model whose H and W are free; a program with host steps says
+    so, and `accelsim sim` of it stops at the first HOST instruction with one line."""
+    from accelsim import cli
+
+    path = tmp_path / "det.onnx"
+    onnx.save(quantized("ch_PP-OCRv4_det_infer.onnx", "QOperator"), path)
+    assert cli.main(["compile", str(path), "-o", str(tmp_path / "det.axp"), "--shape", "1x3x64x96"]) == 0
+    assert "2 host steps (ConvTranspose" in capsys.readouterr().out
+    assert cli.main(["sim", str(tmp_path / "det.axp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "HOST call 0: no host is attached" in err
+    assert cli.main(["compile", str(path), "-o", str(tmp_path / "x.axp"), "--shape", "1x3xQ"]) == 2
+    assert "integers joined by x" in capsys.readouterr().err
