@@ -316,3 +316,40 @@ def test_unnamed_nodes_and_gemm_bias_shapes(bias_shape):
     sess = session(q)
     x = rng.normal(0, 1, (1, 8)).astype(np.float32)
     np.testing.assert_array_equal(compiled.run({"input": x})[0]["output"], sess.run(None, {"input": x})[0])
+
+
+def _residual_model() -> onnx.ModelProto:
+    """x -> conv a -> relu; x -> conv b; Add(a, b) -> Concat(add, a) -> output."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    w = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), f"w{i}") for i in range(2)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["ca"], name="conv_a", pads=[1] * 4),
+             helper.make_node("Relu", ["ca"], ["a"], name="relu_a"),
+             helper.make_node("Conv", ["x", "w1"], ["b"], name="conv_b", pads=[1] * 4),
+             helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+             helper.make_node("Concat", ["s", "a"], ["y"], name="cat", axis=1)]
+    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], w)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_residual_add_and_concat_inputs_share_one_activation_width():
+    """A layer-bit map that gives the two inputs of an Add (or of a Concat) different widths is
+    widened to one: the widest of the group, which the Add's output joins through the Concat."""
+    from accelsim.quant.plan import plan_tensors
+
+    model = onnx.shape_inference.infer_shapes(_residual_model())
+    config = QuantConfig(layer_bits={"conv_a": {"activation_bits": 4}, "conv_b": {"activation_bits": 6},
+                                     "add": {"activation_bits": 8}})
+    plan, fused = plan_tensors(model, config)
+    assert fused == {"relu_a": "conv_a"}
+    assert plan["a"].bits == plan["b"].bits == plan["s"].bits == 8   # Add(a, b) and Concat(s, a)
+    config = QuantConfig(layer_bits={"conv_a": {"activation_bits": 4}, "conv_b": {"activation_bits": 6},
+                                     "add": {"activation_bits": 4}})
+    plan, _ = plan_tensors(model, config)
+    assert plan["a"].bits == plan["b"].bits == plan["s"].bits == 6
+    q = quantize_model(_residual_model(), np.random.default_rng(0).normal(0, 1, (8, 3, 6, 6)).astype(np.float32),
+                       config, progress=False)
+    compiled = compile_graph(import_model(q))
+    assert {layer.name: layer.bits for layer in compiled.layers}["add"].startswith(("u8", "s8"))
