@@ -266,6 +266,55 @@ def _load_array(path: str) -> np.ndarray:
         raise CliError(f"{path}: cannot read a .npy array ({e})") from None
 
 
+def _bits_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        bits = tuple(sorted({int(b) for b in text.split(",")}))
+    except ValueError:
+        raise CliError(f"--{what} {text}: expected widths joined by commas, e.g. 4,8") from None
+    if not bits or any(not 2 <= b <= 16 for b in bits):
+        raise CliError(f"--{what} {text}: widths must lie in 2..16")
+    return bits
+
+
+def cmd_codesign(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("scipy") is None:
+        raise CliError("accelsim codesign needs scipy (its ILP solver): pip install 'accelsim[codesign]'")
+    from .codesign import codesign
+    from .compiler import ModelError, load_model
+    from .evaluate import load_data
+
+    try:
+        model = load_model(args.model)
+    except ModelError as e:
+        raise CliError(f"{args.model}: {e}") from None
+    calib = _load_array(args.calib)
+    try:
+        x, y = load_data(args.data, args.labels, model.graph.input[0].name)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    chip = _load_chip(args.chip)
+    try:
+        result = codesign(model, calib, x, y, chip=chip, weight_bits=_bits_list(args.weight_bits, "weight-bits"),
+                          activation_bits=_bits_list(args.activation_bits, "activation-bits"),
+                          search_ends=args.search_ends, points=args.points, cost=args.cost, batch=args.batch,
+                          out=args.out, progress=not args.quiet)
+    except (ModelError, ValueError) as e:
+        raise CliError(f"{args.model}: {e}") from None
+    base = result["baselines"]["uniform_8"]
+    print(f"{len(result['points'])} frontier points measured on the chip -> {args.out}/frontier.json")
+    print(f"{'point':>5} {'accuracy':>9} {'agree':>6} {'cycles':>10} {'energy uJ':>10} {'vs 8-bit cycles':>16} "
+          f"{'energy':>7}")
+    for i, p in enumerate(result["points"]):
+        m = p["measured"]
+        acc = "-" if m["accuracy"] is None else f"{100 * m['accuracy']:.2f}%"
+        print(f"{i:>5} {acc:>9} {100 * m['top1_agreement']:5.1f}% {m['cycles']:>10,.0f} {m['energy_pj'] / 1e6:>10.3f} "
+              f"{m['cycles'] / base['cycles']:>15.2f}x {m['energy_pj'] / base['energy_pj']:>6.2f}x")
+    print("rank correlation predicted vs measured: " + ", ".join(
+        f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in result["rank_correlation"].items()))
+
+
 def cmd_quantize(args: argparse.Namespace) -> None:
     import onnx
 
@@ -386,6 +435,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-bits", help="JSON or TOML: node name -> {weight_bits, activation_bits} or one width")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser("codesign", help="per-layer bit widths against the chip's cost and on-chip accuracy: tables, "
+                                        "ILP frontier, every point measured")
+    p.add_argument("model", help="float ONNX model")
+    p.add_argument("--calib", required=True, help="calibration inputs (.npy)")
+    p.add_argument("--data", required=True, metavar="VAL.npy|VAL.npz", help="validation samples")
+    p.add_argument("--labels", metavar="VAL_Y.npy", help="validation labels (top-1 accuracy)")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--weight-bits", default="4,8", help="weight widths to choose from (default 4,8)")
+    p.add_argument("--activation-bits", default="4,8", help="activation widths to choose from (default 4,8)")
+    p.add_argument("--search-ends", action="store_true", help="search the first and last layers too")
+    p.add_argument("--points", type=int, default=24, help="budgets of the epsilon-constraint sweep (default 24)")
+    p.add_argument("--cost", choices=["cycles", "energy_pj", "dram_bytes"], default="cycles",
+                   help="the cost the frontier sweeps (default cycles)")
+    p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
+    p.add_argument("--out", required=True, help="directory for frontier.json, frontier.csv and maps/")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_codesign)
     p = sub.add_parser("demo", help="quantize the bundled digits CNN, run it on the chip, print accuracy and costs")
     p.add_argument("--bits", type=int, default=8, help="weight and activation width, 2..8 (default 8)")
     p.add_argument("--calibrator", default="percentile", choices=CALIBRATORS)
