@@ -159,3 +159,34 @@ def test_codesign_refuses_bad_widths_in_one_line(digits_run, capsys):
             "--weight-bits", "4,x", "--out", str(root / "o2")]
     assert cli.main(args) == 2
     assert "expected widths joined by commas" in capsys.readouterr().err
+
+
+def test_a_rerun_measures_nothing_and_a_stopped_sweep_resumes(tmp_path, monkeypatch):
+    """Every measurement goes through the SQLite cache: the second run asks the chip for nothing,
+    and a run whose cache holds only part of the work measures exactly the rest."""
+    from accelsim.codesign import codesign
+    from accelsim.codesign.cache import ResultCache
+    from accelsim.codesign.tables import Evaluator
+
+    model, d = bundled()
+    calls = []
+    real = Evaluator.measure
+    monkeypatch.setattr(Evaluator, "measure", lambda self, bits: calls.append(1) or real(self, bits))
+    kwargs = dict(weight_bits=(4, 8), activation_bits=(4, 8), points=4, progress=False, out=tmp_path / "a")
+    x, y = d["test_x"][:40], d["test_y"][:40]
+    first = codesign(model, d["calib_x"], x, y, **kwargs)
+    n_first = len(calls)
+    assert n_first > 0
+    again = codesign(model, d["calib_x"], x, y, **kwargs)
+    assert len(calls) == n_first  # nothing measured twice
+    assert again["points"] == first["points"]
+    store = ResultCache(tmp_path / "a" / "cache.sqlite")
+    assert store.count() >= 3
+    import sqlite3
+
+    with sqlite3.connect(store.path) as db:  # stop "halfway": keep the first three results only
+        db.execute("DELETE FROM results WHERE rowid NOT IN (SELECT rowid FROM results ORDER BY rowid LIMIT 3)")
+    calls.clear()
+    resumed = codesign(model, d["calib_x"], x, y, **kwargs)
+    assert len(calls) == n_first - 3  # each stored result is one measurement
+    assert resumed["points"] == first["points"]

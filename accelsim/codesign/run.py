@@ -15,6 +15,7 @@ import onnx
 from ..chip import ChipConfig
 from ..quant import QuantConfig, quantize_model
 from ..quant.ptq import float_runner
+from .cache import ResultCache, cached, context_key
 from .search import Choice, frontier, greedy, predicted
 from .tables import Evaluator, Metrics, Tables, build_tables, layer_map, prepared, searchable_layers
 
@@ -43,6 +44,24 @@ def uniform(ev: Evaluator, bits: int) -> Metrics:
         ev.quantized = saved  # type: ignore[method-assign]
 
 
+def _uniform_cached(ev: Evaluator, bits: int, measure) -> Metrics:
+    """The uniform baseline through the same cache (its key names the width, not a layer map)."""
+    return _through(measure, {"__uniform__": {"weight_bits": bits, "activation_bits": bits}}, lambda: uniform(ev, bits))
+
+
+def _through(measure, key: dict, compute) -> Metrics:
+    """``compute()`` stored under ``key`` when ``measure`` is cached, else computed directly."""
+    store = getattr(measure, "store", None)
+    if store is None:
+        return compute()
+    cache, context = store
+    hit = cache.get(context, key)
+    if hit is None:
+        hit = compute()
+        cache.put(context, key, hit)
+    return hit
+
+
 def spearman(a: list[float], b: list[float]) -> Optional[float]:
     """Spearman's rank correlation (None for fewer than three points or a constant side)."""
     if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
@@ -69,16 +88,24 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
              chip: Optional[ChipConfig] = None, weight_bits: tuple[int, ...] = (4, 8),
              activation_bits: tuple[int, ...] = (4, 8), search_ends: bool = False, points: int = 24,
              cost: str = "cycles", batch: int = 32, out: Optional[str | Path] = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, cache: Optional[str | Path] = None) -> dict:
     """Search per-layer bit widths for ``model`` on ``chip``; returns (and writes to ``out``) the
-    measured frontier, the uniform 8- and 4-bit baselines and the rank correlations."""
+    measured frontier, the uniform 8- and 4-bit baselines and the rank correlations.  Every
+    measurement goes through a SQLite cache (``cache``, default ``out``/cache.sqlite): a rerun
+    measures nothing twice."""
     m = prepared(model)
     reference = float_outputs(m, data)
     ev = Evaluator(m, calib, data, labels, reference, chip, batch)
+    measure = ev.measure
+    if cache is not None or out is not None:
+        store = ResultCache(cache if cache is not None else Path(out) / "cache.sqlite")
+        measure = cached(ev.measure, store, context_key(m, dict((chip or ChipConfig()).raw), calib, data, labels,
+                                                          batch))
     layers, groups = searchable_layers(m, search_ends)
     n = len(layers) * len(weight_bits) + len(set(groups.values())) * len(activation_bits)
     bar = _progress(n, progress, "tables")
-    t = build_tables(ev, layers, list(weight_bits), list(activation_bits), groups, bar.update if bar else None)
+    t = build_tables(ev, layers, list(weight_bits), list(activation_bits), groups, bar.update if bar else None,
+                     measure=measure)
     if bar:
         bar.close()
     found = frontier(t, cost, points)
@@ -86,7 +113,7 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
     rows = []
     for limit, c in found:
         bits = choice_map(t, c, groups)
-        measured = ev.measure(bits)
+        measured = measure(bits)
         rows.append(dict(layer_bits=bits, budget={cost: limit}, predicted=predicted(t, c), measured=measured))
         if bar:
             bar.update(1)
@@ -97,7 +124,7 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
         points=[dict(layer_bits=r["layer_bits"], chip=chip_table, budget=r["budget"],
                      predicted=dict(r["predicted"], accuracy=None, top1_agreement=None, sqnr_db=None, area_mm2=None),
                      measured=_fields(r["measured"], None)) for r in rows],
-        baselines={"uniform_8": _fields(uniform(ev, 8), None), "uniform_4": _fields(uniform(ev, 4), None)},
+        baselines={f"uniform_{b}": _fields(_uniform_cached(ev, b, measure), None) for b in (8, 4)},
         rank_correlation={k: spearman([r["predicted"][k] for r in rows], [getattr(r["measured"], k) for r in rows])
                           for k in ("kl", "cycles", "energy_pj")},
         greedy={str(limit): _greedy_vs_ilp(t, cost, limit) for limit, _ in found},
