@@ -276,11 +276,29 @@ def _bits_list(text: str, what: str) -> tuple[int, ...]:
     return bits
 
 
+def _budgets(specs: list[str]) -> dict[str, float]:
+    """``--budget cycles=500`` options (per image: cycles, energy_pj, dram_bytes)."""
+    out = {}
+    for spec in specs:
+        key, _, value = spec.partition("=")
+        if key not in ("cycles", "energy_pj", "dram_bytes"):
+            raise CliError(f"--budget {spec}: expected cycles=, energy_pj= or dram_bytes= (per image)")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise CliError(f"--budget {spec}: {value!r} is not a number") from None
+    return out
+
+
 def cmd_codesign(args: argparse.Namespace) -> None:
     import importlib.util
 
     if importlib.util.find_spec("scipy") is None:
         raise CliError("accelsim codesign needs scipy (its ILP solver): pip install 'accelsim[codesign]'")
+    if (args.workers > 1 or args.scheduler) and importlib.util.find_spec("distributed") is None:
+        raise CliError("--workers / --scheduler need Dask distributed: pip install 'accelsim[codesign]'")
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be at least 1")
     from .codesign import codesign
     from .compiler import ModelError, load_model
     from .evaluate import load_data
@@ -295,11 +313,23 @@ def cmd_codesign(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CliError(str(e)) from None
     chip = _load_chip(args.chip)
+    kwargs = dict(weight_bits=_bits_list(args.weight_bits, "weight-bits"),
+                  activation_bits=_bits_list(args.activation_bits, "activation-bits"), search_ends=args.search_ends,
+                  points=args.points, cost=args.cost, batch=args.batch, progress=not args.quiet, workers=args.workers,
+                  scheduler=args.scheduler, budgets=_budgets(args.budget or []), accuracy_drop=args.accuracy_drop)
     try:
-        result = codesign(model, calib, x, y, chip=chip, weight_bits=_bits_list(args.weight_bits, "weight-bits"),
-                          activation_bits=_bits_list(args.activation_bits, "activation-bits"),
-                          search_ends=args.search_ends, points=args.points, cost=args.cost, batch=args.batch,
-                          out=args.out, progress=not args.quiet)
+        if args.space:
+            from .chip.config import ConfigError
+            from .codesign.sweep import load_space, sweep
+
+            try:
+                r = sweep(model, calib, x, y, load_space(args.space), chip=chip, out=args.out, **kwargs)
+            except ConfigError as e:
+                raise CliError(f"{args.space}: {e}") from None
+            print(f"{len(r['chips'])} chips, {len(r['points'])} measured points, {len(r['pareto'])} on the Pareto set "
+                  f"(accuracy, cycles, energy, area) -> {args.out}/sweep.json")
+            return
+        result = codesign(model, calib, x, y, chip=chip, out=args.out, **kwargs)
     except (ModelError, ValueError) as e:
         raise CliError(f"{args.model}: {e}") from None
     base = result["baselines"]["uniform_8"]
@@ -311,6 +341,9 @@ def cmd_codesign(args: argparse.Namespace) -> None:
         acc = "-" if m["accuracy"] is None else f"{100 * m['accuracy']:.2f}%"
         print(f"{i:>5} {acc:>9} {100 * m['top1_agreement']:5.1f}% {m['cycles']:>10,.0f} {m['energy_pj'] / 1e6:>10.3f} "
               f"{m['cycles'] / base['cycles']:>15.2f}x {m['energy_pj'] / base['energy_pj']:>6.2f}x")
+    if result["chosen"] is not None:
+        print(f"chosen: point {result['chosen']} (the cheapest within {100 * args.accuracy_drop:.1f} points of "
+              f"uniform 8-bit): maps/point_{result['chosen']:02d}.json")
     print("rank correlation predicted vs measured: " + ", ".join(
         f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in result["rank_correlation"].items()))
 
@@ -449,7 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", choices=["cycles", "energy_pj", "dram_bytes"], default="cycles",
                    help="the cost the frontier sweeps (default cycles)")
     p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
-    p.add_argument("--out", required=True, help="directory for frontier.json, frontier.csv and maps/")
+    p.add_argument("--budget", action="append", metavar="COST=VALUE",
+                   help="bound every frontier point: cycles=, energy_pj= or dram_bytes= per image (repeatable)")
+    p.add_argument("--accuracy-drop", type=float, default=0.01,
+                   help="the chosen point is the cheapest within this accuracy of uniform 8-bit (default 0.01)")
+    p.add_argument("--space", metavar="SPACE.toml", help="sweep chips too: [bits] widths and [chip] \"section.key\" = "
+                                                         "[values] (docs/codesign.md)")
+    p.add_argument("--out", required=True, help="directory for frontier.json, frontier.csv, maps/ and the result "
+                                                "cache (cache.sqlite: a rerun or a stopped sweep resumes)")
+    p.add_argument("--workers", type=int, default=1, help="measure on a Dask LocalCluster of N processes (default 1: "
+                                                          "in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="measure on the running Dask cluster at this address")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_codesign)
     p = sub.add_parser("demo", help="quantize the bundled digits CNN, run it on the chip, print accuracy and costs")

@@ -190,3 +190,97 @@ def test_a_rerun_measures_nothing_and_a_stopped_sweep_resumes(tmp_path, monkeypa
     resumed = codesign(model, d["calib_x"], x, y, **kwargs)
     assert len(calls) == n_first - 3  # each stored result is one measurement
     assert resumed["points"] == first["points"]
+
+
+def test_one_and_two_dask_workers_give_the_same_frontier(tmp_path):
+    """The same run in this process and on a LocalCluster of two worker processes: identical tables,
+    frontier points and measurements (each task is a deterministic bit-exact run)."""
+    pytest.importorskip("distributed")
+    from accelsim.codesign import codesign
+
+    model, d = bundled()
+    x, y = d["test_x"][:40], d["test_y"][:40]
+    kwargs = dict(weight_bits=(4, 8), activation_bits=(4, 8), points=4, progress=False)
+    one = codesign(model, d["calib_x"], x, y, workers=1, out=tmp_path / "one", **kwargs)
+    two = codesign(model, d["calib_x"], x, y, workers=2, out=tmp_path / "two", **kwargs)
+    assert two["measured_now"] == one["measured_now"] > 0   # nothing shared: each measured everything
+    assert two["points"] == one["points"] and two["baselines"] == one["baselines"]
+
+
+def test_area_model_follows_its_sources():
+    """Bit Fusion PE areas and CACTI SRAM points, exactly at the published sizes."""
+    from accelsim.chip import ChipConfig
+    from accelsim.codesign.area import chip_area_mm2, pe_kind, sram_mm2
+
+    assert sram_mm2(1) == pytest.approx(0.0088) and sram_mm2(8) == pytest.approx(0.0575)
+    assert sram_mm2(16) == pytest.approx(0.109) and sram_mm2(64) == pytest.approx(4 * 0.109)
+    assert sram_mm2(1) < sram_mm2(4) < sram_mm2(8)
+    base = ChipConfig()
+    assert pe_kind(base["array"]) == "fusible"  # min_bits 4 < base_bits 8
+    fixed = base.replace(array={"min_bits": 8})
+    a, b = chip_area_mm2(base.raw), chip_area_mm2(fixed.raw)
+    assert a["array"] == pytest.approx(256 * 1487e-6) and b["array"] == pytest.approx(256 * 443e-6)
+    big = base.replace(array={"rows": 32, "cols": 32})
+    assert chip_area_mm2(big.raw)["array"] == pytest.approx(4 * a["array"])
+    assert a["total"] == pytest.approx(sum(v for k, v in a.items() if k != "total"))
+
+
+def test_chip_sweep_spans_chips_and_keeps_the_pareto_set(tmp_path):
+    """Two array sizes x two PE kinds: four chips, each searched and measured; a smaller array is
+    cheaper in area, fixed PEs give up the narrow-width speed-up; the Pareto set is non-dominated."""
+    from accelsim.codesign.sweep import load_space, pareto, sweep
+
+    space_file = tmp_path / "space.toml"
+    space_file.write_text('[bits]\nweight = [4, 8]\nactivation = [4, 8]\n\n[chip]\n"array.rows" = [8, 16]\n'
+                          '"array.min_bits" = [4, 8]\n')
+    model, d = bundled()
+    r = sweep(model, d["calib_x"], d["test_x"][:40], d["test_y"][:40], load_space(space_file), out=tmp_path / "s",
+              points=4, progress=False, plots=False)
+    assert len(r["chips"]) == 4 and (tmp_path / "s" / "sweep.json").exists()
+    areas = {(c["array"]["rows"], c["array"]["min_bits"]): r["baselines"][k]["uniform_8"]["area_mm2"]
+             for k, c in enumerate(r["chips"])}
+    assert areas[8, 4] < areas[16, 4] and areas[16, 8] < areas[16, 4]
+    fixed = [k for k, c in enumerate(r["chips"]) if c["array"]["min_bits"] == 8 and c["array"]["rows"] == 16][0]
+    fused = [k for k, c in enumerate(r["chips"]) if c["array"]["min_bits"] == 4 and c["array"]["rows"] == 16][0]
+    assert r["baselines"][fixed]["uniform_4"]["cycles"] > r["baselines"][fused]["uniform_4"]["cycles"]
+    keep = r["pareto"]
+    assert keep and set(keep) == set(pareto(r["points"]))
+    objectives = ("kl", "cycles", "energy_pj", "area_mm2")
+    for i in keep:
+        mine = [r["points"][i]["measured"][k] for k in objectives]
+        for p in r["points"]:
+            other = [p["measured"][k] for k in objectives]
+            assert not (all(o <= m for o, m in zip(other, mine)) and any(o < m for o, m in zip(other, mine)))
+
+
+def test_budgets_bound_the_frontier_and_plots_are_written(tmp_path):
+    from accelsim.codesign import codesign
+
+    model, d = bundled()
+    x, y = d["test_x"][:40], d["test_y"][:40]
+    free = codesign(model, d["calib_x"], x, y, points=6, progress=False, out=tmp_path / "a", search_ends=True)
+    limit = sorted(p["predicted"]["cycles"] for p in free["points"])[len(free["points"]) // 2]
+    bound = codesign(model, d["calib_x"], x, y, points=6, progress=False, out=tmp_path / "b", search_ends=True,
+                     budgets={"cycles": limit})
+    assert bound["points"] and all(p["predicted"]["cycles"] <= limit + 1e-6 for p in bound["points"])
+    for name in ("pareto.png", "bitmap.png", "layer_costs.png", "roofline.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 1000
+    c = free["chosen"]
+    assert c is not None
+    base = free["baselines"]["uniform_8"]
+    assert free["points"][c]["measured"]["accuracy"] >= base["accuracy"] - 0.01 - 1e-12
+
+
+@pytest.mark.parametrize("extra, reason", [
+    (["--budget", "latency=3"], "expected cycles=, energy_pj= or dram_bytes="),
+    (["--budget", "cycles=fast"], "is not a number"),
+    (["--workers", "0"], "must be at least 1"),
+    (["--space", "/nonexistent.toml"], "cannot read the space file"),
+])
+def test_codesign_options_are_checked_in_one_line(digits_run, capsys, extra, reason):
+    root, _ = digits_run
+    args = ["codesign", str(root / "digits.onnx"), "--calib", str(root / "calib.npy"), "--data", str(root / "x.npy"),
+            "--out", str(root / "o3"), "--quiet", *extra]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and reason in err

@@ -8,7 +8,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -61,16 +61,3 @@ class ResultCache:
 
 def _canonical(layer_bits: dict) -> str:
     return json.dumps(layer_bits, sort_keys=True)
-
-
-def cached(measure: Callable[[dict], Metrics], cache: ResultCache, context: str) -> Callable[[dict], Metrics]:
-    """``measure`` through the cache: stored results are returned, new ones stored as they finish."""
-    def run(layer_bits: dict) -> Metrics:
-        hit = cache.get(context, layer_bits)
-        if hit is not None:
-            return hit
-        m = measure(layer_bits)
-        cache.put(context, layer_bits, m)
-        return m
-    run.store = (cache, context)  # type: ignore[attr-defined]
-    return run

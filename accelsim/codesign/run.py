@@ -4,6 +4,7 @@ frontier point measured bit-exact on the chip; the results written to a director
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,11 +14,12 @@ import numpy as np
 import onnx
 
 from ..chip import ChipConfig
-from ..quant import QuantConfig, quantize_model
 from ..quant.ptq import float_runner
-from .cache import ResultCache, cached, context_key
+from .area import chip_area_mm2
+from .cache import ResultCache, context_key
+from .parallel import Runner
 from .search import Choice, frontier, greedy, predicted
-from .tables import Evaluator, Metrics, Tables, build_tables, layer_map, prepared, searchable_layers
+from .tables import UNIFORM, Evaluator, Metrics, Tables, build_tables, layer_map, prepared, searchable_layers
 
 
 def float_outputs(model: onnx.ModelProto, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -33,33 +35,9 @@ def choice_map(t: Tables, c: Choice, groups: dict[str, int]) -> dict[str, dict[s
     return layer_map(dict(c.weights), acts)
 
 
-def uniform(ev: Evaluator, bits: int) -> Metrics:
-    """Every layer (first and last too) at ``bits`` for weights and activations."""
-    q = quantize_model(ev.model, ev.calib, QuantConfig(weight_bits=bits, activation_bits=bits), progress=False)
-    saved = ev.quantized
-    ev.quantized = lambda _: q  # type: ignore[method-assign]
-    try:
-        return ev.measure({})
-    finally:
-        ev.quantized = saved  # type: ignore[method-assign]
-
-
-def _uniform_cached(ev: Evaluator, bits: int, measure) -> Metrics:
-    """The uniform baseline through the same cache (its key names the width, not a layer map)."""
-    return _through(measure, {"__uniform__": {"weight_bits": bits, "activation_bits": bits}}, lambda: uniform(ev, bits))
-
-
-def _through(measure, key: dict, compute) -> Metrics:
-    """``compute()`` stored under ``key`` when ``measure`` is cached, else computed directly."""
-    store = getattr(measure, "store", None)
-    if store is None:
-        return compute()
-    cache, context = store
-    hit = cache.get(context, key)
-    if hit is None:
-        hit = compute()
-        cache.put(context, key, hit)
-    return hit
+def uniform_map(bits: int) -> dict:
+    """The map of the uniform baseline at ``bits`` (graph input, first and last layer included)."""
+    return {UNIFORM: {"weight_bits": bits, "activation_bits": bits}}
 
 
 def spearman(a: list[float], b: list[float]) -> Optional[float]:
@@ -71,14 +49,6 @@ def spearman(a: list[float], b: list[float]) -> Optional[float]:
     return float(spearmanr(a, b).statistic)
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-
-
 def _fields(m: Metrics, area: Optional[float]) -> dict:
     return dict(accuracy=m.accuracy, top1_agreement=m.top1_agreement, sqnr_db=m.sqnr_db, kl=m.kl, cycles=m.cycles,
                 energy_pj=m.energy_pj, dram_bytes=m.dram_bytes, area_mm2=area)
@@ -87,51 +57,83 @@ def _fields(m: Metrics, area: Optional[float]) -> dict:
 def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels: Optional[np.ndarray] = None, *,
              chip: Optional[ChipConfig] = None, weight_bits: tuple[int, ...] = (4, 8),
              activation_bits: tuple[int, ...] = (4, 8), search_ends: bool = False, points: int = 24,
-             cost: str = "cycles", batch: int = 32, out: Optional[str | Path] = None,
-             progress: bool = True, cache: Optional[str | Path] = None) -> dict:
+             cost: str = "cycles", batch: int = 32, out: Optional[str | Path] = None, progress: bool = True,
+             cache: Optional[str | Path] = None, workers: int = 1, scheduler: Optional[str] = None,
+             budgets: Optional[dict[str, float]] = None, accuracy_drop: float = 0.01, plots: bool = True) -> dict:
     """Search per-layer bit widths for ``model`` on ``chip``; returns (and writes to ``out``) the
-    measured frontier, the uniform 8- and 4-bit baselines and the rank correlations.  Every
-    measurement goes through a SQLite cache (``cache``, default ``out``/cache.sqlite): a rerun
-    measures nothing twice."""
+    measured frontier, the uniform 8- and 4-bit baselines and the rank correlations.
+
+    Every measurement goes through a SQLite cache (``cache``, default ``out``/cache.sqlite: a rerun
+    measures nothing twice) and runs in this process (``workers=1``), on a LocalCluster of
+    ``workers`` processes, or on the Dask cluster at ``scheduler``.  ``budgets`` (cycles, energy_pj,
+    dram_bytes per image) bound every frontier solve; ``chosen`` in the result is the cheapest
+    measured point within ``accuracy_drop`` of uniform 8-bit (top-1 with labels, else agreement)."""
+    chip = chip or ChipConfig()
     m = prepared(model)
-    reference = float_outputs(m, data)
-    ev = Evaluator(m, calib, data, labels, reference, chip, batch)
-    measure = ev.measure
-    if cache is not None or out is not None:
-        store = ResultCache(cache if cache is not None else Path(out) / "cache.sqlite")
-        measure = cached(ev.measure, store, context_key(m, dict((chip or ChipConfig()).raw), calib, data, labels,
-                                                          batch))
-    layers, groups = searchable_layers(m, search_ends)
-    n = len(layers) * len(weight_bits) + len(set(groups.values())) * len(activation_bits)
-    bar = _progress(n, progress, "tables")
-    t = build_tables(ev, layers, list(weight_bits), list(activation_bits), groups, bar.update if bar else None,
-                     measure=measure)
-    if bar:
-        bar.close()
-    found = frontier(t, cost, points)
-    bar = _progress(len(found), progress, "verify")
-    rows = []
-    for limit, c in found:
-        bits = choice_map(t, c, groups)
-        measured = measure(bits)
-        rows.append(dict(layer_bits=bits, budget={cost: limit}, predicted=predicted(t, c), measured=measured))
-        if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    chip_table = dict((chip or ChipConfig()).raw)  # the TOML tables: array, buffers, dram, ...
+    ev = Evaluator(m, calib, data, labels, float_outputs(m, data), chip, batch)
+    store = ResultCache(cache if cache is not None else Path(out) / "cache.sqlite") \
+        if cache is not None or out is not None else None
+    context = context_key(m, dict(chip.raw), calib, data, labels, batch)
+    runner = Runner(ev, store, context, workers, scheduler)
+    try:
+        layers, groups = searchable_layers(m, search_ends)
+        with _bar(progress, "tables", runner):
+            t = build_tables(ev, layers, list(weight_bits), list(activation_bits), groups, runner.measure_many)
+        found = frontier(t, cost, points, budgets)
+        maps = [choice_map(t, c, groups) for _, c in found]
+        with _bar(progress, "verify", runner):
+            measured = runner.measure_many(maps + [uniform_map(8), uniform_map(4)])
+    finally:
+        runner.close()
+    rows = [dict(layer_bits=bits, budget={cost: limit}, predicted=predicted(t, c), measured=mm)
+            for (limit, c), bits, mm in zip(found, maps, measured)]
+    area = chip_area_mm2(chip.raw)["total"]
     result = dict(
-        points=[dict(layer_bits=r["layer_bits"], chip=chip_table, budget=r["budget"],
-                     predicted=dict(r["predicted"], accuracy=None, top1_agreement=None, sqnr_db=None, area_mm2=None),
-                     measured=_fields(r["measured"], None)) for r in rows],
-        baselines={f"uniform_{b}": _fields(_uniform_cached(ev, b, measure), None) for b in (8, 4)},
+        points=[dict(layer_bits=r["layer_bits"], chip=dict(chip.raw), budget=r["budget"],
+                     predicted=dict(r["predicted"], accuracy=None, top1_agreement=None, sqnr_db=None, area_mm2=area),
+                     measured=_fields(r["measured"], area)) for r in rows],
+        baselines={"uniform_8": _fields(measured[-2], area), "uniform_4": _fields(measured[-1], area)},
         rank_correlation={k: spearman([r["predicted"][k] for r in rows], [getattr(r["measured"], k) for r in rows])
                           for k in ("kl", "cycles", "energy_pj")},
         greedy={str(limit): _greedy_vs_ilp(t, cost, limit) for limit, _ in found},
-        layers=[layer.name for layer in layers], cost=cost)
+        layers=[layer.name for layer in layers], cost=cost, measured_now=runner.measured)
+    result["chosen"] = chosen_point(result, cost, accuracy_drop)
     if out is not None:
         write_outputs(result, Path(out))
+        if plots and importlib.util.find_spec("matplotlib") is not None:
+            from .plots import write_plots
+
+            result["plots"] = [str(p) for p in write_plots(result, ev, chip, Path(out))]
     return result
+
+
+class _bar:
+    """A tqdm bar fed by the runner's progress callback (nothing when progress is off)."""
+
+    def __init__(self, enabled: bool, desc: str, runner: "Runner") -> None:
+        self.enabled, self.desc, self.runner, self.bar = enabled, desc, runner, None
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=self.desc, file=sys.stderr, leave=False, unit="map")
+            self.runner.progress = self.bar.update
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.runner.progress = None
+
+
+def chosen_point(result: dict, cost: str, accuracy_drop: float) -> Optional[int]:
+    """Index of the cheapest measured point whose accuracy (agreement without labels) is within
+    ``accuracy_drop`` of uniform 8-bit; None when none is."""
+    key = "accuracy" if result["baselines"]["uniform_8"]["accuracy"] is not None else "top1_agreement"
+    floor = result["baselines"]["uniform_8"][key] - accuracy_drop
+    ok = [i for i, p in enumerate(result["points"]) if p["measured"][key] >= floor - 1e-12]
+    return min(ok, key=lambda i: result["points"][i]["measured"][cost]) if ok else None
 
 
 def _greedy_vs_ilp(t: Tables, cost: str, limit: float) -> Optional[dict]:

@@ -143,6 +143,8 @@ def frontier(t: Tables, cost: str = "cycles", points: int = 24,
     if cheapest is None:
         return []
     lo, hi = predicted(t, cheapest)[cost], getattr(t.base, cost)
+    if budgets and cost in budgets:  # a budget on the swept cost ends the sweep there
+        hi = min(hi, budgets[cost])
     out, seen = [], set()
     for limit in np.linspace(lo, max(hi, lo), points):
         c = solve(t, {**(budgets or {}), cost: float(limit) + 1e-9 * max(1.0, abs(float(limit)))})

@@ -24,6 +24,7 @@ from ..quant.graph import fold_batchnorm, name_nodes
 from ..quant.plan import SAME_WIDTH_OPS, _fused_activation, _users
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
+UNIFORM = "__uniform__"  # a map holding only this key: every tensor and layer at one width
 Candidate = tuple[int, int]  # (weight bits, activation bits)
 
 
@@ -154,7 +155,12 @@ class Evaluator:
     base_bits: Candidate = (8, 8)
 
     def quantized(self, layer_bits: dict[str, dict[str, int]]) -> onnx.ModelProto:
+        """The model quantized with ``layer_bits`` over the base widths; the key UNIFORM instead
+        sets every width (graph input, first and last layer included)."""
         w, a = self.base_bits
+        if UNIFORM in layer_bits:
+            w, a = layer_bits[UNIFORM]["weight_bits"], layer_bits[UNIFORM]["activation_bits"]
+            layer_bits = {}
         return quantize_model(self.model, self.calib, QuantConfig(weight_bits=w, activation_bits=a,
                                                                   layer_bits=layer_bits), progress=False)
 
@@ -197,31 +203,41 @@ def _minus(m: Metrics, base: Metrics) -> Metrics:
                    m.kl - base.kl, m.sqnr_db, m.top1_agreement, acc)
 
 
-def build_tables(ev: Evaluator, layers: list[Layer], weight_bits: list[int], activation_bits: list[int],
-                 all_layers: dict[str, int], progress: Optional[Callable[[int], None]] = None,
-                 measure: Optional[Callable[[dict], Metrics]] = None) -> Tables:
-    """Measure the base map, every layer at every weight width and every activation group (all of
-    whose layers are searched) at every activation width.  ``all_layers``: layer -> group of every
-    layer; ``measure`` defaults to ``ev.measure`` (a cache or a cluster can stand in)."""
-    measure = measure or ev.measure
-    base = measure({})
-    w0, a0 = ev.base_bits
+def table_requests(ev_base: Candidate, layers: list[Layer], weight_bits: list[int], activation_bits: list[int],
+                   all_layers: dict[str, int]) -> tuple[set, list[tuple[tuple, dict]]]:
+    """The searched groups and every map the tables need, as (entry key, layer-bit map): the base
+    ``("base",)``, ``("w", layer, bits)`` and ``("a", group, bits)`` (base widths excluded)."""
+    w0, a0 = ev_base
     searched = {layer.name for layer in layers}
     members: dict[int, list[str]] = {}
     for name, g in all_layers.items():
         members.setdefault(g, []).append(name)
     groups = {layer.group for layer in layers if set(members[layer.group]) <= searched}
+    out: list[tuple[tuple, dict]] = [(("base",), {})]
+    out += [(("w", layer.name, w), layer_map({layer.name: w}, {})) for layer in layers for w in weight_bits if w != w0]
+    out += [(("a", g, a), layer_map({}, {name: a for name in members[g]}))
+            for g in sorted(groups) for a in activation_bits if a != a0]
+    return groups, out
+
+
+def build_tables(ev: Evaluator, layers: list[Layer], weight_bits: list[int], activation_bits: list[int],
+                 all_layers: dict[str, int], measure_many: Optional[Callable[[list[dict]], list[Metrics]]] = None
+                 ) -> Tables:
+    """Measure the base map, every layer at every weight width and every activation group (all of
+    whose layers are searched) at every activation width.  ``all_layers``: layer -> group of every
+    layer; ``measure_many`` measures a list of maps (default: one after another with
+    ``ev.measure``; a cache or a cluster stands in)."""
+    measure_many = measure_many or (lambda maps: [ev.measure(m) for m in maps])
+    groups, requests = table_requests(ev.base_bits, layers, weight_bits, activation_bits, all_layers)
+    results = dict(zip([k for k, _ in requests], measure_many([m for _, m in requests])))
+    base = results[("base",)]
+    w0, a0 = ev.base_bits
     t = Tables(layers, list(weight_bits), list(activation_bits), base, ev.base_bits, searched_groups=groups)
     zero = _minus(base, base)
     for layer in layers:
         for w in weight_bits:
-            t.weight[layer.name, w] = zero if w == w0 else _minus(measure(layer_map({layer.name: w}, {})), base)
-            if progress:
-                progress(1)
+            t.weight[layer.name, w] = zero if w == w0 else _minus(results["w", layer.name, w], base)
     for g in sorted(groups):
         for a in activation_bits:
-            acts = {name: a for name in members[g]}
-            t.activation[g, a] = zero if a == a0 else _minus(measure(layer_map({}, acts)), base)
-            if progress:
-                progress(1)
+            t.activation[g, a] = zero if a == a0 else _minus(results["a", g, a], base)
     return t
