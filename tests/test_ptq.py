@@ -336,7 +336,8 @@ def _residual_model() -> onnx.ModelProto:
 
 def test_residual_add_and_concat_inputs_share_one_activation_width():
     """A layer-bit map that gives the two inputs of an Add (or of a Concat) different widths is
-    widened to one: the widest of the group, which the Add's output joins through the Concat."""
+    widened to one: the widest of the group, whose members are the inputs and outputs of the Add
+    and of the Concat it feeds."""
     from accelsim.quant.plan import plan_tensors
 
     model = onnx.shape_inference.infer_shapes(_residual_model())
@@ -346,10 +347,32 @@ def test_residual_add_and_concat_inputs_share_one_activation_width():
     assert fused == {"relu_a": "conv_a"}
     assert plan["a"].bits == plan["b"].bits == plan["s"].bits == 8   # Add(a, b) and Concat(s, a)
     config = QuantConfig(layer_bits={"conv_a": {"activation_bits": 4}, "conv_b": {"activation_bits": 6},
-                                     "add": {"activation_bits": 4}})
+                                     "add": {"activation_bits": 4}, "cat": {"activation_bits": 4}})
     plan, _ = plan_tensors(model, config)
-    assert plan["a"].bits == plan["b"].bits == plan["s"].bits == 6
+    assert plan["a"].bits == plan["b"].bits == plan["s"].bits == plan["y"].bits == 6  # outputs join too
     q = quantize_model(_residual_model(), np.random.default_rng(0).normal(0, 1, (8, 3, 6, 6)).astype(np.float32),
                        config, progress=False)
     compiled = compile_graph(import_model(q))
     assert {layer.name: layer.bits for layer in compiled.layers}["add"].startswith(("u8", "s8"))
+
+
+def test_a_residual_add_followed_by_relu_shares_its_width_with_its_inputs():
+    """Add -> Relu (fused: the Relu's output is the Add's quantized tensor) joins the group of the
+    Add's inputs: a 4-bit request for the Add alone widens to its inputs' 8 bits."""
+    from onnx import TensorProto, helper
+
+    from accelsim.quant.plan import plan_tensors
+
+    rng = np.random.default_rng(4)
+    w = [numpy_helper.from_array(rng.normal(0, 0.3, (3, 3, 3, 3)).astype(np.float32), f"w{i}") for i in range(1)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"], name="conv", pads=[1] * 4),
+             helper.make_node("Add", ["c", "x"], ["s"], name="add"),
+             helper.make_node("Relu", ["s"], ["y"], name="relu")]
+    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 5])], w)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    plan, fused = plan_tensors(model, QuantConfig(layer_bits={"add": {"activation_bits": 4}}))
+    assert fused == {"relu": "add"} and plan["y"].bits == plan["c"].bits == plan["x"].bits == 8
+    q = quantize_model(model, rng.normal(0, 1, (4, 3, 5, 5)).astype(np.float32),
+                       QuantConfig(layer_bits={"add": {"activation_bits": 4}}), progress=False)
+    compile_graph(import_model(q))  # the Add's inputs and output have one type

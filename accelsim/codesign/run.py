@@ -19,7 +19,8 @@ from .area import chip_area_mm2
 from .cache import ResultCache, context_key
 from .parallel import Runner
 from .search import Choice, frontier, greedy, predicted
-from .tables import UNIFORM, Evaluator, Metrics, Tables, build_tables, layer_map, prepared, searchable_layers
+from .tables import (UNIFORM, Evaluator, Groups, Metrics, Tables, build_tables, layer_map, prepared,
+                     searchable_layers)
 
 
 def float_outputs(model: onnx.ModelProto, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -29,9 +30,10 @@ def float_outputs(model: onnx.ModelProto, x: np.ndarray, batch: int = 64) -> np.
     return np.concatenate([run({name: s[None]})[0] for s in x])
 
 
-def choice_map(t: Tables, c: Choice, groups: dict[str, int]) -> dict[str, dict[str, int]]:
-    """A choice as the layer-bit map accelsim quantize takes (activation widths per layer)."""
-    acts = {name: a for g, a in c.activations for name, gg in groups.items() if gg == g}
+def choice_map(t: Tables, c: Choice, groups: Groups) -> dict[str, dict[str, int]]:
+    """A choice as the layer-bit map accelsim quantize takes (activation widths per node: every
+    member of a group, its Adds and Concats included)."""
+    acts = {name: a for g, a in c.activations for name in groups.members[g]}
     return layer_map(dict(c.weights), acts)
 
 

@@ -21,7 +21,7 @@ from ..chip import ChipConfig, Simulator
 from ..compiler import compile_model
 from ..quant import QuantConfig, quantize_model
 from ..quant.graph import fold_batchnorm, name_nodes
-from ..quant.plan import SAME_WIDTH_OPS, _fused_activation, _users
+from ..quant.plan import plan_tensors, width_groups
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 UNIFORM = "__uniform__"  # a map holding only this key: every tensor and layer at one width
@@ -81,45 +81,43 @@ def prepared(model: onnx.ModelProto) -> onnx.ModelProto:
     return fold_batchnorm(name_nodes(model))
 
 
-def activation_groups(model: onnx.ModelProto) -> dict[str, int]:
-    """Layer name -> group id: layers whose (activation-fused) outputs reach one Add / Concat
-    through data movement share a group."""
-    g = model.graph
-    inits = {i.name for i in g.initializer}
-    users = _users(g)
-    producer_layer: dict[str, str] = {}
-    for n in g.node:
-        if n.op_type in LAYER_OPS:
-            act = _fused_activation(n, users, inits)
-            producer_layer[(act or n).output[0]] = n.name
-    parent: dict[str, str] = {}
+@dataclass(frozen=True)
+class Groups:
+    """Activation groups: ``of_layer`` maps each layer to its group, ``members`` each group to the
+    nodes whose outputs it holds (layers, and the Adds, Muls and Concats they meet in), ``fixed``
+    the layers kept at the base width."""
 
-    def find(x: str) -> str:
-        while parent.get(x, x) != x:
-            x = parent[x]
-        return x
+    of_layer: dict[str, int]
+    members: dict[int, list[str]]
+    fixed: frozenset = frozenset()
 
-    source: dict[str, str] = dict(producer_layer)   # tensor -> the layer whose width it carries
-    for n in g.node:
-        ins = [source[i] for i in n.input if i in source]
-        if n.op_type in SAME_WIDTH_OPS and len(ins) > 1:
-            for other in ins[1:]:
-                parent[find(other)] = find(ins[0])
-        if ins and n.op_type not in LAYER_OPS:
-            for o in n.output:
-                source.setdefault(o, ins[0])
-    roots = sorted({find(name) for name in producer_layer.values()})
-    return {name: roots.index(find(name)) for name in producer_layer.values()}
+    def searched(self) -> set[int]:
+        """Groups none of whose members is a fixed layer."""
+        return {g for g, names in self.members.items() if not set(names) & self.fixed}
 
 
-def searchable_layers(model: onnx.ModelProto, search_ends: bool = False) -> tuple[list[Layer], dict[str, int]]:
+def activation_groups(model: onnx.ModelProto) -> Groups:
+    """The groups of tensors that share one activation width (accelsim.quant.plan.width_groups on
+    the model's quantization plan), named by the nodes whose width each tensor takes."""
+    shaped = onnx.shape_inference.infer_shapes(model)
+    plan, _ = plan_tensors(shaped, QuantConfig())
+    inputs = {i.name for i in model.graph.input}
+    groups = sorted((sorted(g) for g in width_groups(shaped, plan)), key=lambda g: g[0])
+    members = {k: sorted({plan[t].node for t in g if t not in inputs}) for k, g in enumerate(groups)}
+    members = {k: v for k, v in members.items() if v}
+    layers = [n.name for n in model.graph.node if n.op_type in LAYER_OPS]
+    of_layer = {name: next(k for k, v in members.items() if name in v) for name in layers}
+    return Groups(of_layer, members)
+
+
+def searchable_layers(model: onnx.ModelProto, search_ends: bool = False) -> tuple[list[Layer], Groups]:
     """The Conv / Gemm / MatMul layers in graph order (without the first and last unless asked),
-    and the activation group of every layer."""
+    and the activation groups (the unsearched layers fixed)."""
     groups = activation_groups(model)
     names = [n.name for n in model.graph.node if n.op_type in LAYER_OPS]
-    if not search_ends and len(names) > 2:
-        names = names[1:-1]
-    return [Layer(name, groups[name]) for name in names], groups
+    searched = names if search_ends or len(names) <= 2 else names[1:-1]
+    fixed = frozenset(set(names) - set(searched))
+    return [Layer(name, groups.of_layer[name]) for name in searched], Groups(groups.of_layer, groups.members, fixed)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -153,6 +151,7 @@ class Evaluator:
     chip: Optional[ChipConfig] = None
     batch: int = 32
     base_bits: Candidate = (8, 8)
+    stats: dict = field(default_factory=dict, repr=False)  # calibration statistics, collected once
 
     def quantized(self, layer_bits: dict[str, dict[str, int]]) -> onnx.ModelProto:
         """The model quantized with ``layer_bits`` over the base widths; the key UNIFORM instead
@@ -162,7 +161,8 @@ class Evaluator:
             w, a = layer_bits[UNIFORM]["weight_bits"], layer_bits[UNIFORM]["activation_bits"]
             layer_bits = {}
         return quantize_model(self.model, self.calib, QuantConfig(weight_bits=w, activation_bits=a,
-                                                                  layer_bits=layer_bits), progress=False)
+                                                                  layer_bits=layer_bits), progress=False,
+                              stats_cache=self.stats)
 
     def measure(self, layer_bits: dict[str, dict[str, int]]) -> Metrics:
         """Bit-exact chip outputs on the data, and the chip's cost per image at ``batch``."""
@@ -204,40 +204,34 @@ def _minus(m: Metrics, base: Metrics) -> Metrics:
 
 
 def table_requests(ev_base: Candidate, layers: list[Layer], weight_bits: list[int], activation_bits: list[int],
-                   all_layers: dict[str, int]) -> tuple[set, list[tuple[tuple, dict]]]:
+                   groups: Groups) -> tuple[set, list[tuple[tuple, dict]]]:
     """The searched groups and every map the tables need, as (entry key, layer-bit map): the base
     ``("base",)``, ``("w", layer, bits)`` and ``("a", group, bits)`` (base widths excluded)."""
     w0, a0 = ev_base
-    searched = {layer.name for layer in layers}
-    members: dict[int, list[str]] = {}
-    for name, g in all_layers.items():
-        members.setdefault(g, []).append(name)
-    groups = {layer.group for layer in layers if set(members[layer.group]) <= searched}
+    searched = groups.searched() & {layer.group for layer in layers}
     out: list[tuple[tuple, dict]] = [(("base",), {})]
     out += [(("w", layer.name, w), layer_map({layer.name: w}, {})) for layer in layers for w in weight_bits if w != w0]
-    out += [(("a", g, a), layer_map({}, {name: a for name in members[g]}))
-            for g in sorted(groups) for a in activation_bits if a != a0]
-    return groups, out
+    out += [(("a", g, a), layer_map({}, {name: a for name in groups.members[g]}))
+            for g in sorted(searched) for a in activation_bits if a != a0]
+    return searched, out
 
 
 def build_tables(ev: Evaluator, layers: list[Layer], weight_bits: list[int], activation_bits: list[int],
-                 all_layers: dict[str, int], measure_many: Optional[Callable[[list[dict]], list[Metrics]]] = None
-                 ) -> Tables:
-    """Measure the base map, every layer at every weight width and every activation group (all of
-    whose layers are searched) at every activation width.  ``all_layers``: layer -> group of every
-    layer; ``measure_many`` measures a list of maps (default: one after another with
-    ``ev.measure``; a cache or a cluster stands in)."""
+                 groups: Groups, measure_many: Optional[Callable[[list[dict]], list[Metrics]]] = None) -> Tables:
+    """Measure the base map, every layer at every weight width and every searched activation group
+    at every activation width; ``measure_many`` measures a list of maps (default: one after another
+    with ``ev.measure``; a cache or a cluster stands in)."""
     measure_many = measure_many or (lambda maps: [ev.measure(m) for m in maps])
-    groups, requests = table_requests(ev.base_bits, layers, weight_bits, activation_bits, all_layers)
+    searched, requests = table_requests(ev.base_bits, layers, weight_bits, activation_bits, groups)
     results = dict(zip([k for k, _ in requests], measure_many([m for _, m in requests])))
     base = results[("base",)]
     w0, a0 = ev.base_bits
-    t = Tables(layers, list(weight_bits), list(activation_bits), base, ev.base_bits, searched_groups=groups)
+    t = Tables(layers, list(weight_bits), list(activation_bits), base, ev.base_bits, searched_groups=searched)
     zero = _minus(base, base)
     for layer in layers:
         for w in weight_bits:
             t.weight[layer.name, w] = zero if w == w0 else _minus(results["w", layer.name, w], base)
-    for g in sorted(groups):
+    for g in sorted(searched):
         for a in activation_bits:
             t.activation[g, a] = zero if a == a0 else _minus(results["a", g, a], base)
     return t

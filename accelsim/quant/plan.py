@@ -6,7 +6,7 @@ quantized: Conv / Gemm / MatMul (after a Relu or Clip that is its only consumer:
 fused into the requantization), Add, Mul, Concat, HardSigmoid, Sigmoid, GlobalAveragePool, Resize
 (linear) and the rest are calibrated themselves; data movement (MaxPool, AveragePool, Pad, Slice,
 Split, Flatten, Reshape, Transpose, a nearest Resize) keeps its input's parameters.  The
-activation inputs of each Add, Mul and Concat share one bit width.  Shape arithmetic on integer
+activation inputs and the output of each Add, Mul and Concat share one bit width.  Shape arithmetic on integer
 tensors stays as it is.
 """
 
@@ -26,7 +26,7 @@ LAYER_OPS = ("Conv", "Gemm", "MatMul")
 SHARED_OPS = ("MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Slice", "Split",
               "Identity", "AveragePool")
 ACTIVATIONS = ("Relu", "Clip")
-#: ops whose activation inputs must share one bit width (the vector unit reads both at one type)
+#: ops whose activation inputs and output share one bit width (the vector unit reads and writes one type)
 SAME_WIDTH_OPS = ("Add", "Sub", "Mul", "Div", "Concat", "Sum", "Max", "Min")
 
 
@@ -110,9 +110,9 @@ def _root(plan: dict[str, PlannedTensor], name: str) -> str:
     return plan[name].source or name
 
 
-def share_widths(model: onnx.ModelProto, plan: dict[str, PlannedTensor]) -> None:
-    """One bit width for the activation inputs of each residual Add, Mul and Concat (the widest of
-    them), carried through shared tensors: groups that meet in one node merge."""
+def width_groups(model: onnx.ModelProto, plan: dict[str, PlannedTensor]) -> list[set[str]]:
+    """The tensors (by the name whose parameters they carry) that must share one bit width: the
+    inputs and outputs of each Add, Mul and Concat, merged where groups meet."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -120,18 +120,34 @@ def share_widths(model: onnx.ModelProto, plan: dict[str, PlannedTensor]) -> None
             x = parent[x]
         return x
 
-    for n in model.graph.node:
-        roots = [find(_root(plan, i)) for i in n.input if i in plan]
-        if n.op_type in SAME_WIDTH_OPS and len(roots) > 1:
-            for r in roots[1:]:
-                parent[find(r)] = roots[0]
-    widest: dict[str, int] = {}
+    own: dict[str, list[str]] = {}  # node -> the tensors quantized at its width (after a fused Relu too)
     for t in plan.values():
         if t.source is None:
-            r = find(t.name)
-            widest[r] = max(widest.get(r, 0), t.bits)
+            own.setdefault(t.node, []).append(t.name)
+    for n in model.graph.node:
+        names = [_root(plan, i) for i in n.input if i in plan] + own.get(n.name, [])
+        if n.op_type in SAME_WIDTH_OPS and len(names) > 1:
+            for other in names[1:]:
+                ra, rb = find(names[0]), find(other)
+                if ra != rb:
+                    parent[rb] = ra
+    groups: dict[str, set[str]] = {}
     for t in plan.values():
-        t.bits = widest[find(_root(plan, t.name))]
+        if t.source is None:
+            groups.setdefault(find(t.name), set()).add(t.name)
+    return list(groups.values())
+
+
+def share_widths(model: onnx.ModelProto, plan: dict[str, PlannedTensor]) -> None:
+    """One bit width for the activations of each residual Add, Mul and Concat, inputs and output
+    (the widest of them), carried through shared tensors: groups that meet in one node merge."""
+    for group in width_groups(model, plan):
+        widest = max(plan[t].bits for t in group)
+        for t in group:
+            plan[t].bits = widest
+    for t in plan.values():
+        if t.source is not None:
+            t.bits = plan[t.source].bits
 
 
 def plan_tensors(model: onnx.ModelProto, config: QuantConfig) -> tuple[dict[str, PlannedTensor], dict[str, str]]:

@@ -109,8 +109,11 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def quantize_model(model: onnx.ModelProto, calib: np.ndarray, config: Optional[QuantConfig] = None,
-                   progress: bool = True) -> onnx.ModelProto:
-    """The QDQ model of a float model, calibrated on ``calib`` (samples along the first axis)."""
+                   progress: bool = True, stats_cache: Optional[dict] = None) -> onnx.ModelProto:
+    """The QDQ model of a float model, calibrated on ``calib`` (samples along the first axis).
+
+    ``stats_cache``: a dict kept by the caller across calls on the same model and samples (e.g. a
+    bit-width search), so the float model runs over the calibration data once, not once per call."""
     config = config or QuantConfig()
     model = fold_batchnorm(name_nodes(fold_constants(constants_to_initializers(model))))
     widths = {config.weight_bits, config.activation_bits} | {b for d in config.layer_bits.values() for b in d.values()}
@@ -126,7 +129,12 @@ def quantize_model(model: onnx.ModelProto, calib: np.ndarray, config: Optional[Q
         raise ValueError(f"layer_bits names nodes the model does not have: {', '.join(unknown)}")
     plan, fused = plan_tensors(model, config)
     own = [t for t in plan.values() if t.source is None]
-    stats = collect_stats(model, calib, [t.name for t in own], config, progress)
+    key = (tuple(t.name for t in own), config.calibrator, config.input_calibrator, config.batch_size)
+    stats = stats_cache.get(key) if stats_cache is not None else None
+    if stats is None:
+        stats = collect_stats(model, calib, [t.name for t in own], config, progress)
+        if stats_cache is not None:
+            stats_cache[key] = stats
     graph_inputs = {i.name for i in model.graph.input}
     for t in own:
         _set_parameters(t, stats[t.name], config.input_calibrator if t.name in graph_inputs else config.calibrator,
