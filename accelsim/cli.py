@@ -276,17 +276,24 @@ def _bits_list(text: str, what: str) -> tuple[int, ...]:
     return bits
 
 
+BUDGET_KEYS = {"cycles": "cycles", "energy": "energy_pj", "energy_pj": "energy_pj", "dram": "dram_bytes",
+               "dram_bytes": "dram_bytes", "accuracy": "accuracy"}
+
+
 def _budgets(specs: list[str]) -> dict[str, float]:
-    """``--budget cycles=500`` options (per image: cycles, energy_pj, dram_bytes)."""
+    """``--budget cycles=500`` options: cycles, energy (pJ) and dram (bytes) per image bound the
+    frontier; accuracy (a fraction, 0.95) is the floor the chosen point must reach."""
     out = {}
     for spec in specs:
         key, _, value = spec.partition("=")
-        if key not in ("cycles", "energy_pj", "dram_bytes"):
-            raise CliError(f"--budget {spec}: expected cycles=, energy_pj= or dram_bytes= (per image)")
+        if key not in BUDGET_KEYS:
+            raise CliError(f"--budget {spec}: expected cycles=, energy=, dram= (per image) or accuracy=")
         try:
-            out[key] = float(value)
+            out[BUDGET_KEYS[key]] = float(value)
         except ValueError:
             raise CliError(f"--budget {spec}: {value!r} is not a number") from None
+    if not 0 <= out.get("accuracy", 0.5) <= 1:
+        raise CliError(f"--budget accuracy={out['accuracy']}: a fraction in 0..1 (0.95 for 95%)")
     return out
 
 
@@ -313,10 +320,12 @@ def cmd_codesign(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CliError(str(e)) from None
     chip = _load_chip(args.chip)
+    budgets = _budgets(args.budget or [])
+    floor = budgets.pop("accuracy", None)
     kwargs = dict(weight_bits=_bits_list(args.weight_bits, "weight-bits"),
                   activation_bits=_bits_list(args.activation_bits, "activation-bits"), search_ends=args.search_ends,
                   points=args.points, cost=args.cost, batch=args.batch, progress=not args.quiet, workers=args.workers,
-                  scheduler=args.scheduler, budgets=_budgets(args.budget or []), accuracy_drop=args.accuracy_drop)
+                  scheduler=args.scheduler, budgets=budgets, accuracy_drop=args.accuracy_drop, accuracy_floor=floor)
     try:
         if args.space:
             from .chip.config import ConfigError
@@ -483,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the cost the frontier sweeps (default cycles)")
     p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
     p.add_argument("--budget", action="append", metavar="COST=VALUE",
-                   help="bound every frontier point: cycles=, energy_pj= or dram_bytes= per image (repeatable)")
+                   help="bound every frontier point: cycles=, energy= (pJ) or dram= (bytes) per image; accuracy= "
+                        "(a fraction) is the floor for the chosen point (repeatable)")
     p.add_argument("--accuracy-drop", type=float, default=0.01,
                    help="the chosen point is the cheapest within this accuracy of uniform 8-bit (default 0.01)")
     p.add_argument("--space", metavar="SPACE.toml", help="sweep chips too: [bits] widths and [chip] \"section.key\" = "

@@ -273,7 +273,8 @@ def test_budgets_bound_the_frontier_and_plots_are_written(tmp_path):
 
 
 @pytest.mark.parametrize("extra, reason", [
-    (["--budget", "latency=3"], "expected cycles=, energy_pj= or dram_bytes="),
+    (["--budget", "latency=3"], "expected cycles=, energy=, dram= (per image) or accuracy="),
+    (["--budget", "accuracy=97"], "a fraction in 0..1"),
     (["--budget", "cycles=fast"], "is not a number"),
     (["--workers", "0"], "must be at least 1"),
     (["--space", "/nonexistent.toml"], "cannot read the space file"),
@@ -306,3 +307,17 @@ def test_mnist_search_finds_a_cheaper_point_at_one_point_of_accuracy():
     assert base["accuracy"] > 0.95
     assert chosen["accuracy"] >= base["accuracy"] - 0.01 - 1e-9
     assert chosen["cycles"] <= 0.7 * base["cycles"] and chosen["energy_pj"] <= 0.7 * base["energy_pj"]
+
+
+def test_accuracy_budget_picks_the_cheapest_point_above_it(digits_run, capsys):
+    """--budget accuracy=F: the chosen point is the cheapest measured one at or above F."""
+    root, result = digits_run
+    floor = sorted(p["measured"]["accuracy"] for p in result["points"])[-2]
+    args = ["codesign", str(root / "digits.onnx"), "--calib", str(root / "calib.npy"), "--data", str(root / "x.npy"),
+            "--labels", str(root / "y.npy"), "--search-ends", "--points", "8", "--out", str(root / "out_acc"),
+            "--quiet", "--budget", f"accuracy={floor}", "--budget", "energy=1e12"]
+    assert cli.main(args) == 0
+    again = json.loads((root / "out_acc" / "frontier.json").read_text())
+    ok = [i for i, p in enumerate(again["points"]) if p["measured"]["accuracy"] >= floor]
+    assert again["chosen"] == min(ok, key=lambda i: again["points"][i]["measured"]["cycles"])
+    assert "chosen: point" in capsys.readouterr().out

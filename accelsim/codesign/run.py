@@ -61,7 +61,8 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
              activation_bits: tuple[int, ...] = (4, 8), search_ends: bool = False, points: int = 24,
              cost: str = "cycles", batch: int = 32, out: Optional[str | Path] = None, progress: bool = True,
              cache: Optional[str | Path] = None, workers: int = 1, scheduler: Optional[str] = None,
-             budgets: Optional[dict[str, float]] = None, accuracy_drop: float = 0.01, plots: bool = True) -> dict:
+             budgets: Optional[dict[str, float]] = None, accuracy_drop: float = 0.01,
+             accuracy_floor: Optional[float] = None, plots: bool = True) -> dict:
     """Search per-layer bit widths for ``model`` on ``chip``; returns (and writes to ``out``) the
     measured frontier, the uniform 8- and 4-bit baselines and the rank correlations.
 
@@ -69,7 +70,8 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
     measures nothing twice) and runs in this process (``workers=1``), on a LocalCluster of
     ``workers`` processes, or on the Dask cluster at ``scheduler``.  ``budgets`` (cycles, energy_pj,
     dram_bytes per image) bound every frontier solve; ``chosen`` in the result is the cheapest
-    measured point within ``accuracy_drop`` of uniform 8-bit (top-1 with labels, else agreement)."""
+    measured point within ``accuracy_drop`` of uniform 8-bit (top-1 with labels, else agreement),
+    or at least ``accuracy_floor`` when given."""
     chip = chip or ChipConfig()
     m = prepared(model)
     ev = Evaluator(m, calib, data, labels, float_outputs(m, data), chip, batch)
@@ -99,7 +101,7 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
                           for k in ("kl", "cycles", "energy_pj")},
         greedy={str(limit): _greedy_vs_ilp(t, cost, limit) for limit, _ in found},
         layers=[layer.name for layer in layers], cost=cost, measured_now=runner.measured)
-    result["chosen"] = chosen_point(result, cost, accuracy_drop)
+    result["chosen"] = chosen_point(result, cost, accuracy_drop, accuracy_floor)
     if out is not None:
         write_outputs(result, Path(out))
         if plots and importlib.util.find_spec("matplotlib") is not None:
@@ -129,11 +131,12 @@ class _bar:
         self.runner.progress = None
 
 
-def chosen_point(result: dict, cost: str, accuracy_drop: float) -> Optional[int]:
-    """Index of the cheapest measured point whose accuracy (agreement without labels) is within
-    ``accuracy_drop`` of uniform 8-bit; None when none is."""
+def chosen_point(result: dict, cost: str, accuracy_drop: float, floor: Optional[float] = None) -> Optional[int]:
+    """Index of the cheapest measured point whose accuracy (agreement without labels) is at least
+    ``floor``, or by default within ``accuracy_drop`` of uniform 8-bit; None when none is."""
     key = "accuracy" if result["baselines"]["uniform_8"]["accuracy"] is not None else "top1_agreement"
-    floor = result["baselines"]["uniform_8"][key] - accuracy_drop
+    if floor is None:
+        floor = result["baselines"]["uniform_8"][key] - accuracy_drop
     ok = [i for i, p in enumerate(result["points"]) if p["measured"][key] >= floor - 1e-12]
     return min(ok, key=lambda i: result["points"][i]["measured"][cost]) if ok else None
 
