@@ -26,7 +26,7 @@ from .test_ptq import _residual_model
 def _metrics(rng, scale: float) -> Metrics:
     return Metrics(cycles=-scale * rng.uniform(0, 100), energy_pj=-scale * rng.uniform(0, 1e4),
                    dram_bytes=-scale * rng.uniform(0, 1e3), kl=scale * rng.uniform(0, 0.1), sqnr_db=0.0,
-                   top1_agreement=1.0, accuracy=None)
+                   top1_agreement=1.0, accuracy=None, noise=scale * rng.uniform(0, 0.1))
 
 
 def synthetic(seed: int, n_layers: int, groups: int, w_bits=(2, 4, 8), a_bits=(4, 8)) -> Tables:
@@ -45,7 +45,7 @@ def synthetic(seed: int, n_layers: int, groups: int, w_bits=(2, 4, 8), a_bits=(4
 
 
 def brute_force(t: Tables, budget: float) -> float:
-    """The least predicted KL over every choice whose predicted cycles fit the budget (inf: none)."""
+    """The least predicted noise over every choice whose predicted cycles fit the budget (inf: none)."""
     best = np.inf
     names = [layer.name for layer in t.layers]
     for ws in itertools.product(t.weight_bits, repeat=len(names)):
@@ -53,7 +53,7 @@ def brute_force(t: Tables, budget: float) -> float:
             c = Choice(tuple(sorted(zip(names, ws))), tuple(sorted(zip(sorted(t.searched_groups), acts))))
             p = predicted(t, c)
             if p["cycles"] <= budget + 1e-9:
-                best = min(best, p["kl"])
+                best = min(best, p["noise"])
     return best
 
 
@@ -66,7 +66,7 @@ def test_ilp_is_the_brute_force_optimum(seed, n_layers, groups, fraction):
     c = solve(t, {"cycles": budget})
     assert c is not None
     assert predicted(t, c)["cycles"] <= budget + 1e-6
-    assert predicted(t, c)["kl"] == pytest.approx(brute_force(t, budget), abs=1e-12)
+    assert predicted(t, c)["noise"] == pytest.approx(brute_force(t, budget), abs=1e-12)
 
 
 @settings(max_examples=30)
@@ -80,14 +80,14 @@ def test_ilp_is_never_worse_than_greedy_on_the_same_tables(seed, n_layers, fract
     assert c is not None
     if g is not None:
         assert predicted(t, g)["cycles"] <= budget + 1e-6
-        assert predicted(t, c)["kl"] <= predicted(t, g)["kl"] + 1e-12
+        assert predicted(t, c)["noise"] <= predicted(t, g)["noise"] + 1e-12
 
 
 def test_frontier_is_monotone_and_distinct():
     t = synthetic(7, 10, 3)
     points = frontier(t, "cycles", 24)
     assert len(points) >= 10
-    kls = [predicted(t, c)["kl"] for _, c in points]
+    kls = [predicted(t, c)["noise"] for _, c in points]
     assert all(b <= a + 1e-12 for a, b in zip(kls, kls[1:]))   # more budget, never more sensitivity
     assert len({c.key() for _, c in points}) == len(points)
 
@@ -246,7 +246,7 @@ def test_chip_sweep_spans_chips_and_keeps_the_pareto_set(tmp_path):
     assert r["baselines"][fixed]["uniform_4"]["cycles"] > r["baselines"][fused]["uniform_4"]["cycles"]
     keep = r["pareto"]
     assert keep and set(keep) == set(pareto(r["points"]))
-    objectives = ("kl", "cycles", "energy_pj", "area_mm2")
+    objectives = ("noise", "cycles", "energy_pj", "area_mm2")
     for i in keep:
         mine = [r["points"][i]["measured"][k] for k in objectives]
         for p in r["points"]:

@@ -15,7 +15,7 @@ import onnx
 
 from .tables import Metrics
 
-VERSION = "accelsim-0.1.0/codesign-1"  # bump when a measurement's meaning changes
+VERSION = "accelsim-0.1.0/codesign-2"  # bump when a measurement's meaning changes
 
 
 def digest(*parts: bytes) -> str:

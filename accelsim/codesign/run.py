@@ -52,7 +52,8 @@ def spearman(a: list[float], b: list[float]) -> Optional[float]:
 
 
 def _fields(m: Metrics, area: Optional[float]) -> dict:
-    return dict(accuracy=m.accuracy, top1_agreement=m.top1_agreement, sqnr_db=m.sqnr_db, kl=m.kl, cycles=m.cycles,
+    return dict(accuracy=m.accuracy, top1_agreement=m.top1_agreement, sqnr_db=m.sqnr_db, kl=m.kl, noise=m.noise,
+                cycles=m.cycles,
                 energy_pj=m.energy_pj, dram_bytes=m.dram_bytes, area_mm2=area)
 
 
@@ -62,13 +63,14 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
              cost: str = "cycles", batch: int = 32, out: Optional[str | Path] = None, progress: bool = True,
              cache: Optional[str | Path] = None, workers: int = 1, scheduler: Optional[str] = None,
              budgets: Optional[dict[str, float]] = None, accuracy_drop: float = 0.01,
-             accuracy_floor: Optional[float] = None, plots: bool = True) -> dict:
+             accuracy_floor: Optional[float] = None, plots: bool = True, objective: str = "noise") -> dict:
     """Search per-layer bit widths for ``model`` on ``chip``; returns (and writes to ``out``) the
     measured frontier, the uniform 8- and 4-bit baselines and the rank correlations.
 
     Every measurement goes through a SQLite cache (``cache``, default ``out``/cache.sqlite: a rerun
     measures nothing twice) and runs in this process (``workers=1``), on a LocalCluster of
-    ``workers`` processes, or on the Dask cluster at ``scheduler``.  ``budgets`` (cycles, energy_pj,
+    ``workers`` processes, or on the Dask cluster at ``scheduler``.  ``objective``: the predicted
+    sensitivity the ILP minimises, output noise power (1 / SQNR, default) or KL divergence.  ``budgets`` (cycles, energy_pj,
     dram_bytes per image) bound every frontier solve; ``chosen`` in the result is the cheapest
     measured point within ``accuracy_drop`` of uniform 8-bit (top-1 with labels, else agreement),
     or at least ``accuracy_floor`` when given."""
@@ -83,7 +85,7 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
         layers, groups = searchable_layers(m, search_ends)
         with _bar(progress, "tables", runner):
             t = build_tables(ev, layers, list(weight_bits), list(activation_bits), groups, runner.measure_many)
-        found = frontier(t, cost, points, budgets)
+        found = frontier(t, cost, points, budgets, objective)
         maps = [choice_map(t, c, groups) for _, c in found]
         with _bar(progress, "verify", runner):
             measured = runner.measure_many(maps + [uniform_map(8), uniform_map(4)])
@@ -98,8 +100,8 @@ def codesign(model: onnx.ModelProto, calib: np.ndarray, data: np.ndarray, labels
                      measured=_fields(r["measured"], area)) for r in rows],
         baselines={"uniform_8": _fields(measured[-2], area), "uniform_4": _fields(measured[-1], area)},
         rank_correlation={k: spearman([r["predicted"][k] for r in rows], [getattr(r["measured"], k) for r in rows])
-                          for k in ("kl", "cycles", "energy_pj")},
-        greedy={str(limit): _greedy_vs_ilp(t, cost, limit) for limit, _ in found},
+                          for k in ("kl", "noise", "cycles", "energy_pj")},
+        greedy={str(limit): _greedy_vs_ilp(t, cost, limit, objective) for limit, _ in found},
         layers=[layer.name for layer in layers], cost=cost, measured_now=runner.measured)
     result["chosen"] = chosen_point(result, cost, accuracy_drop, accuracy_floor)
     if out is not None:
@@ -141,8 +143,8 @@ def chosen_point(result: dict, cost: str, accuracy_drop: float, floor: Optional[
     return min(ok, key=lambda i: result["points"][i]["measured"][cost]) if ok else None
 
 
-def _greedy_vs_ilp(t: Tables, cost: str, limit: float) -> Optional[dict]:
-    g = greedy(t, {cost: limit})
+def _greedy_vs_ilp(t: Tables, cost: str, limit: float, objective: str) -> Optional[dict]:
+    g = greedy(t, {cost: limit}, objective)
     return None if g is None else predicted(t, g)
 
 

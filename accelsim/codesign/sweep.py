@@ -29,7 +29,7 @@ import onnx
 from ..chip import ChipConfig
 from .run import codesign
 
-OBJECTIVES = (("kl", 1), ("cycles", 1), ("energy_pj", 1), ("area_mm2", 1))  # all minimised
+OBJECTIVES = (("noise", 1), ("cycles", 1), ("energy_pj", 1), ("area_mm2", 1))  # all minimised
 
 
 def load_space(path: str | Path) -> dict:
@@ -62,7 +62,8 @@ def chips(base: ChipConfig, space: dict) -> list[ChipConfig]:
 
 
 def pareto(points: list[dict], field: str = "measured") -> list[int]:
-    """Indices of the points no other point dominates on (kl, cycles, energy, area), all minimised."""
+    """Indices of the points no other point dominates on (output noise, cycles, energy, area), all
+    minimised."""
     vals = np.array([[p[field][k] for k, _ in OBJECTIVES] for p in points], np.float64)
     keep = []
     for i, v in enumerate(vals):

@@ -48,6 +48,7 @@ class Metrics:
     sqnr_db: float                  # output signal-to-quantization-noise ratio against the float model
     top1_agreement: float           # fraction of samples whose arg-max equals the float model's
     accuracy: Optional[float]       # top-1 with labels
+    noise: float = 0.0              # output noise power relative to the float output's power (1 / SQNR)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -136,7 +137,7 @@ def compare(outputs: np.ndarray, reference: np.ndarray, labels: Optional[np.ndar
     sqnr = float(10 * np.log10(np.sum(ref ** 2) / noise)) if noise > 0 else float("inf")
     agree = float(np.mean(out.argmax(1) == ref.argmax(1)))
     acc = float(np.mean(out.argmax(1) == np.asarray(labels).ravel())) if labels is not None else None
-    return dict(kl=kl, sqnr_db=sqnr, top1_agreement=agree, accuracy=acc)
+    return dict(kl=kl, sqnr_db=sqnr, top1_agreement=agree, accuracy=acc, noise=float(noise / np.sum(ref ** 2)))
 
 
 @dataclass
@@ -200,7 +201,7 @@ def layer_map(weights: dict[str, int], activations: dict[str, int]) -> dict[str,
 def _minus(m: Metrics, base: Metrics) -> Metrics:
     acc = None if m.accuracy is None else m.accuracy - base.accuracy
     return Metrics(m.cycles - base.cycles, m.energy_pj - base.energy_pj, m.dram_bytes - base.dram_bytes,
-                   m.kl - base.kl, m.sqnr_db, m.top1_agreement, acc)
+                   m.kl - base.kl, m.sqnr_db, m.top1_agreement, acc, m.noise - base.noise)
 
 
 def table_requests(ev_base: Candidate, layers: list[Layer], weight_bits: list[int], activation_bits: list[int],
