@@ -41,6 +41,15 @@ def _f32_bits(word):
     return bits.view(np.float32)[0]
 
 
+@njit(**INLINE)
+def _operands(mem, cfg, a_at, b_at, n, bn):
+    """VADD's and VMUL's shared set-up: output zero point, type range, clamp, b's period, a and b."""
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    period = bn if bn > 0 else n
+    return (cfg[CFG_O_ZP], lo, hi, cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX], period,
+            mem[a_at:a_at + n], mem[b_at:b_at + period])
+
+
 @njit(cache=True, boundscheck=False)
 def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
     """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp), b[j % bn] if bn > 0; returns a status."""
@@ -49,12 +58,7 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
         rec[q] = wrap32(mem[prm_at + q])
     a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (rec[0], rec[1], rec[2], rec[3], rec[4],
                                                           rec[5], rec[6], rec[7], rec[8])
-    zp = cfg[CFG_O_ZP]
-    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
-    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
-    period = bn if bn > 0 else n
-    a = mem[a_at:a_at + n]
-    b = mem[b_at:b_at + period]
+    zp, lo, hi, cmin, cmax, period, a, b = _operands(mem, cfg, a_at, b_at, n, bn)
     out = np.empty(n, np.int64)
     if cfg[CFG_MODE] == MODE_FP32:
         fa, fb = _f32_bits(a_m), _f32_bits(b_m)
@@ -88,12 +92,7 @@ def vmul(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
     status.  fp32: ONNX Runtime's QLinearMul, float32(float32(p) * ratio) + float32(o_zp), no FMA."""
     a_zp, b_zp = wrap32(mem[prm_at]), wrap32(mem[prm_at + 1])
     mult, shift = wrap32(mem[prm_at + 2]), wrap32(mem[prm_at + 3])
-    zp = cfg[CFG_O_ZP]
-    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
-    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
-    period = bn if bn > 0 else n
-    a = mem[a_at:a_at + n]
-    b = mem[b_at:b_at + period]
+    zp, lo, hi, cmin, cmax, period, a, b = _operands(mem, cfg, a_at, b_at, n, bn)
     out = np.empty(n, np.int64)
     if cfg[CFG_MODE] == MODE_FP32:
         ratio = _f32_bits(mult)

@@ -139,16 +139,21 @@ def _source_coordinate(o: int, scale: np.float32, out_len: int, in_len: int, mod
     raise ValueError(f"coordinate_transformation_mode {mode!r}")
 
 
+def _source_rows(o: int, in_len: int, out_len: int, scale: np.float32, mode: str) -> tuple[np.float32, int, int]:
+    """Output index ``o``'s source coordinate (clamped to the input) and the rows below and above it."""
+    v = F32(o) if scale == F32(1) else _source_coordinate(o, scale, out_len, in_len, mode)
+    v = F32(max(F32(0), min(v, F32(in_len - 1))))
+    a = min(int(v), in_len - 1)
+    return v, a, min(a + 1, in_len - 1)
+
+
 def _linear_axis(in_len: int, out_len: int, scale: np.float32, mode: str):
     lo = np.zeros(out_len, np.int64)
     hi = np.zeros(out_len, np.int64)
     d_lo = np.zeros(out_len, F32)
     d_hi = np.zeros(out_len, F32)
     for o in range(out_len):
-        v = F32(o) if scale == F32(1) else _source_coordinate(o, scale, out_len, in_len, mode)
-        v = F32(max(F32(0), min(v, F32(in_len - 1))))
-        a = min(int(v), in_len - 1)
-        b = min(a + 1, in_len - 1)
+        v, a, b = _source_rows(o, in_len, out_len, scale, mode)
         lo[o], hi[o] = a, b
         d_lo[o], d_hi[o] = (F32(0.5), F32(0.5)) if a == b else (F32(abs(F32(v - F32(a)))), F32(abs(F32(v - F32(b)))))
     return lo, hi, d_lo, d_hi
@@ -175,10 +180,7 @@ def _linear_int_axis(in_len: int, out_len: int, scale: np.float32, mode: str):
     hi = np.zeros(out_len, np.int64)
     w_hi = np.zeros(out_len, np.int64)
     for o in range(out_len):
-        v = F32(o) if scale == F32(1) else _source_coordinate(o, scale, out_len, in_len, mode)
-        v = F32(max(F32(0), min(v, F32(in_len - 1))))
-        a = min(int(v), in_len - 1)
-        b = min(a + 1, in_len - 1)
+        v, a, b = _source_rows(o, in_len, out_len, scale, mode)
         lo[o], hi[o] = a, b
         w_hi[o] = 512 if a == b else abs(int(F32(v * F32(1024))) - a * 1024)
     return lo, hi, w_hi
