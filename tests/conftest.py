@@ -1,6 +1,7 @@
 """Shared test settings: hypothesis runs fewer (never zero) examples under CI=true, and fewer
 still when the kernels run as plain Python (NUMBA_DISABLE_JIT=1).  Under CI=true the reference
-engine must be installed: a missing onnxruntime fails the run instead of skipping its tests."""
+engine and the test extra's other packages must be installed: a missing onnxruntime, torch,
+scikit-learn or mlxtend fails the run instead of skipping its tests."""
 
 import importlib.util
 import os
@@ -10,9 +11,12 @@ from hypothesis import HealthCheck, settings
 
 
 def pytest_sessionstart(session):
-    if os.environ.get("CI") == "true" and importlib.util.find_spec("onnxruntime") is None:
-        raise pytest.UsageError("CI=true: onnxruntime (the reference engine, in the 'test' extra) is not "
-                                "installed; the end-to-end tests would all be skipped")
+    if os.environ.get("CI") != "true":
+        return
+    missing = [m for m in ("onnxruntime", "torch", "sklearn", "mlxtend") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise pytest.UsageError(f"CI=true: {', '.join(missing)} (in the 'test' extra) not installed; their tests "
+                                "would all be skipped")
 
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.register_profile("ci", max_examples=60, deadline=None,

@@ -82,6 +82,32 @@ def test_8_bit_models_bit_exact_with_onnxruntime(name, calibrator):
                                       sess.run(None, {"input": s[None]})[0])
 
 
+@pytest.mark.parametrize("name", ["small_cnn", "residual_odd", "mlp"])
+@pytest.mark.parametrize("bits", [5, 6, 7])
+def test_narrow_widths_in_8_bit_containers_bit_exact_with_onnxruntime(name, bits, tmp_path):
+    """5- to 7-bit activations in 8-bit containers: their clamp is a Clip on the codes after the
+    QuantizeLinear, so ONNX Runtime keeps every layer on its integer kernels (its optimised graph
+    has no float Conv / Gemm / MatMul / Add) and the chip equals it bit for bit."""
+    import onnxruntime as ort
+
+    model = zoo.build(name, fold_bn=False)
+    q = quantize_model(model, _calib(model), QuantConfig(weight_bits=bits, activation_bits=bits, reduce_range=True),
+                       progress=False)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.add_session_config_entry("session.qdqisint8allowed", "1")
+    ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    left = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul", "Add")]
+    assert left == []
+    assert any(n.op_type == "Clip" for n in q.graph.node)  # the narrow clamps are there, on the codes
+    compiled = compile_graph(import_model(q))
+    sess = _ort(q, False)
+    for s in _calib(model, 3, seed=5):
+        np.testing.assert_array_equal(compiled.run({"input": s[None]})[0]["output"],
+                                      sess.run(None, {"input": s[None]})[0])
+
+
 @pytest.mark.parametrize("config", [
     QuantConfig(weight_bits=4, activation_bits=4),
     QuantConfig(weight_bits=3, activation_bits=3, calibrator="mse"),

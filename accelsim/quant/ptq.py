@@ -143,7 +143,7 @@ def quantize_model(model: onnx.ModelProto, calib: np.ndarray, config: Optional[Q
         if t.source is not None:
             s = plan[t.source]
             t.scale, t.zero_point, t.signed, t.bits = s.scale, s.zero_point, s.signed, s.bits
-    return write_qdq(model, plan, fused, config)
+    return write_qdq(model, plan, fused, config, integer_clamps=True)
 
 
 def _set_parameters(t: PlannedTensor, stats: TensorStats, method: str, config: QuantConfig) -> None:

@@ -78,7 +78,7 @@ class QdqWriter:
     """Builds the QDQ model node by node; new initializers collect in new_inits.
 
     ``integer_clamps``: a produced tensor's fused Relu / Clip and narrow width become one Clip on
-    its integer codes, after its QuantizeLinear (8- and 16-bit containers), so ONNX Runtime fuses
+    its integer codes, after its QuantizeLinear (8-bit containers: ONNX Runtime has no 16-bit Clip), so ONNX Runtime fuses
     the layer into its integer kernel and clamps exactly as the chip does; otherwise a float Clip
     before the QuantizeLinear.  ``min_container``: store narrow widths in at least this many bits
     (8: a twin ONNX Runtime runs with integer kernels)."""
@@ -99,7 +99,7 @@ class QdqWriter:
         self.input_names = {i.name for i in self.model.graph.input}
 
     def _integer(self, t: PlannedTensor) -> bool:
-        return self.integer_clamps and max(container(t.bits), self.min_container) >= 8
+        return self.integer_clamps and max(container(t.bits), self.min_container) == 8
 
     def _int_clip(self, t: PlannedTensor, lo: float, hi: float) -> list[onnx.NodeProto]:
         """Clip on the codes after the QuantizeLinear; the DQ reads ``name__qc``."""

@@ -9,13 +9,16 @@ import torch
 from .fake import LsqPlusQuantizer, LsqQuantizer, MinMaxObserver, PactQuantizer
 from .weights import DorefaWeight, LsqWeight, MaxAbsWeight
 
-#: method -> (weight quantizer, activation quantizer after a ReLU, activation quantizer elsewhere)
+#: method -> (weight quantizer, activation quantizer after a ReLU, activation quantizer elsewhere).
+#: Every activation is unsigned (with an integer zero point where it is not after a ReLU): ONNX
+#: Runtime's integer kernels take one type in and out (u8 -> u8), and the chip's vector unit reads
+#: and writes one type.
 METHODS = {
     "minmax": ("max-abs", "moving min-max", "moving min-max"),
-    "lsq": ("LSQ", "LSQ unsigned", "LSQ signed"),
+    "lsq": ("LSQ", "LSQ", "LSQ+"),
     "lsq+": ("LSQ", "LSQ+", "LSQ+"),
-    "pact": ("max-abs", "PACT", "LSQ signed"),
-    "dorefa": ("DoReFa", "DoReFa (fixed clip)", "LSQ signed"),
+    "pact": ("max-abs", "PACT", "LSQ+"),
+    "dorefa": ("DoReFa", "DoReFa (fixed clip)", "LSQ+"),
 }
 
 
@@ -63,17 +66,17 @@ def weight_quantizer(method: str, bits: int, weight: torch.Tensor) -> torch.nn.M
 
 
 def activation_quantizer(method: str, bits: int, after_relu: bool, momentum: float) -> torch.nn.Module:
-    """The quantizer of a layer's (or an Add's) output: unsigned after a ReLU, else signed or
-    asymmetric."""
+    """The quantizer of a layer's (or an Add's) output: the method's own after a ReLU; elsewhere
+    (logits, residual sums) LSQ+'s unsigned codes with a learned offset (METHODS)."""
     if method == "minmax":
         return MinMaxObserver(bits, False, momentum)
-    if method == "lsq+":
+    if method == "lsq+" or not after_relu:
         return LsqPlusQuantizer(bits)
-    if after_relu and method == "pact":
+    if method == "pact":
         return PactQuantizer(bits)
-    if after_relu and method == "dorefa":
+    if method == "dorefa":
         return PactQuantizer(bits, learn=False)
-    return LsqQuantizer(bits, signed=not after_relu)
+    return LsqQuantizer(bits, signed=False)
 
 
 def input_quantizer(bits: int) -> torch.nn.Module:

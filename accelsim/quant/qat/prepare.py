@@ -23,14 +23,13 @@ def _step(spec: Spec, config: QatConfig, bits: int) -> Step:
     """One step with its quantizers (``bits``: its output's width)."""
     if spec.kind == "input":
         return InputStep(spec.name, input_quantizer(bits))
+    oq = activation_quantizer(config.method, bits, _after_relu(spec), config.momentum)
     if spec.kind in ("conv", "linear"):
         wq = weight_quantizer(config.method, config.weight_bits_of(spec.name), spec.weight)
-        oq = activation_quantizer(config.method, bits, _after_relu(spec), config.momentum)
         return LayerStep(spec.name, spec.inputs, spec.kind, spec.weight, spec.bias, spec.geometry, spec.bn,
                          spec.act, wq, oq)
     if spec.kind == "add":
-        return AddStep(spec.name, spec.inputs, spec.act,
-                       activation_quantizer(config.method, bits, _after_relu(spec), config.momentum))
+        return AddStep(spec.name, spec.inputs, spec.act, oq)
     if spec.kind == "maxpool":
         return MaxPoolStep(spec.name, spec.inputs, **spec.pool)
     if spec.kind == "flatten":
@@ -69,8 +68,7 @@ def prepare(model: torch.nn.Module | onnx.ModelProto, config: QatConfig | None =
     widths, qconfig = plan_widths(net, asked, weights)
     for k, s in enumerate(net.steps):
         if s.out_quant is not None and widths[s.step_name] != asked[s.step_name]:  # widened by sharing
-            spec = specs[k]
-            net.steps[k] = _step(spec, config, widths[s.step_name])
+            net.steps[k] = _step(specs[k], config, widths[s.step_name])
     net.quant_config = qconfig
     net.qat_config = config
     return net
