@@ -247,6 +247,14 @@ def test_cli_qat(tmp_path, capsys):
     recs = json.loads(js.read_text())
     assert [r["method"] for r in recs] == ["float", "ptq", "lsq"]
     assert cli(["run", str(out), "--input", str(_sample(tmp_path))]) == 0
+    frontier = tmp_path / "frontier.json"  # QAT of the point a co-design run chose
+    frontier.write_text(json.dumps({"points": [{"layer_bits": {"conv2": {"weight_bits": 2, "activation_bits": 4}}}],
+                                    "chosen": 0}))
+    assert cli(["qat", "--dataset", "digits", "--layer-bits", str(frontier), "--epochs", "1", "--quiet", "--no-ptq",
+                "--out", str(out)]) == 0
+    assert "the layer-bit map" in capsys.readouterr().out
+    types = {i.name: i.data_type for i in onnx.load(str(out)).graph.initializer}
+    assert types["conv2__w_q"] == onnx.TensorProto.INT4 and types["fc1__w_q"] == onnx.TensorProto.INT8
     assert cli(["qat", "--bits", "9"]) == 2
     assert cli(["qat", "--dataset", "digits", "--layer-bits", str(tmp_path / "missing.json"), "--quiet"]) == 2
     err = capsys.readouterr().err

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .fake import LsqPlusQuantizer, LsqQuantizer, MinMaxObserver, PactQuantizer
-from .weights import DorefaWeight, LsqWeight, MaxAbsWeight
+from .weights import DorefaWeight, LsqWeight, MaxAbsWeight, dorefa_magnitude
 
 #: method -> (weight quantizer, activation quantizer after a ReLU, activation quantizer elsewhere).
 #: Every activation is unsigned (with an integer zero point where it is not after a ReLU): ONNX
@@ -61,7 +61,7 @@ def weight_quantizer(method: str, bits: int, weight: torch.Tensor) -> torch.nn.M
     if method in ("lsq", "lsq+"):
         return LsqWeight(bits, channels)
     if method == "dorefa":
-        return DorefaWeight(bits, channels, weight.detach().abs().reshape(channels, -1).max(dim=1).values)
+        return DorefaWeight(bits, channels, dorefa_magnitude(weight, bits - 1))
     return MaxAbsWeight(bits, channels)
 
 

@@ -86,6 +86,24 @@ class _RoundSte(torch.autograd.Function):
         return grad
 
 
+class _Replace(torch.autograd.Function):
+    """Forward: exactly ``y``; backward: the gradient goes to ``x`` unchanged (a straight-through
+    estimator without the float rounding of ``x + (y - x).detach()``)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` in the forward pass, the identity's gradient for ``x`` in the backward pass."""
+    return _Replace.apply(x, y.detach())
+
+
 def lsq_init(x: torch.Tensor, qmax: int) -> float:
     """LSQ's initial step: 2 * mean(|x|) / sqrt(Qp)."""
     return float(2 * x.detach().abs().mean() / math.sqrt(qmax)) or 1.0
@@ -252,5 +270,4 @@ class MinMaxObserver(torch.nn.Module):
             self.observe(x)
         s, z = self.parameters_()
         q = quantize_codes(x, s, z, self.qmin, self.qmax)
-        x_hat = (q - z) * s
-        return x + (x_hat - x).detach()  # straight through
+        return straight_through(x, (q - z) * s)

@@ -18,7 +18,7 @@ import torch
 
 from isa.quant import scale_zero_point
 
-from .fake import LsqQuantizer, dorefa_weight, qrange, quantize_codes
+from .fake import LsqQuantizer, dorefa_weight, qrange, quantize_codes, straight_through
 
 
 def _per_channel(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -62,8 +62,7 @@ class MaxAbsWeight(torch.nn.Module):
     def forward(self, w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         wf = w * _per_channel(f, w)
         s = _per_channel(self._scale(wf), wf)
-        w_hat = quantize_codes(wf.detach(), s, torch.zeros(()), self.qmin, self.qmax) * s
-        return wf + (w_hat - wf).detach()
+        return straight_through(wf, quantize_codes(wf.detach(), s, torch.zeros(()), self.qmin, self.qmax) * s)
 
     def deploy(self, w: torch.Tensor, f: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         wf = (w * _per_channel(f, w)).detach()
@@ -72,10 +71,17 @@ class MaxAbsWeight(torch.nn.Module):
         return codes.numpy().astype(np.int64), s.numpy()
 
 
+def dorefa_magnitude(w: torch.Tensor, k: int) -> torch.Tensor:
+    """Per output channel, the least-squares ``c`` of ``w ~ c * dorefa(w)`` (mean |w| for k = 1,
+    the XNOR-Net scale)."""
+    d = dorefa_weight(w.detach(), k).reshape(len(w), -1)
+    return (w.detach().reshape(len(w), -1) * d).sum(dim=1) / (d * d).sum(dim=1).clamp(min=1e-12)
+
+
 class DorefaWeight(torch.nn.Module):
     """DoReFa on ``bits`` of container: ``k = bits - 1`` bits of levels (2^k values, all odd codes,
-    no zero), times a per-channel magnitude ``c`` fixed when the layer is prepared (the float
-    weight's max |w|, so fine-tuning starts near the float network) and the BatchNorm factor."""
+    no zero), times a per-channel magnitude ``c`` fixed when the layer is prepared
+    (``dorefa_magnitude``: so fine-tuning starts near the float network) and the BatchNorm factor."""
 
     def __init__(self, bits: int, channels: int, magnitude: torch.Tensor) -> None:
         super().__init__()
