@@ -249,7 +249,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CliError(str(e)) from None
     try:
+        if args.workers < 0:
+            raise CliError(f"--workers {args.workers}: must be at least 1 (0: one per core)")
         result = evaluate(compiler.model, x, y, batch=args.batch, chip=compiler.chip, weights=args.weights,
+                          workers=args.workers or None,
                           compare=not args.no_ort, progress=not args.quiet)
     except (ModelError, SimError, ValueError) as e:
         raise CliError(f"{args.model}: {e}") from None
@@ -527,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples along the first axis (.npz: x, or the input's name; labels as y)")
     p.add_argument("--labels", metavar="Y.npy", help="integer class per sample (top-1 accuracy)")
     p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="batches simulated at once, in threads (default: one per core)")
     p.add_argument("--json", help="write n, top1, ort_equal_fraction, ort_top1_agreement, cycles_per_image, "
                                   "energy_pj_per_image, dram_bytes_per_image, images_per_s_chip as JSON")
     p.add_argument("--chip", help="chip configuration (TOML)")

@@ -3,6 +3,9 @@ agreement with ONNX Runtime (when installed) and the chip's cost per image."""
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -88,11 +91,42 @@ def _top1(out: np.ndarray) -> np.ndarray:
     return out.reshape(len(out), -1).argmax(axis=1)
 
 
+def chip_batches(compiler: ModelCompiler, name: str, x: np.ndarray, batch: int, workers: int):
+    """(start, outputs, report) of each batch in order; ``workers`` threads simulate batches at
+    once (the simulator's loops release the GIL), each with its own Simulator."""
+    from .chip import Simulator
+
+    starts = list(range(0, len(x), batch))
+    compiled = {}
+    for start in starts:  # compile in this thread, once per batch size
+        b = len(x[start:start + batch])
+        if b not in compiled:
+            compiled[b] = compiler.compile({name: (b,) + x.shape[1:]})
+    local = compiler.__dict__.setdefault("_thread_simulators", threading.local())  # one Simulator per thread
+
+    def one(start: int):
+        sim = getattr(local, "sim", None)
+        if sim is None:
+            sim = local.sim = Simulator(compiler.chip)
+        xb = x[start:start + batch]
+        outputs, rep = compiled[len(xb)].run({name: xb}, sim=sim)
+        return start, outputs, rep
+
+    if workers <= 1 or len(starts) == 1:
+        yield from map(one, starts)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(one, starts)
+
+
 def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray] = None, *, batch: int = 32,
-             chip=None, weights: str = "auto", compare: bool = True, progress: bool = False) -> EvalResult:
-    """Run ``x`` (N samples) through the chip ``batch`` at a time."""
+             chip=None, weights: str = "auto", compare: bool = True, progress: bool = False,
+             workers: Optional[int] = None) -> EvalResult:
+    """Run ``x`` (N samples) through the chip ``batch`` at a time, ``workers`` batches at once
+    (threads; default: one per core)."""
     if batch < 1:
         raise ValueError(f"batch {batch}: must be at least 1")
+    workers = workers or os.cpu_count() or 1
     compiler = ModelCompiler(model, chip, weights)
     if len(compiler.declared) != 1:
         raise ModelError("", "", f"eval takes models with one input; this one has {', '.join(compiler.declared)}")
@@ -109,9 +143,8 @@ def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray]
     from tqdm import tqdm
 
     bar = tqdm(total=n, desc="eval", unit="img", disable=not progress, leave=False)
-    for start in range(0, n, batch):
+    for start, outputs, rep in chip_batches(compiler, name, x, batch, workers):
         xb = x[start:start + batch]
-        outputs, rep = compiler.compile({name: xb.shape}).run({name: xb})
         cycles += rep.cycles
         time_us += rep.time_us
         energy += sum(rep.energy_pj.values())
@@ -132,7 +165,8 @@ def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray]
         ort_equal_fraction=equal / elements if ort is not None else None,
         ort_top1_agreement=agree / n if ort is not None else None,
         cycles_per_image=cycles / n, energy_pj_per_image=energy / n, dram_bytes_per_image=dram / n,
-        images_per_s_chip=n / (time_us * 1e-6) if time_us else 0.0, batch=batch, output=out_name)
+        images_per_s_chip=n / (time_us * 1e-6) if time_us else 0.0, batch=batch, output=out_name,
+        extra=dict(workers=workers))
 
 
 def format_result(r: EvalResult) -> str:

@@ -8,57 +8,79 @@ from __future__ import annotations
 from numba import njit
 
 import kernels as K
+from kernels.clock import ticks
 from kernels.state import HOST_CALL
 
 from .rows import (OP_AVGPOOL, OP_DWCONV, OP_GEMM, OP_LOAD, OP_LOADW, OP_LOADWIN, OP_MAXPOOL, OP_REQUANT,
                    OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN, OP_VMUL, OP_HOST)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _execute(r, cfgs, wins, dram, mem):
+    """One instruction row by its kernel: (status, overflows)."""
+    op = r[0]
+    st = 0
+    over = 0
+    if op == OP_LOAD:
+        st = K.load(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+    elif op == OP_LOADWIN:
+        st = K.loadwin(dram, mem, wins[r[13]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+    elif op == OP_LOADW:
+        st = K.loadw(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+    elif op == OP_STORE:
+        st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
+    elif op == OP_GEMM:
+        over = K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+    elif op == OP_DWCONV:
+        over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+    elif op == OP_REQUANT:
+        st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+    elif op == OP_VADD:
+        st = K.vadd(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+    elif op == OP_VMUL:
+        st = K.vmul(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+    elif op == OP_VMAX:
+        st = K.vmax(mem, r[3], r[4], r[5], r[6], r[7])
+    elif op == OP_VMIN:
+        st = K.vmin(mem, r[3], r[4], r[5], r[6], r[7])
+    elif op == OP_MAXPOOL:
+        st = K.maxpool(mem, r[3], r[4], r[5], r[6], r[7], r[8])
+    elif op == OP_AVGPOOL:
+        st = K.avgpool(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[11])
+    elif op == OP_SUMPOOL:
+        over = K.sumpool(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+    elif op == OP_SHR:
+        st = K.shr(mem, r[3], r[4], r[5], r[6], r[7], r[8])
+    elif op == OP_VLUT:
+        st = K.vlut(mem, r[3], r[4], r[5], r[6], r[7])
+    elif op == OP_HOST:
+        st = HOST_CALL
+    return st, over
+
+
+@njit(cache=True, nogil=True)
 def run_values(rows, cfgs, wins, dram, mem, start=0):
     """Execute in program order from ``start``; returns (index of the failing or HOST instruction or
-    -1, status, overflows)."""
+    -1, status, overflows).  It releases the GIL: simulators in several threads run at once."""
     overflows = 0
     for i in range(start, rows.shape[0]):
-        r = rows[i]
-        op = r[0]
-        st = 0
-        if op == OP_LOAD:
-            st = K.load(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
-        elif op == OP_LOADWIN:
-            st = K.loadwin(dram, mem, wins[r[13]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
-        elif op == OP_LOADW:
-            st = K.loadw(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
-        elif op == OP_STORE:
-            st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
-        elif op == OP_GEMM:
-            overflows += K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-        elif op == OP_DWCONV:
-            overflows += K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-        elif op == OP_REQUANT:
-            st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
-        elif op == OP_VADD:
-            st = K.vadd(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-        elif op == OP_VMUL:
-            st = K.vmul(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-        elif op == OP_VMAX:
-            st = K.vmax(mem, r[3], r[4], r[5], r[6], r[7])
-        elif op == OP_VMIN:
-            st = K.vmin(mem, r[3], r[4], r[5], r[6], r[7])
-        elif op == OP_MAXPOOL:
-            st = K.maxpool(mem, r[3], r[4], r[5], r[6], r[7], r[8])
-        elif op == OP_AVGPOOL:
-            st = K.avgpool(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[11])
-        elif op == OP_SUMPOOL:
-            overflows += K.sumpool(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
-        elif op == OP_SHR:
-            st = K.shr(mem, r[3], r[4], r[5], r[6], r[7], r[8])
-        elif op == OP_VLUT:
-            st = K.vlut(mem, r[3], r[4], r[5], r[6], r[7])
-        elif op == OP_HOST:
-            st = HOST_CALL
+        st, over = _execute(rows[i], cfgs, wins, dram, mem)
+        overflows += over
         if st != 0:
             return i, st, overflows
     return -1, 0, overflows
 
 
+@njit(cache=True, nogil=True)
+def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
+    """``run_values`` that also adds each instruction's host cycles (kernels.clock) to
+    ``ticks_per_row[i]``: where the simulator's own time goes."""
+    overflows = 0
+    for i in range(start, rows.shape[0]):
+        t0 = ticks()
+        st, over = _execute(rows[i], cfgs, wins, dram, mem)
+        ticks_per_row[i] += ticks() - t0
+        overflows += over
+        if st != 0:
+            return i, st, overflows
+    return -1, 0, overflows

@@ -19,7 +19,7 @@ from isa import format_instruction
 from isa.encoding import Instruction, decode_program
 from isa.errors import DecodeError
 from isa.semantics import RESET_CONFIG
-from isa.spans import outside, state_fault
+from isa.spans import blocks, outside, state_fault
 from isa.table import BUFFERS, BY_MNEMONIC, DTYPES, UNITS, WEIGHT_FORMATS
 from kernels.state import WIN_SIZE, config_register, window_register
 
@@ -38,6 +38,7 @@ class Lowered:
     base: dict[str, int]      # buffer -> first word in the flat array
     sizes: dict[str, int]     # buffer -> words
     instructions: list[Instruction]
+    dram_end: int = 0         # one past the last DRAM byte the program reads or writes
 
     @property
     def total_words(self) -> int:
@@ -60,6 +61,7 @@ class _Walk:
     wins: list = field(default_factory=list)
     index: int = 0
     text: str = ""
+    dram_end: int = 0  # one past the last DRAM byte any instruction reads or writes
 
     def fail(self, reason: str) -> NoReturn:
         raise SimError(self.index, self.text, reason)
@@ -70,6 +72,9 @@ class _Walk:
         msg = state_fault(ins, window)
         if msg:
             self.fail(msg)
+        for blk in blocks(ins, window):
+            if blk.buf == "DRAM" and blk.end > self.dram_end:
+                self.dram_end = blk.end
         b = outside(ins, window, self.sizes, self.dram_size)
         if b is None:
             return
@@ -241,4 +246,5 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
     table = np.array(rows, dtype=np.int64).reshape(-1, ROW)
     win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, WIN_SIZE) if walk.wins else \
         np.zeros((1, WIN_SIZE), np.int64)
-    return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)])
+    return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)],
+                   min(walk.dram_end, dram_size))

@@ -15,6 +15,24 @@ _MAC_SLOTS = (M.C_MAC_4x4, M.C_MAC_8x4, M.C_MAC_8x8, M.C_MAC_16x8, M.C_MAC_16x16
 BUFFERS = ("INP", "WGT", "ACC", "OUT", "PRM")
 
 
+_CONSTANTS: dict[int, tuple] = {}
+
+
+def _chip_constants(chip: ChipConfig) -> tuple:
+    """What a report needs of a chip, read once per chip object: rows, cols, bytes per buffer
+    word, energy per event, clock, and the summary a report carries."""
+    hit = _CONSTANTS.get(id(chip))
+    if hit is None or hit[0] is not chip:
+        word_bytes = {b: chip["buffers"][f"{b.lower()}_word_bits"] / 8 for b in BUFFERS}
+        summary = {"rows": chip.rows, "cols": chip.cols, "dataflow": chip["array"]["dataflow"],
+                   "mhz": chip["clock"]["mhz"]}
+        hit = (chip, (chip.rows, chip.cols, word_bytes, dict(chip["energy"]), chip["clock"]["mhz"], summary))
+        if len(_CONSTANTS) > 64:
+            _CONSTANTS.clear()
+        _CONSTANTS[id(chip)] = hit
+    return hit[1]
+
+
 @dataclass
 class RunReport:
     """Everything one run measured.  Bytes are counted per memory level and operand; energy in pJ."""
@@ -50,8 +68,8 @@ class RunReport:
 
     @classmethod
     def from_counters(cls, c: np.ndarray, chip: ChipConfig, values: bool) -> "RunReport":
-        rows, cols = chip.rows, chip.cols
-        word_bytes = {b: chip["buffers"][f"{b.lower()}_word_bits"] / 8 for b in BUFFERS}
+        rows, cols, word_bytes, e, mhz, summary = _chip_constants(chip)
+        c = c.tolist()  # Python floats: indexing them is much cheaper than numpy scalars
         cycles = int(c[M.C_CYCLES])
         slots = c[M.C_ARRAY_SLOTS]
         macs = {p: int(c[s]) for p, s in zip(PRECISIONS, _MAC_SLOTS)}
@@ -60,7 +78,6 @@ class RunReport:
         dram_wr = {"output": int(c[M.C_DRAM_WR_OUTPUT])}
         sram_rd = {b: int(c[M.C_SRAM_RD_INP + i] * word_bytes[b]) for i, b in enumerate(BUFFERS)}
         sram_wr = {b: int(c[M.C_SRAM_WR_INP + i] * word_bytes[b]) for i, b in enumerate(BUFFERS)}
-        e = chip["energy"]
         energy = {f"mac_{p}": macs[p] * e[f"mac_{p}"] for p in PRECISIONS}
         energy["sram"] = (sum(sram_rd.values()) + sum(sram_wr.values())) * e["sram_byte"]
         energy["dram"] = (sum(dram_rd.values()) + sum(dram_wr.values())) * e["dram_byte"]
@@ -69,13 +86,13 @@ class RunReport:
                  for i, u in enumerate(("load", "compute", "store"))}
         array_busy = c[M.C_ARRAY_BUSY]
         return cls(
-            cycles=cycles, time_us=cycles / chip["clock"]["mhz"], instructions=int(c[M.C_INSTRUCTIONS]),
+            cycles=cycles, time_us=cycles / mhz, instructions=int(c[M.C_INSTRUCTIONS]),
             units=units, array_busy_cycles=int(array_busy), mac_utilization=float(slots / (cycles * rows * cols)) if cycles else 0.0,
             array_busy_utilization=float(slots / (array_busy * rows * cols)) if array_busy else 0.0,
             macs=macs, dram_read_bytes=dram_rd, dram_write_bytes=dram_wr, sram_read_bytes=sram_rd,
             sram_write_bytes=sram_wr, weights_fetched=int(c[M.C_WEIGHT_COUNT]), energy_pj=energy,
             accumulator_overflows=int(c[M.C_OVERFLOWS]), values_computed=values,
-            chip={"rows": rows, "cols": cols, "dataflow": chip["array"]["dataflow"], "mhz": chip["clock"]["mhz"]})
+            chip=dict(summary))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,7 +14,7 @@ from . import counters as M
 from .config import ChipConfig
 from .counters import chip_vector
 from .errors import SimError
-from .execute import run_values
+from .execute import run_values, run_values_profiled
 from .lowering import Lowered, lower
 from .program import Program, ProgramError
 from .report import RunReport
@@ -30,15 +30,25 @@ class Simulator:
         self.chip = chip or ChipConfig()
         self._params = chip_vector(self.chip)
         self._lowered: OrderedDict[int, tuple[np.ndarray, Lowered]] = OrderedDict()
+        self._timing_dram: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # (program id, image, DRAM)
+        self._value_dram: Optional[np.ndarray] = None  # reused by value runs: zero beyond _dirty
+        self._dirty = 0
 
     def lower(self, program: Program) -> Lowered:
-        """Validate and lower (cached per program object while its words are unchanged)."""
+        """Validate and lower (cached per program object while its words are unchanged; the
+        program keeps its lowering for this chip too, so other simulators of the same chip, in
+        other threads, reuse it: a Lowered is only read while running)."""
         key = id(program)
         hit = self._lowered.get(key)
         if hit is not None and hit[0] is program.words:
             self._lowered.move_to_end(key)
             return hit[1]
-        low = lower(program.words, self.chip, self.chip.dram_bytes())
+        shared = getattr(program, "_lowered_for", None)
+        if shared is not None and shared[0] is self.chip and shared[1] is program.words:
+            low = shared[2]
+        else:
+            low = lower(program.words, self.chip, self.chip.dram_bytes())
+            program._lowered_for = (self.chip, program.words, low)
         self._lowered[key] = (program.words, low)
         if len(self._lowered) > self.CACHED:
             self._lowered.popitem(last=False)
@@ -58,12 +68,16 @@ class Simulator:
         return refused
 
     def _values(self, low: Lowered, dram: np.ndarray, mem: np.ndarray,
-                host: Optional[Callable[[int, np.ndarray], None]]) -> int:
+                host: Optional[Callable[[int, np.ndarray], None]], ticks: Optional[np.ndarray] = None) -> int:
         """The value loop, stopping at each HOST instruction for ``host(call, dram)``; returns the
-        overflow count or raises SimError at the faulting instruction."""
+        overflow count or raises SimError at the faulting instruction.  ``ticks`` (one per
+        instruction) collects each instruction's host cycles (the profiled loop)."""
         start, overflows = 0, 0
         while True:
-            index, status, more = run_values(low.rows, low.cfgs, low.wins, dram, mem, start)
+            if ticks is None:
+                index, status, more = run_values(low.rows, low.cfgs, low.wins, dram, mem, start)
+            else:
+                index, status, more = run_values_profiled(low.rows, low.cfgs, low.wins, dram, mem, start, ticks)
             overflows += more
             if index < 0:
                 return overflows
@@ -76,12 +90,49 @@ class Simulator:
             host(call, dram)
             start = index + 1
 
+    def _dram_for_timing(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
+        """The DRAM a timing-only run reads (the timing model never writes it): the last one made
+        for this program, with only the inputs written again, instead of a new DRAM image."""
+        cached = self._timing_dram
+        if cached is None or cached[0] != id(program) or cached[1] is not program.dram_image:
+            dram = self._dram(program, inputs)
+            self._timing_dram = (id(program), program.dram_image, dram)
+            return dram
+        self._write_inputs(program, cached[2], inputs)
+        return cached[2]
+
+    def _dram_for_values(self, program: Program, low: Lowered, inputs: Optional[Mapping[str, np.ndarray]]
+                         ) -> np.ndarray:
+        """A DRAM equal to a new one (the image, the inputs, zeros elsewhere), made by resetting the
+        buffer of the previous value run: only the bytes any run may have written are zeroed again,
+        instead of allocating (and page-faulting) a new DRAM each run."""
+        size = self.chip.dram_bytes()
+        image = program.dram_image
+        if image.size > size:
+            raise SimError(-1, "", f"DRAM image of {image.size} bytes exceeds the {size}-byte DRAM")
+        dram = self._value_dram
+        if dram is None or dram.size != size:
+            dram, self._dirty = np.zeros(size, np.uint8), 0
+            self._value_dram = dram
+        elif self._dirty > image.size:
+            dram[image.size:self._dirty] = 0
+        dram[:image.size] = image
+        tensors = max((t.addr + t.nbytes for t in program.tensors.values()), default=0)
+        self._dirty = min(size, max(image.size, low.dram_end, tensors))
+        self._write_inputs(program, dram, inputs)
+        return dram
+
     def _dram(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
         size = self.chip.dram_bytes()
         if program.dram_image.size > size:
             raise SimError(-1, "", f"DRAM image of {program.dram_image.size} bytes exceeds the {size}-byte DRAM")
         dram = np.zeros(size, np.uint8)
         dram[:program.dram_image.size] = program.dram_image
+        self._write_inputs(program, dram, inputs)
+        return dram
+
+    def _write_inputs(self, program: Program, dram: np.ndarray, inputs: Optional[Mapping[str, np.ndarray]]) -> None:
+        size = dram.size
         for name, value in (inputs or {}).items():
             ref = program.tensors.get(name)
             if ref is None or ref.role != "input":
@@ -93,11 +144,11 @@ class Simulator:
                 ref.write(dram, value, name)
             except ProgramError as e:
                 raise SimError(-1, "", str(e)) from None
-        return dram
 
     def run(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]] = None, *,
             values: bool = True, segments: Optional[np.ndarray] = None,
-            host: Optional[Callable[[int, np.ndarray], None]] = None) -> tuple[dict[str, np.ndarray], RunReport]:
+            host: Optional[Callable[[int, np.ndarray], None]] = None,
+            profile: bool = False) -> tuple[dict[str, np.ndarray], RunReport]:
         """Run ``program``; returns the output tensors (by name) and the report.
 
         ``values=False`` runs the timing model only (same program, no data computed).
@@ -105,12 +156,13 @@ class Simulator:
         (``report.segments``) whose cycles add up to the total: a segment's cycles run from the
         end of the previous segment's last instruction to the end of its own.
         ``host(call, dram)`` runs the host step of each HOST instruction on the DRAM bytes.
+        ``profile``: ``self.last_ticks`` gets each instruction's host cycles in the value loop.
         """
-        dram = self._dram(program, inputs)
         try:
             low = self.lower(program)
         except SimError as e:
-            raise self._earlier_fault(program, dram, e) from None
+            raise self._earlier_fault(program, self._dram(program, inputs), e) from None
+        dram = self._dram_for_values(program, low, inputs) if values else self._dram_for_timing(program, inputs)
         n = low.rows.shape[0]
         seg = np.zeros(n, np.int64) if segments is None else np.asarray(segments, np.int64)[:n]
         if seg.size != n or (n and seg.min() < 0):
@@ -125,7 +177,8 @@ class Simulator:
         outputs: dict[str, np.ndarray] = {}
         if values:
             mem = np.zeros(low.total_words, np.int64)
-            counters[0, M.C_OVERFLOWS] = self._values(low, dram, mem, host)
+            self.last_ticks = np.zeros(n, np.int64) if profile else None
+            counters[0, M.C_OVERFLOWS] = self._values(low, dram, mem, host, self.last_ticks)
             outputs = {name: ref.read(dram) for name, ref in program.tensors.items() if ref.role == "output"}
             self.last_dram, self.last_mem = dram, mem
         report = RunReport.from_counters(counters.sum(axis=0), self.chip, values)

@@ -256,7 +256,7 @@ def instruction_cost(r, cfgs, wins, dram, p, counters):
     return _vector_cost(r, p, counters)  # REQUANT and the vector unit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_timing(rows, cfgs, wins, dram, p, counters, segment, finish_at):
     """Schedule the three units; returns the index of a deadlocked instruction or -1.
 

@@ -119,15 +119,17 @@ class CompiledModel:
         return outputs
 
     def run(self, inputs: Mapping[str, np.ndarray], *, sim: Optional[Simulator] = None,
-            values: bool = True) -> tuple[dict[str, np.ndarray], RunReport]:
+            values: bool = True, profile: bool = False) -> tuple[dict[str, np.ndarray], RunReport]:
         """Float inputs by graph input name -> (float outputs by graph output name, report).  Inputs
-        of other shapes (another batch) run the model compiled for them, when it can be."""
+        of other shapes (another batch) run the model compiled for them, when it can be.
+        ``profile``: the simulator's ``last_ticks`` holds each instruction's host cycles."""
         model = self.for_inputs(inputs)
         if model is not self:
-            return model.run(inputs, sim=sim if sim is not None and sim.chip is model.chip else None, values=values)
+            return model.run(inputs, sim=sim if sim is not None and sim.chip is model.chip else None, values=values,
+                             profile=profile)
         sim = sim or Simulator(self.chip)
         raw, report = sim.run(self.program, self.quantize_inputs(inputs), values=values, segments=self.segments(),
-                              host=self.host_call if self.host_steps else None)
+                              host=self.host_call if self.host_steps else None, profile=profile)
         report.images = self.batch
         if not values:
             return {}, report

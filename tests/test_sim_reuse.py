@@ -1,0 +1,95 @@
+"""What the simulator reuses between runs must not change a single value: the DRAM buffer of value
+runs (reset to a new DRAM's bytes), the DRAM of timing-only runs, lowerings shared across
+simulators and threads, and the profiled value loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim import zoo
+from accelsim.chip import Simulator
+from accelsim.chip.rows import OP
+from accelsim.compiler import ModelCompiler, compile_model
+from accelsim.evaluate import evaluate
+from accelsim.quant import QuantConfig, quantize_model
+
+
+@pytest.fixture(scope="module")
+def models():
+    out = []
+    for name in ("small_cnn", "residual_odd"):
+        m = zoo.build(name, fold_bn=False)
+        shape = zoo.input_shape(m)
+        calib = np.random.default_rng(0).normal(0, 1, (8,) + shape[1:]).astype(np.float32)
+        q = quantize_model(m, calib, QuantConfig(), progress=False)
+        x = np.random.default_rng(1).normal(0, 1, (3,) + shape[1:]).astype(np.float32)
+        out.append((compile_model(q, batch=3), x))
+    return out
+
+
+def test_a_reused_simulator_equals_new_ones_run_after_run(models):
+    """A then B then A on one simulator: outputs, reports and the whole DRAM equal a new
+    simulator's each time (the bytes B wrote beyond A's image are zero again)."""
+    shared = None
+    for compiled, x in [models[0], models[1], models[0], models[1]]:
+        shared = shared or Simulator(compiled.chip)
+        feed = {"input": x}
+        got, rep = compiled.run(feed, sim=shared)
+        fresh = Simulator(compiled.chip)
+        want, want_rep = compiled.run(feed, sim=fresh)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+        assert rep.cycles == want_rep.cycles and rep.energy_pj == want_rep.energy_pj
+        np.testing.assert_array_equal(shared.last_dram, fresh.last_dram)
+
+
+def test_timing_only_runs_reuse_their_dram_and_match_value_runs(models):
+    compiled, x = models[1]
+    sim = Simulator(compiled.chip)
+    _, full = compiled.run({"input": x}, sim=sim)
+    reps = [compiled.run({"input": x}, sim=sim, values=False)[1] for _ in range(3)]
+    for r in reps:
+        assert r.cycles == full.cycles and r.dram_read_bytes == full.dram_read_bytes
+        assert [s.cycles for s in r.segments] == [s.cycles for s in full.segments]
+
+
+def test_the_profiled_loop_computes_the_same_values_and_counts_every_instruction(models):
+    compiled, x = models[1]
+    sim = Simulator(compiled.chip)
+    want, _ = compiled.run({"input": x}, sim=sim)
+    got, _ = compiled.run({"input": x}, sim=sim, profile=True)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    low = sim.lower(compiled.program)
+    ticks = sim.last_ticks
+    assert ticks.shape == (low.rows.shape[0],) and ticks[low.rows[:, 0] == OP["GEMM"]].min() > 0
+
+
+def test_lowerings_are_shared_only_for_the_same_chip(models):
+    compiled, x = models[0]
+    a, b = Simulator(compiled.chip), Simulator(compiled.chip)
+    assert a.lower(compiled.program) is b.lower(compiled.program)
+    from accelsim.chip import ChipConfig
+
+    other = Simulator(ChipConfig())
+    assert other.chip is not compiled.chip and other.lower(compiled.program) is not a.lower(compiled.program)
+
+
+def test_eval_on_two_threads_equals_one(models):
+    m = zoo.build("residual_odd", fold_bn=False)
+    shape = zoo.input_shape(m)
+    q = quantize_model(m, np.random.default_rng(0).normal(0, 1, (8,) + shape[1:]).astype(np.float32), QuantConfig(),
+                       progress=False)
+    x = np.random.default_rng(2).normal(0, 1, (11,) + shape[1:]).astype(np.float32)
+    y = np.arange(11) % 3
+    one = evaluate(q, x, y, batch=2, workers=1).to_dict()
+    two = evaluate(q, x, y, batch=2, workers=2).to_dict()
+    one.pop("workers"), two.pop("workers")
+    assert one == two and one["ort_equal_fraction"] == 1.0
+    from accelsim.evaluate import chip_batches
+
+    compiler = ModelCompiler(q)
+    a = [o for _, o, _ in chip_batches(compiler, "input", x, 3, 1)]
+    b = [o for _, o, _ in chip_batches(compiler, "input", x, 3, 2)]
+    assert all(np.array_equal(u[k], v[k]) for u, v in zip(a, b) for k in u)
