@@ -50,6 +50,7 @@ from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
 
 from accelsim import zoo  # noqa: E402
 from accelsim.chip import RunReport, Simulator  # noqa: E402
+from accelsim.chip.rows import OPS  # noqa: E402
 from accelsim.compiler import CompiledModel, compile_model  # noqa: E402
 from accelsim.compiler.ir import ModelError  # noqa: E402
 from accelsim.compiler.onnx.runtime import default_u8s8_is_exact, session  # noqa: E402
@@ -170,11 +171,17 @@ def traffic(report: RunReport, batch: int) -> dict:
 
 
 def simulator_times(compiled: CompiledModel, feed: dict, reps: int) -> tuple[dict, RunReport, dict]:
-    """The bit-exact run's outputs and report, and the simulator's wall times."""
+    """The bit-exact run's outputs and report, the simulator's wall times, and where the value
+    loop's time goes: the share of host cycles per instruction type (the profiled loop)."""
     sim = Simulator(compiled.chip)
     out, report = compiled.run(feed, sim=sim)
     times = {"simulate_s": best_of(lambda: compiled.run(feed, sim=sim), reps),
              "timing_only_s": best_of(lambda: compiled.run(feed, sim=sim, values=False), reps)}
+    compiled.run(feed, sim=sim, profile=True)
+    ops = sim.lower(compiled.program).rows[:, 0]
+    ticks = sim.last_ticks
+    share = {OPS[o]: float(ticks[ops == o].sum() / max(ticks.sum(), 1)) for o in np.unique(ops)}
+    times["value_loop_share"] = {k: round(v, 4) for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if v >= 0.001}
     return out, report, times
 
 
@@ -249,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for r in records:
         print(row_line(r))
+    print("\nwhere the bit-exact value loop's time goes (share of host cycles by instruction type), and timing only:")
+    for r in records:
+        if "value_loop_share" in r:
+            top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(r["value_loop_share"].items())[:6])
+            print(f"{r['model']:12s} {r['batch']:5d}  {top};  timing-only {1e3 * r['timing_only_s']:.2f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
     return 0
