@@ -93,3 +93,24 @@ def test_eval_on_two_threads_equals_one(models):
     a = [o for _, o, _ in chip_batches(compiler, "input", x, 3, 1)]
     b = [o for _, o, _ in chip_batches(compiler, "input", x, 3, 2)]
     assert all(np.array_equal(u[k], v[k]) for u, v in zip(a, b) for k in u)
+
+
+def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
+    """A program of CONV_OPS only runs run_values_conv (fewer kernels to compile); its values
+    and DRAM equal the full loop's; a program with an Add runs the full loop."""
+    from accelsim.chip.execute import run_values, run_values_conv, value_loop
+
+    small, x = models[0]   # conv, relu, pools, gemm
+    residual, _ = models[1]  # has Adds
+    sim = Simulator(small.chip)
+    low = sim.lower(small.program)
+    assert value_loop(low.rows) is run_values_conv
+    assert value_loop(sim.lower(residual.program).rows) is run_values
+    drams = []
+    for loop in (run_values_conv, run_values):
+        dram = sim._dram(small.program, small.quantize_inputs({"input": x}))
+        mem = np.zeros(low.total_words, np.int64)
+        assert loop(low.rows, low.cfgs, low.wins, dram, mem, 0)[0] == -1
+        drams.append((dram, mem))
+    np.testing.assert_array_equal(drams[0][0], drams[1][0])
+    np.testing.assert_array_equal(drams[0][1], drams[1][1])

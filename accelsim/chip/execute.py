@@ -5,19 +5,29 @@ the simulator runs the host step and calls the loop again from the next instruct
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 import kernels as K
 from kernels.clock import ticks
 from kernels.state import HOST_CALL
 
-from .rows import (OP_AVGPOOL, OP_DWCONV, OP_GEMM, OP_LOAD, OP_LOADW, OP_LOADWIN, OP_MAXPOOL, OP_REQUANT,
-                   OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX, OP_VMIN, OP_VMUL, OP_HOST)
+from .rows import (OP_AVGPOOL, OP_CONFIG, OP_DWCONV, OP_GEMM, OP_HALT, OP_HOST, OP_LOAD, OP_LOADW, OP_LOADWIN,
+                   OP_MAXPOOL, OP_NOP, OP_REQUANT, OP_SETWIN, OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX,
+                   OP_VMIN, OP_VMUL)
+
+
+#: the instructions of plain convolutional networks: a program that uses only these runs a loop
+#: that links only their kernels (Numba prunes the others' branches), so a cold start compiles
+#: 94 functions instead of 137
+CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW, OP_STORE, OP_GEMM, OP_REQUANT,
+            OP_MAXPOOL, OP_AVGPOOL, OP_SUMPOOL, OP_HOST)
 
 
 @njit(cache=True, inline="always")
-def _execute(r, cfgs, wins, dram, mem):
-    """One instruction row by its kernel: (status, overflows)."""
+def _execute(r, cfgs, wins, dram, mem, conv_only):
+    """One instruction row by its kernel: (status, overflows).  ``conv_only`` (a constant at each
+    call site) leaves the other kernels out of the compiled loop."""
     op = r[0]
     st = 0
     over = 0
@@ -31,17 +41,17 @@ def _execute(r, cfgs, wins, dram, mem):
         st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
     elif op == OP_GEMM:
         over = K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-    elif op == OP_DWCONV:
+    elif not conv_only and op == OP_DWCONV:
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif op == OP_REQUANT:
         st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
-    elif op == OP_VADD:
+    elif not conv_only and op == OP_VADD:
         st = K.vadd(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-    elif op == OP_VMUL:
+    elif not conv_only and op == OP_VMUL:
         st = K.vmul(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-    elif op == OP_VMAX:
+    elif not conv_only and op == OP_VMAX:
         st = K.vmax(mem, r[3], r[4], r[5], r[6], r[7])
-    elif op == OP_VMIN:
+    elif not conv_only and op == OP_VMIN:
         st = K.vmin(mem, r[3], r[4], r[5], r[6], r[7])
     elif op == OP_MAXPOOL:
         st = K.maxpool(mem, r[3], r[4], r[5], r[6], r[7], r[8])
@@ -49,9 +59,9 @@ def _execute(r, cfgs, wins, dram, mem):
         st = K.avgpool(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[11])
     elif op == OP_SUMPOOL:
         over = K.sumpool(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
-    elif op == OP_SHR:
+    elif not conv_only and op == OP_SHR:
         st = K.shr(mem, r[3], r[4], r[5], r[6], r[7], r[8])
-    elif op == OP_VLUT:
+    elif not conv_only and op == OP_VLUT:
         st = K.vlut(mem, r[3], r[4], r[5], r[6], r[7])
     elif op == OP_HOST:
         st = HOST_CALL
@@ -64,7 +74,25 @@ def run_values(rows, cfgs, wins, dram, mem, start=0):
     -1, status, overflows).  It releases the GIL: simulators in several threads run at once."""
     overflows = 0
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, False)
+        overflows += over
+        if st != 0:
+            return i, st, overflows
+    return -1, 0, overflows
+
+
+def value_loop(rows):
+    """The value loop for a lowered program: the CONV_OPS one when it uses nothing else."""
+    used = set(np.unique(rows[:, 0]).tolist()) if len(rows) else set()
+    return run_values_conv if used <= set(CONV_OPS) else run_values
+
+
+@njit(cache=True, nogil=True)
+def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
+    """``run_values`` for programs of CONV_OPS only (the caller checks)."""
+    overflows = 0
+    for i in range(start, rows.shape[0]):
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, True)
         overflows += over
         if st != 0:
             return i, st, overflows
@@ -78,7 +106,7 @@ def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
     overflows = 0
     for i in range(start, rows.shape[0]):
         t0 = ticks()
-        st, over = _execute(rows[i], cfgs, wins, dram, mem)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, False)
         ticks_per_row[i] += ticks() - t0
         overflows += over
         if st != 0:
