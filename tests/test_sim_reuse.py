@@ -95,22 +95,25 @@ def test_eval_on_two_threads_equals_one(models):
     assert all(np.array_equal(u[k], v[k]) for u, v in zip(a, b) for k in u)
 
 
-def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
-    """A program of CONV_OPS only runs run_values_conv (fewer kernels to compile); its values
-    and DRAM equal the full loop's; a program with an Add runs the full loop."""
-    from accelsim.chip.execute import run_values, run_values_conv, value_loop
+def _values(loop, compiled, sim, x):
+    low = sim.lower(compiled.program)
+    dram = sim._dram(compiled.program, compiled.quantize_inputs({"input": x}))
+    mem = np.zeros(low.total_words, np.int64)
+    assert loop(low.rows, low.cfgs, low.wins, dram, mem, 0)[0] == -1
+    return dram, mem
 
-    small, x = models[0]   # conv, relu, pools, gemm
-    residual, _ = models[1]  # has Adds
-    sim = Simulator(small.chip)
-    low = sim.lower(small.program)
-    assert value_loop(low.rows) is run_values_conv
-    assert value_loop(sim.lower(residual.program).rows) is run_values
-    drams = []
-    for loop in (run_values_conv, run_values):
-        dram = sim._dram(small.program, small.quantize_inputs({"input": x}))
-        mem = np.zeros(low.total_words, np.int64)
-        assert loop(low.rows, low.cfgs, low.wins, dram, mem, 0)[0] == -1
-        drams.append((dram, mem))
-    np.testing.assert_array_equal(drams[0][0], drams[1][0])
-    np.testing.assert_array_equal(drams[0][1], drams[1][1])
+
+def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
+    """A program of CONV_OPS only runs run_values_conv, one with Adds run_values_residual (fewer
+    kernels to compile); their DRAM and buffers equal the full loop's."""
+    from accelsim.chip.execute import run_values, run_values_conv, run_values_residual, value_loop
+
+    for (compiled, x), loop in zip(models, (run_values_conv, run_values_residual)):  # small_cnn, residual_odd
+        sim = Simulator(compiled.chip)
+        assert value_loop(sim.lower(compiled.program).rows) is loop
+        (d1, m1), (d2, m2) = _values(loop, compiled, sim, x), _values(run_values, compiled, sim, x)
+        np.testing.assert_array_equal(d1, d2)
+        np.testing.assert_array_equal(m1, m2)
+    rows = np.zeros((2, 14), np.int64)
+    rows[0, 0] = OP["DWCONV"]  # only the full loop runs it
+    assert value_loop(rows) is run_values

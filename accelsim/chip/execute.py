@@ -25,9 +25,9 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 
 
 @njit(cache=True, inline="always")
-def _execute(r, cfgs, wins, dram, mem, conv_only):
-    """One instruction row by its kernel: (status, overflows).  ``conv_only`` (a constant at each
-    call site) leaves the other kernels out of the compiled loop."""
+def _execute(r, cfgs, wins, dram, mem, conv_only, residual):
+    """One instruction row by its kernel: (status, overflows).  ``conv_only`` and ``residual``
+    (constants at each call site) leave the other kernels out of the compiled loop."""
     op = r[0]
     st = 0
     over = 0
@@ -45,9 +45,9 @@ def _execute(r, cfgs, wins, dram, mem, conv_only):
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif op == OP_REQUANT:
         st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
-    elif not conv_only and op == OP_VADD:
+    elif (residual or not conv_only) and op == OP_VADD:
         st = K.vadd(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-    elif not conv_only and op == OP_VMUL:
+    elif (residual or not conv_only) and op == OP_VMUL:
         st = K.vmul(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif not conv_only and op == OP_VMAX:
         st = K.vmax(mem, r[3], r[4], r[5], r[6], r[7])
@@ -74,17 +74,35 @@ def run_values(rows, cfgs, wins, dram, mem, start=0):
     -1, status, overflows).  It releases the GIL: simulators in several threads run at once."""
     overflows = 0
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, False)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, False, False)
         overflows += over
         if st != 0:
             return i, st, overflows
     return -1, 0, overflows
 
 
+#: and of residual networks (CONV_OPS and the vector unit's Add and Mul)
+RESIDUAL_OPS = CONV_OPS + (OP_VADD, OP_VMUL)
+
+
 def value_loop(rows):
-    """The value loop for a lowered program: the CONV_OPS one when it uses nothing else."""
+    """The value loop for a lowered program: the smallest that runs every instruction it uses."""
     used = set(np.unique(rows[:, 0]).tolist()) if len(rows) else set()
-    return run_values_conv if used <= set(CONV_OPS) else run_values
+    if used <= set(CONV_OPS):
+        return run_values_conv
+    return run_values_residual if used <= set(RESIDUAL_OPS) else run_values
+
+
+@njit(cache=True, nogil=True)
+def run_values_residual(rows, cfgs, wins, dram, mem, start=0):
+    """``run_values`` for programs of RESIDUAL_OPS only (the caller checks)."""
+    overflows = 0
+    for i in range(start, rows.shape[0]):
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, True, True)
+        overflows += over
+        if st != 0:
+            return i, st, overflows
+    return -1, 0, overflows
 
 
 @njit(cache=True, nogil=True)
@@ -92,7 +110,7 @@ def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
     """``run_values`` for programs of CONV_OPS only (the caller checks)."""
     overflows = 0
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, True)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, True, False)
         overflows += over
         if st != 0:
             return i, st, overflows
@@ -106,7 +124,7 @@ def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
     overflows = 0
     for i in range(start, rows.shape[0]):
         t0 = ticks()
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, False)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, False, False)
         ticks_per_row[i] += ticks() - t0
         overflows += over
         if st != 0:
