@@ -481,63 +481,11 @@ def _weights_option(p: argparse.ArgumentParser) -> None:
                    help="weight storage: auto = the cheapest fetch per tile on this chip (default)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _quantization_parsers(sub) -> None:
+    """The ``quantize``, ``codesign`` and ``qat`` sub-commands (PTQ, bit widths against the chip's
+    cost, training)."""
     from .quant import CALIBRATORS
 
-    ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("asm", help="assemble a program (default: the bundled example) and print its disassembly")
-    p.add_argument("file", nargs="?", help="assembly source (.s); omitted: the bundled conv3x3 example")
-    p.add_argument("-o", "--output", help="write the (n, 2) uint64 words to this .npy file")
-    p.set_defaults(func=cmd_asm)
-    p = sub.add_parser("sim", help="run a program on the simulated chip and print its report")
-    p.add_argument("program", nargs="?",
-                   help="program file: .axp (words + DRAM image), .npy (words) or .s (assembly); "
-                        "omitted: the bundled conv3x3 example with its data")
-    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
-    p.add_argument("--report", help="write the report as JSON to this file")
-    p.add_argument("--no-values", action="store_true", help="timing only: compute no data")
-    p.set_defaults(func=cmd_sim)
-    p = sub.add_parser("estimate", help="per-layer cycles, utilization and traffic of a SCALE-Sim topology")
-    p.add_argument("--topology", required=True, help="SCALE-Sim topology CSV (conv or GEMM form)")
-    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
-    p.add_argument("--json", help="write the per-layer figures and the total as JSON")
-    p.add_argument("--bits", default="8x8", help="weight x activation widths, e.g. 8x8, 4x4, 8x4 (default 8x8)")
-    p.set_defaults(func=cmd_estimate)
-    p = sub.add_parser("compile", help="compile a quantized ONNX model (QDQ or QOperator) to a program file")
-    p.add_argument("model")
-    p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
-    p.add_argument("--chip", help="chip configuration (TOML)")
-    p.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
-    p.add_argument("--shape", action="append", metavar="[NAME=]1x3x48x192",
-                   help="an input's shape, for models with free dims (repeat for several inputs)")
-    _weights_option(p)
-    p.set_defaults(func=cmd_compile)
-    p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")
-    p.add_argument("model")
-    p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
-                   help="float input (as the ONNX model takes it); repeat for several inputs")
-    p.add_argument("--output", help="write the model's output (float, as ONNX defines it) to this .npy")
-    p.add_argument("--chip", help="chip configuration (TOML)")
-    p.add_argument("--report", help="write the per-layer report and total as JSON")
-    p.add_argument("--csv", help="write the per-layer table as CSV")
-    _weights_option(p)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("eval", help="run a data set on the chip in batches: accuracy, agreement with ONNX Runtime, "
-                                    "cost per image")
-    p.add_argument("model")
-    p.add_argument("--data", required=True, metavar="X.npy|X.npz",
-                   help="samples along the first axis (.npz: x, or the input's name; labels as y)")
-    p.add_argument("--labels", metavar="Y.npy", help="integer class per sample (top-1 accuracy)")
-    p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
-    p.add_argument("--workers", type=int, default=0, help="batches simulated at once, in threads (default: one per core)")
-    p.add_argument("--json", help="write n, top1, ort_equal_fraction, ort_top1_agreement, cycles_per_image, "
-                                  "energy_pj_per_image, dram_bytes_per_image, images_per_s_chip as JSON")
-    p.add_argument("--chip", help="chip configuration (TOML)")
-    p.add_argument("--no-ort", action="store_true", help="do not compare with ONNX Runtime")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _weights_option(p)
-    p.set_defaults(func=cmd_eval)
     p = sub.add_parser("quantize", help="post-training quantization of a float ONNX model to a QDQ model")
     p.add_argument("model", help="float ONNX model")
     p.add_argument("--calib", required=True, help="calibration inputs: .npy, samples along the first axis")
@@ -601,6 +549,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ptq", action="store_true", help="skip the PTQ comparison")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_qat)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .quant import CALIBRATORS
+
+    ap = argparse.ArgumentParser(prog="accelsim", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("asm", help="assemble a program (default: the bundled example) and print its disassembly")
+    p.add_argument("file", nargs="?", help="assembly source (.s); omitted: the bundled conv3x3 example")
+    p.add_argument("-o", "--output", help="write the (n, 2) uint64 words to this .npy file")
+    p.set_defaults(func=cmd_asm)
+    p = sub.add_parser("sim", help="run a program on the simulated chip and print its report")
+    p.add_argument("program", nargs="?",
+                   help="program file: .axp (words + DRAM image), .npy (words) or .s (assembly); "
+                        "omitted: the bundled conv3x3 example with its data")
+    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
+    p.add_argument("--report", help="write the report as JSON to this file")
+    p.add_argument("--no-values", action="store_true", help="timing only: compute no data")
+    p.set_defaults(func=cmd_sim)
+    p = sub.add_parser("estimate", help="per-layer cycles, utilization and traffic of a SCALE-Sim topology")
+    p.add_argument("--topology", required=True, help="SCALE-Sim topology CSV (conv or GEMM form)")
+    p.add_argument("--chip", help="chip configuration (TOML); default: the built-in chip")
+    p.add_argument("--json", help="write the per-layer figures and the total as JSON")
+    p.add_argument("--bits", default="8x8", help="weight x activation widths, e.g. 8x8, 4x4, 8x4 (default 8x8)")
+    p.set_defaults(func=cmd_estimate)
+    p = sub.add_parser("compile", help="compile a quantized ONNX model (QDQ or QOperator) to a program file")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
+    p.add_argument("--shape", action="append", metavar="[NAME=]1x3x48x192",
+                   help="an input's shape, for models with free dims (repeat for several inputs)")
+    _weights_option(p)
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")
+    p.add_argument("model")
+    p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                   help="float input (as the ONNX model takes it); repeat for several inputs")
+    p.add_argument("--output", help="write the model's output (float, as ONNX defines it) to this .npy")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--report", help="write the per-layer report and total as JSON")
+    p.add_argument("--csv", help="write the per-layer table as CSV")
+    _weights_option(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("eval", help="run a data set on the chip in batches: accuracy, agreement with ONNX Runtime, "
+                                    "cost per image")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, metavar="X.npy|X.npz",
+                   help="samples along the first axis (.npz: x, or the input's name; labels as y)")
+    p.add_argument("--labels", metavar="Y.npy", help="integer class per sample (top-1 accuracy)")
+    p.add_argument("--batch", type=int, default=32, help="images per chip run (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="batches simulated at once, in threads (default: one per core)")
+    p.add_argument("--json", help="write n, top1, ort_equal_fraction, ort_top1_agreement, cycles_per_image, "
+                                  "energy_pj_per_image, dram_bytes_per_image, images_per_s_chip as JSON")
+    p.add_argument("--chip", help="chip configuration (TOML)")
+    p.add_argument("--no-ort", action="store_true", help="do not compare with ONNX Runtime")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _weights_option(p)
+    p.set_defaults(func=cmd_eval)
+    _quantization_parsers(sub)
     p = sub.add_parser("demo", help="quantize the bundled digits CNN, run it on the chip, print accuracy and costs")
     p.add_argument("--bits", type=int, default=8, help="weight and activation width, 2..8 (default 8)")
     p.add_argument("--calibrator", default="percentile", choices=CALIBRATORS)

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +27,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from models import zoo_case  # noqa: E402
+from timing import best_of  # noqa: E402
 
 from accelsim.compiler.onnx.runtime import session  # noqa: E402
 from accelsim.compiler import ModelCompiler  # noqa: E402
 from accelsim.evaluate import chip_batches  # noqa: E402
-
-
-def _best(f, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def measure(name: str, images: int, batch: int, threads: list[int], reps: int) -> list[dict]:
@@ -52,7 +43,7 @@ def measure(name: str, images: int, batch: int, threads: list[int], reps: int) -
     for t in threads:
         got = [o for _, o, _ in chip_batches(compiler, case.input_name, x, batch, t)]
         assert all(np.array_equal(a[k], b[k]) for a, b in zip(first, got) for k in a), "threads changed outputs"
-        sim_s = _best(lambda: list(chip_batches(compiler, case.input_name, x, batch, t)), reps)
+        sim_s = best_of(lambda: list(chip_batches(compiler, case.input_name, x, batch, t)), reps)
         sess = session(case.model, exact=False, threads=t)
         whole = case.model.graph.input[0].type.tensor_type.shape.dim[0].dim_value != 1
 
@@ -65,7 +56,7 @@ def measure(name: str, images: int, batch: int, threads: list[int], reps: int) -
                     for i in range(len(xb)):
                         sess.run(None, {case.input_name: xb[i:i + 1]})
 
-        ort_s = _best(ort_run, reps)
+        ort_s = best_of(ort_run, reps)
         rows.append(dict(model=name, threads=t, images=images, batch=batch, simulate_s=sim_s, onnxruntime_s=ort_s,
                          sim_images_per_s=images / sim_s, ort_images_per_s=images / ort_s, ratio=sim_s / ort_s))
         r = rows[-1]

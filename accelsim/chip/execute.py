@@ -68,17 +68,36 @@ def _execute(r, cfgs, wins, dram, mem, conv_only, residual):
     return st, over
 
 
-@njit(cache=True, nogil=True)
-def run_values(rows, cfgs, wins, dram, mem, start=0):
+@njit(cache=True, inline="always")
+def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual):
     """Execute in program order from ``start``; returns (index of the failing or HOST instruction or
-    -1, status, overflows).  It releases the GIL: simulators in several threads run at once."""
+    -1, status, overflows)."""
     overflows = 0
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, False, False)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, conv_only, residual)
         overflows += over
         if st != 0:
             return i, st, overflows
     return -1, 0, overflows
+
+
+@njit(cache=True, nogil=True)
+def run_values(rows, cfgs, wins, dram, mem, start=0):
+    """The value loop over every instruction type (``_loop``).  It releases the GIL: simulators
+    in several threads run at once."""
+    return _loop(rows, cfgs, wins, dram, mem, start, False, False)
+
+
+@njit(cache=True, nogil=True)
+def run_values_residual(rows, cfgs, wins, dram, mem, start=0):
+    """``run_values`` for programs of RESIDUAL_OPS only (the caller checks)."""
+    return _loop(rows, cfgs, wins, dram, mem, start, True, True)
+
+
+@njit(cache=True, nogil=True)
+def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
+    """``run_values`` for programs of CONV_OPS only (the caller checks)."""
+    return _loop(rows, cfgs, wins, dram, mem, start, True, False)
 
 
 #: and of residual networks (CONV_OPS and the vector unit's Add and Mul)
@@ -91,30 +110,6 @@ def value_loop(rows):
     if used <= set(CONV_OPS):
         return run_values_conv
     return run_values_residual if used <= set(RESIDUAL_OPS) else run_values
-
-
-@njit(cache=True, nogil=True)
-def run_values_residual(rows, cfgs, wins, dram, mem, start=0):
-    """``run_values`` for programs of RESIDUAL_OPS only (the caller checks)."""
-    overflows = 0
-    for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, True, True)
-        overflows += over
-        if st != 0:
-            return i, st, overflows
-    return -1, 0, overflows
-
-
-@njit(cache=True, nogil=True)
-def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
-    """``run_values`` for programs of CONV_OPS only (the caller checks)."""
-    overflows = 0
-    for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, True, False)
-        overflows += over
-        if st != 0:
-            return i, st, overflows
-    return -1, 0, overflows
 
 
 @njit(cache=True, nogil=True)

@@ -11,6 +11,7 @@ memory.  The row format is accelsim.chip.rows; one small builder per op makes it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, NoReturn
 
 import numpy as np
@@ -25,6 +26,7 @@ from kernels.state import WIN_SIZE, config_register, window_register
 
 from .config import ChipConfig
 from .errors import SimError
+from .execute import value_loop
 from .rows import BUFFER_ID, OP, ROW, WORD_BITS
 
 
@@ -43,6 +45,11 @@ class Lowered:
     @property
     def total_words(self) -> int:
         return sum(self.sizes.values())
+
+    @cached_property
+    def loop(self):
+        """The smallest value loop that runs every instruction type of the program (chosen once)."""
+        return value_loop(self.rows)
 
 
 _WIN_FIELDS = tuple(f.name for f in BY_MNEMONIC["SETWIN"].fields)  # window_register's order

@@ -14,7 +14,7 @@ from . import counters as M
 from .config import ChipConfig
 from .counters import chip_vector
 from .errors import SimError
-from .execute import run_values_profiled, value_loop
+from .execute import run_values_profiled
 from .lowering import Lowered, lower
 from .program import Program, ProgramError
 from .report import RunReport
@@ -75,7 +75,7 @@ class Simulator:
         start, overflows = 0, 0
         while True:
             if ticks is None:
-                index, status, more = value_loop(low.rows)(low.rows, low.cfgs, low.wins, dram, mem, start)
+                index, status, more = low.loop(low.rows, low.cfgs, low.wins, dram, mem, start)
             else:
                 index, status, more = run_values_profiled(low.rows, low.cfgs, low.wins, dram, mem, start, ticks)
             overflows += more

@@ -101,9 +101,9 @@ def layer_bits_from(path: str | Path) -> dict[str, dict[str, int]]:
         raise QatError(str(e)) from None
 
 
-def widths_map(model: onnx.ModelProto, bits: int) -> dict[str, dict[str, int]]:
-    """The uniform ``bits`` map with the graph input and the last layer's output at 8 bits (the
-    convention of the QAT table, for PTQ as for QAT)."""
+def ends_at_8_bits(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
+    """The layer-bit map that keeps the graph input and the last layer's output at 8 bits over a
+    uniform width (the convention of the QAT table, for PTQ as for QAT)."""
     layers = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     return {model.graph.input[0].name: {"activation_bits": 8}, layers[-1]: {"activation_bits": 8}}
 
@@ -118,7 +118,7 @@ def run_ptq(dataset: str, model: onnx.ModelProto, calib: np.ndarray, x: np.ndarr
     """PTQ at the same widths with each calibrator; the best on the chip is the record."""
     t0 = time.time()
     w = a = bits or 8
-    lb = layer_bits if layer_bits is not None else widths_map(model, w)
+    lb = layer_bits if layer_bits is not None else ends_at_8_bits(model)
     best = None
     for c in calibrators:
         q = quantize_model(model, calib, QuantConfig(weight_bits=w, activation_bits=a, calibrator=c, layer_bits=lb),
