@@ -9,7 +9,7 @@ unpacked two elements per byte (low nibble first).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uintp
 
 from .common import INLINE
 from .state import (WIN_DIL_H, WIN_DIL_W, WIN_IN_C, WIN_IN_H, WIN_IN_W, WIN_K_H, WIN_K_W,
@@ -25,18 +25,32 @@ def _nibble(dram, addr, e, signed):
     return v
 
 
+@njit(**INLINE)
+def _unpack8(dram, addr, count, signed, mem, at):
+    """mem[at + j] = the byte at addr + j, sign- or zero-extended, for j < count.  Unsigned
+    indices: no wraparound test per element (so the loop vectorizes) and no view (a view costs two
+    atomic reference-count updates, which dominate short runs)."""
+    if signed:
+        for j in range(count):
+            mem[uintp(at + j)] = np.int64(np.int8(dram[uintp(addr + j)]))
+    else:
+        for j in range(count):
+            mem[uintp(at + j)] = np.int64(dram[uintp(addr + j)])
+
+
+@njit(**INLINE)
+def _fill(mem, at, count, value):
+    """mem[at:at + count] = value, without a view."""
+    for j in range(count):
+        mem[uintp(at + j)] = value
+
+
 @njit(cache=True, boundscheck=False)
 def unpack_row(dram, addr, e0, count, bits, signed, mem, at, word_bits):
     """mem[at + j] = element (e0 + j) of the packed tensor at byte ``addr``, for j < count."""
     dst = mem[at:at + count]
     if bits == 8:
-        src = dram[addr + e0: addr + e0 + count]
-        if signed:
-            for j in range(count):
-                dst[j] = np.int64(np.int8(src[j]))
-        else:
-            for j in range(count):
-                dst[j] = np.int64(src[j])
+        _unpack8(dram, addr + e0, count, signed, mem, at)
     elif bits == 4:
         j = 0
         if e0 & 1 and count > 0:
@@ -103,14 +117,38 @@ def load(dram, mem, dram_addr, dst_at, x, y, y_stride, bits, signed, word_bits):
     return 0
 
 
+@njit(**INLINE)
+def _window_row(dram, mem, dram_addr, at, row_first, ix0, in_w, k_w, nc, pad, bits, signed, word_bits):
+    """The k_w whole-pixel taps ix0 .. ix0 + k_w - 1 of one input row (dilation 1, every channel):
+    contiguous in DRAM, so the taps inside the row are one run and the rest padding."""
+    lo = min(max(0, -ix0), k_w) * nc
+    hi = max(min(k_w, in_w - ix0) * nc, lo)
+    _fill(mem, at, lo, pad)
+    e0 = row_first + ix0 * nc + lo
+    if bits == 8:
+        _unpack8(dram, dram_addr + e0, hi - lo, signed, mem, at + lo)
+    elif hi > lo:
+        unpack_row(dram, dram_addr, e0, hi - lo, bits, signed, mem, at + lo, word_bits)
+    _fill(mem, at + hi, k_w * nc - hi, pad)
+
+
 @njit(cache=True, boundscheck=False)
 def loadwin(dram, mem, win, dram_addr, dst_at, pix0, npix, c0, nc, bits, signed, word_bits):
     """LOADWIN: gathered windows mem[dst_at + ((p*k_h + ky)*k_w + kx)*nc + c], padding outside (with
-    out_h, each pixel reads its own image)."""
+    out_h, each pixel reads its own image).  Windows of every channel at dilation 1 read each
+    kernel row as one run (a 7 x 7 window on 3 channels: 7 runs of 21 elements, not 49 of 3)."""
     in_h, in_w, in_c = win[WIN_IN_H], win[WIN_IN_W], win[WIN_IN_C]
     k_h, k_w, out_w = win[WIN_K_H], win[WIN_K_W], win[WIN_OUT_W]
+    s_h, s_w, d_h, d_w = win[WIN_STRIDE_H], win[WIN_STRIDE_W], win[WIN_DIL_H], win[WIN_DIL_W]
+    pad_top, pad_left = win[WIN_PAD_TOP], win[WIN_PAD_LEFT]
     pad = win[WIN_PAD_VALUE]  # 17-bit: fits every word
-    per_image = win[WIN_OUT_H] * out_w
+    per_image = win[WIN_OUT_H] * out_w  # (all read once: mem's writes could alias win for LLVM)
+    runs = nc == in_c and d_w == 1
+    if (runs and k_h == 1 and k_w == 1 and s_h == 1 and s_w == 1 and pad_top == 0 and pad_left == 0
+            and out_w == in_w and (win[WIN_OUT_H] == in_h or (per_image == 0 and pix0 + npix <= in_h * in_w))):
+        # a 1 x 1 window that reads every pixel in order (a pointwise convolution): one run
+        unpack_row(dram, dram_addr, pix0 * in_c, npix * in_c, bits, signed, mem, dst_at, word_bits)
+        return 0
     at = dst_at
     for p in range(npix):
         pix = pix0 + p
@@ -119,17 +157,23 @@ def loadwin(dram, mem, win, dram_addr, dst_at, pix0, npix, c0, nc, bits, signed,
             first = (pix // per_image) * in_h * in_w * in_c
             pix = pix % per_image
         oy = pix // out_w
-        ox = pix - oy * out_w
+        ix0 = (pix - oy * out_w) * s_w - pad_left
         for ky in range(k_h):
-            iy = oy * win[WIN_STRIDE_H] - win[WIN_PAD_TOP] + ky * win[WIN_DIL_H]
-            for kx in range(k_w):
-                ix = ox * win[WIN_STRIDE_W] - win[WIN_PAD_LEFT] + kx * win[WIN_DIL_W]
-                if 0 <= iy < in_h and 0 <= ix < in_w:
-                    unpack_row(dram, dram_addr, first + (iy * in_w + ix) * in_c + c0, nc, bits, signed,
-                               mem, at, word_bits)
-                else:
-                    mem[at:at + nc] = pad
-                at += nc
+            iy = oy * s_h - pad_top + ky * d_h
+            if not 0 <= iy < in_h:
+                _fill(mem, at, k_w * nc, pad)
+            elif runs:
+                _window_row(dram, mem, dram_addr, at, first + iy * in_w * in_c, ix0, in_w, k_w, nc, pad,
+                            bits, signed, word_bits)
+            else:
+                for kx in range(k_w):
+                    ix = ix0 + kx * d_w
+                    if 0 <= ix < in_w:
+                        unpack_row(dram, dram_addr, first + (iy * in_w + ix) * in_c + c0, nc, bits, signed,
+                                   mem, at + kx * nc, word_bits)
+                    else:
+                        _fill(mem, at + kx * nc, nc, pad)
+            at += k_w * nc
     return 0
 
 

@@ -16,10 +16,10 @@ homomorphism.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uintp
 
 from .common import operand, wrap
-from .vnni import HAS_VNNI, STEP, vnni_block
+from .vnni import HAS_VNNI, LANES, QUAD, STRIP_STEP, tile_4x1, tile_4x2, tile_8x1, tile_8x2
 from .state import (CFG_A_BITS, CFG_A_SIGNED, CFG_A_ZP, CFG_ACC_BITS, CFG_W_BITS, CFG_W_SIGNED,
                     CFG_W_ZP)
 
@@ -55,109 +55,132 @@ _micro_i32 = _make_micro("int32")
 _micro_i64 = _make_micro("int64")
 
 
-@njit(cache=True, inline="always", boundscheck=False)
-def _dot(Ap, Wp, C, i, j, cj, kc):
-    """One output element for the edges the 4 x 4 blocks do not cover."""
-    s = np.int64(0)
-    for p in range(kc):
-        s += np.int64(Ap[i, p]) * np.int64(Wp[j, p])
-    C[i, cj] += s
+@njit(cache=True, inline="always")
+def _ceil(x, q):
+    """x rounded up to a multiple of q."""
+    return -(-x // q) * q
 
 
 @njit(cache=True, boundscheck=False)
 def _pack(mem, at, rows, row_len, k0, kc, bits, signed, zp, panel):
-    """panel[r, p] = operand(mem[at + r*row_len + k0 + p]) - zp."""
+    """panel[r, p] = operand(mem[at + r*row_len + k0 + p]) - zp, for r < rows and p < kc."""
     for r in range(rows):
-        src = mem[at + r * row_len + k0: at + r * row_len + k0 + kc]
-        dst = panel[r]
+        src = at + r * row_len + k0
         for p in range(kc):
-            dst[p] = operand(src[p], bits, signed) - zp
+            panel[uintp(r), uintp(p)] = operand(mem[uintp(src + p)], bits, signed) - zp
 
 
 @njit(cache=True, boundscheck=False)
 def _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C, Ap, Wp, wide):
-    """C (m x n) += A @ W.T over packed K-chunks; ``wide`` selects the int64 micro-kernel."""
+    """C (m x n, at least rounded up to 4 x 4) += A @ W.T over packed K-chunks; ``wide`` selects the
+    int64 micro-kernel.  Ap and Wp have whole 4-row blocks, so the edges run the vector micro-kernel
+    too: the extra rows (whatever they hold) make sums outside m x n."""
     a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
     w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
-    m_body = m - m % MR
+    m_pad = _ceil(m, MR)
     for k0 in range(0, k, KC):
         kc = min(KC, k - k0)
         _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, a_zp, Ap)
         for j0 in range(0, n, NC):
             nc = min(NC, n - j0)
             _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, w_zp, Wp)
-            n_body = nc - nc % NR
-            for i in range(0, m_body, MR):
-                for j in range(0, n_body, NR):
+            for i in range(0, m_pad, MR):
+                for j in range(0, nc, NR):
                     if wide:
                         _micro_i64(Ap, Wp, C, i, j, j0 + j, kc)
                     else:
                         _micro_i32(Ap, Wp, C, i, j, j0 + j, kc)
-            for i in range(m):  # right and bottom edges
-                j_from = n_body if i < m_body else 0
-                for j in range(j_from, nc):
-                    _dot(Ap, Wp, C, i, j, j0 + j, kc)
+
+
+@njit(cache=True, boundscheck=False)
+def _to_strips(Wr, rows, steps, Wp, strip_bytes, colsum, j0):
+    """Row-packed weights Wr (rows x 4 steps int8) into the VNNI tile's strips (kernels.vnni):
+    the 4 bytes of (row j, step q) at byte (j // 16) * strip_bytes + 64 q + 4 (j % 16); adds each
+    row's sum to colsum[j0 + j] (the zero-point term).  Whole 4-byte groups move as int32, a strip's
+    step (one cache line) at a time."""
+    src = Wr.reshape(-1).view(np.int32)
+    dst = Wp.view(np.int32)
+    row32 = Wr.shape[1] // QUAD
+    for s in range(-(-rows // LANES)):
+        lanes = min(LANES, rows - s * LANES)
+        for q in range(steps):
+            out = s * (strip_bytes // QUAD) + q * LANES
+            for c in range(lanes):
+                dst[uintp(out + c)] = src[uintp((s * LANES + c) * row32 + q)]
+    for j in range(rows):
+        total = np.int32(0)  # |sum| <= 128 * 16383 < 2^31
+        for p in range(steps * QUAD):
+            total += np.int32(Wr[uintp(j), uintp(p)])
+        colsum[j0 + j] += total
+
+
+@njit(cache=True, boundscheck=False)
+def _tiles(Ap, Wp, C, m_pad, strips, steps, strip_bytes):
+    """C[:m_pad, :16 strips] += the VNNI tiles of Ap and the strips of Wp, ``steps`` steps of 4 k."""
+    for i in range(0, m_pad, 8):
+        if i + 8 <= m_pad:
+            for s in range(0, strips - 1, 2):
+                tile_8x2(Ap, Wp, C, i, s, steps, strip_bytes)
+            if strips % 2:
+                tile_8x1(Ap, Wp, C, i, strips - 1, steps, strip_bytes)
+        else:
+            for s in range(0, strips - 1, 2):
+                tile_4x2(Ap, Wp, C, i, s, steps, strip_bytes)
+            if strips % 2:
+                tile_4x1(Ap, Wp, C, i, strips - 1, steps, strip_bytes)
 
 
 @njit(cache=True, boundscheck=False)
 def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
-    """C (m x n) += A @ W.T on u8 x s8 panels with the AVX512-VNNI micro-kernel.
+    """C (m x n, rows rounded up to 4 and columns to 16) += A @ W.T on u8 x s8 panels with the
+    AVX512-VNNI tiles.
 
-    A is packed plus 128 when signed (unsigned bytes), W (signed, zero point 0) as is; the
+    A is packed plus 128 when signed (unsigned bytes), W (signed, zero point 0) into strips; the
     zero-point term is taken out per column: sum (a - z) w = sum (a + sh) w - (z + sh) sum w.
-    Panels are as wide as K rounded up to 64 bytes, the tail zero (it adds nothing)."""
+    K is padded to whole steps of 4 with zero weights (they add nothing whatever A holds there);
+    the extra rows and columns of a tile (whatever the panels hold there) land outside m x n."""
     a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
     w_bits, w_signed = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED]
     shift = 128 if a_signed else 0
     corr = a_zp + shift
     kc_max = min(KC, k)
-    width = -(-kc_max // STEP) * STEP
-    Ap = np.zeros((m, width), np.uint8)
-    Wp = np.zeros((min(NC, n), width), np.int8)
+    m_pad = _ceil(m, MR)
+    steps_max = _ceil(kc_max, QUAD) // QUAD
+    strip_bytes = steps_max * STRIP_STEP
+    Ap = np.zeros((m_pad, steps_max * QUAD), np.uint8)
+    Wr = np.zeros((min(NC, n), steps_max * QUAD), np.int8)  # rows first (vectorized), then strips
+    Wp = np.zeros(_ceil(min(NC, n), LANES) // LANES * strip_bytes, np.int8)
     colsum = np.zeros(n, np.int64)  # sum_k w[n, k], for the zero-point term
-    m_body = m - m % MR
     for k0 in range(0, k, KC):
         kc = min(KC, k - k0)
-        kc_pad = -(-kc // STEP) * STEP
-        if kc < kc_max:  # a shorter last chunk: clear what the longer ones left in W's padding
-            Wp[:, kc:kc_pad] = 0  # (zero weights make the products zero whatever A's padding holds)
+        steps = _ceil(kc, QUAD) // QUAD
         _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, -shift, Ap)
         for j0 in range(0, n, NC):
             nc = min(NC, n - j0)
-            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, 0, Wp)
-            if corr != 0:
-                for j in range(nc):
-                    s = 0
-                    for p in range(kc):
-                        s += np.int64(Wp[j, p])
-                    colsum[j0 + j] += s
-            n_body = nc - nc % NR
-            for i in range(0, m_body, MR):
-                for j in range(0, n_body, NR):
-                    vnni_block(Ap, Wp, C, i, j, j0 + j, kc_pad)
-            for i in range(m):  # right and bottom edges
-                j_from = n_body if i < m_body else 0
-                for j in range(j_from, nc):
-                    _dot(Ap, Wp, C, i, j, j0 + j, kc)
+            if kc % QUAD:  # a shorter last chunk: zero weights past kc (they add nothing)
+                Wr[:, kc:] = 0
+            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, 0, Wr)
+            _to_strips(Wr, nc, steps, Wp, strip_bytes, colsum, j0)
+            _tiles(Ap, Wp, C[:, j0:], m_pad, _ceil(nc, LANES) // LANES, steps, strip_bytes)
     if corr != 0:  # row by row (contiguous); every exact result fits int32
         for i in range(m):
-            row = C[i]
             for j in range(n):
-                row[j] = np.int32(np.int64(row[j]) - corr * colsum[j])
+                C[uintp(i), uintp(j)] = np.int32(np.int64(C[uintp(i), uintp(j)]) - corr * colsum[uintp(j)])
 
 
 @njit(cache=True, boundscheck=False)
-def _write_acc(mem, acc_at, C, accumulate, acc_bits):
-    """Store the (exact) sums wrapped to acc_bits; returns how many wrapped (overflowed)."""
-    m, n = C.shape
+def _write_acc(mem, acc_at, C, m, n, accumulate, acc_bits):
+    """Store the (exact) sums C[:m, :n] wrapped to acc_bits; returns how many wrapped (overflowed)."""
     overflows = 0
     for i in range(m):
-        acc = mem[acc_at + i * n: acc_at + (i + 1) * n]
+        at = acc_at + i * n
         for j in range(n):
-            v = np.int64(C[i, j]) + acc[j] if accumulate else np.int64(C[i, j])
+            v = np.int64(C[uintp(i), uintp(j)])
+            if accumulate:
+                v += mem[uintp(at + j)]
             w = wrap(v, acc_bits)
             overflows += w != v
-            acc[j] = w
+            mem[uintp(at + j)] = w
     return overflows
 
 
@@ -181,20 +204,20 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     Returns the number of accumulators whose exact value did not fit acc_bits (they wrapped).
     """
     kc = min(KC, k)
+    m_pad, n_pad, nc_pad = _ceil(m, MR), _ceil(n, NR), _ceil(min(NC, n), NR)
     if uses_vnni(cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]):
-        C32 = np.zeros((m, n), np.int32)
+        C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
         _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
-        return _write_acc(mem, acc_at, C32, accumulate, cfg[CFG_ACC_BITS])
+        return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
     if uses_int16_panels(cfg[CFG_A_BITS], cfg[CFG_W_BITS]):
-        C32 = np.zeros((m, n), np.int32)
+        C32 = np.zeros((m_pad, n_pad), np.int32)
         _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
-                     np.empty((m, kc), np.int16), np.empty((min(NC, n), kc), np.int16), False)
-        return _write_acc(mem, acc_at, C32, accumulate, cfg[CFG_ACC_BITS])
-    else:
-        C64 = np.zeros((m, n), np.int64)
-        _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
-                     np.empty((m, kc), np.int32), np.empty((min(NC, n), kc), np.int32), True)
-        return _write_acc(mem, acc_at, C64, accumulate, cfg[CFG_ACC_BITS])
+                     np.zeros((m_pad, kc), np.int16), np.zeros((nc_pad, kc), np.int16), False)
+        return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
+    C64 = np.zeros((m_pad, n_pad), np.int64)
+    _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
+                 np.zeros((m_pad, kc), np.int32), np.zeros((nc_pad, kc), np.int32), True)
+    return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
 
 
 @njit(cache=True, boundscheck=False)

@@ -120,11 +120,13 @@ def test_gemm_long_k_wraps_narrow_accumulators(a, acc_bits, seed):
 
 
 @given(st.sampled_from(["u8", "s8", "u4", "s4"]), st.sampled_from(["s8", "s4"]), st.integers(0, 2**32 - 1),
-       st.sampled_from([1, 3, 4, 9]), st.sampled_from([1, 4, 7, 70]), st.sampled_from([63, 64, 65, 1030, 2100]))
+       st.sampled_from([1, 3, 4, 9, 12, 17]), st.sampled_from([1, 7, 16, 33, 70, 130]),
+       st.sampled_from([3, 63, 64, 65, 1030, 2100]))
 def test_gemm_symmetric_weights_path(a, w, seed, m, n, k):
-    """Signed symmetric weights (zero point 0) take the u8 x s8 panels (vpdpbusd on AVX512-VNNI):
-    activations shifted to unsigned bytes, the zero-point term removed per column, K padded to 64
-    bytes and split in chunks whose last one is shorter.  Extreme operands and zero points."""
+    """Signed symmetric weights (zero point 0) take the u8 x s8 tiles (vpdpbusd on AVX512-VNNI):
+    activations shifted to unsigned bytes, the zero-point term removed per column, K padded to
+    steps of 4 and split in chunks whose last one is shorter, 8- and 4-row tiles of one and two
+    16-column strips, panels of 64 columns.  Extreme operands and zero points."""
     rng = np.random.default_rng(seed)
     alo, ahi = qrange(a)
     wlo, whi = qrange(w)
@@ -398,6 +400,35 @@ def test_loadwin(data):
     dram = data.draw(st.integers(0, DRAM - in_h * in_w * in_c * int(dtype[1:]) // 8 - 1))
     check(s, Instruction("LOADWIN", buf=buf, dtype=dtype, dram=dram, sram=_addr(data.draw, buf, npix * k_h * k_w * nc),
                          pix0=data.draw(st.integers(0, 100)), npix=npix, c0=c0, nc=nc))
+
+
+@given(st.data())
+def test_loadwin_whole_pixel_runs(data):
+    """Windows of every channel: each kernel row at dilation 1 is one run, a 1 x 1 window that
+    reads every pixel in order one run per tile; both must match the golden gather at the edges."""
+    cfg = data.draw(config())
+    s = data.draw(machine(cfg))
+    in_h, in_w, in_c = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 12))
+    pointwise = data.draw(st.booleans())
+    k = 1 if pointwise else data.draw(st.integers(1, 7))
+    out_h = data.draw(st.sampled_from([0, in_h]) if pointwise else st.integers(0, 3))
+    win = Instruction("SETWIN", in_h=in_h, in_w=in_w, in_c=in_c, k_h=k, k_w=data.draw(st.integers(1, 7)) if k > 1 else 1,
+                      stride_h=1 if pointwise else data.draw(st.integers(1, 3)),
+                      stride_w=1 if pointwise else data.draw(st.integers(1, 3)),
+                      dil_h=data.draw(st.integers(1, 2)), dil_w=1,
+                      pad_top=0 if pointwise else data.draw(st.integers(0, 4)),
+                      pad_left=0 if pointwise else data.draw(st.integers(0, 4)),
+                      out_w=in_w if pointwise else data.draw(st.integers(1, 9)),
+                      pad_value=data.draw(st.integers(-65536, 65535)), out_h=out_h)
+    step(s, win)
+    dtype = data.draw(st.sampled_from(MEM_DTYPES))
+    npix = data.draw(st.integers(1, 40))
+    taps = win.args["k_h"] * win.args["k_w"]
+    buf = data.draw(st.sampled_from(["INP", "ACC", "OUT"]))
+    assume(npix * taps * in_c <= SIZES[buf])
+    dram = data.draw(st.integers(0, DRAM - 4 * in_h * in_w * in_c * int(dtype[1:]) // 8 - 1))
+    check(s, Instruction("LOADWIN", buf=buf, dtype=dtype, dram=dram, sram=_addr(data.draw, buf, npix * taps * in_c),
+                         pix0=data.draw(st.integers(0, 3 * in_h * in_w)), npix=npix, c0=0, nc=in_c))
 
 
 # --------------------------------------------------------------------------- LOADW
