@@ -115,8 +115,16 @@ def chip_batches(compiler: ModelCompiler, name: str, x: np.ndarray, batch: int, 
     if workers <= 1 or len(starts) == 1:
         yield from map(one, starts)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(one, starts)
+    yield from _pool(compiler, workers).map(one, starts)
+
+
+def _pool(compiler: ModelCompiler, workers: int) -> ThreadPoolExecutor:
+    """The compiler's pool of ``workers`` threads, kept: later evaluations reuse its threads and
+    so their Simulators (a new Simulator's DRAM costs page faults on its first run)."""
+    pools = compiler.__dict__.setdefault("_eval_pools", {})
+    if workers not in pools:
+        pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accelsim-eval")
+    return pools[workers]
 
 
 def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray] = None, *, batch: int = 32,

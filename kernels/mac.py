@@ -18,12 +18,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uintp
 
-from .common import operand, wrap
-from .vnni import HAS_VNNI, LANES, QUAD, STRIP_STEP, tile_4x1, tile_4x2, tile_8x1, tile_8x2
+from .common import operand, type_range, wrap
+from .vnni import (HAS_VNNI, LANES, QUAD, STRIP_STEP, tile_4x1, tile_4x2, tile_8x1, tile_8x2, wtile_4x1, wtile_4x2,
+                   wtile_8x1, wtile_8x2)
 from .state import (CFG_A_BITS, CFG_A_SIGNED, CFG_A_ZP, CFG_ACC_BITS, CFG_W_BITS, CFG_W_SIGNED,
                     CFG_W_ZP)
 
 KC = 1024  # K-chunk of the packed panels
+KC16 = 254  # K-chunk of the 16-bit path (exact int32 sums of digit x weight products)
 NC = 64    # weight rows per packed weight panel (kept in L2)
 MR = NR = 4
 
@@ -93,41 +95,53 @@ def _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C, Ap, Wp, wide):
 
 
 @njit(cache=True, boundscheck=False)
-def _to_strips(Wr, rows, steps, Wp, strip_bytes, colsum, j0):
-    """Row-packed weights Wr (rows x 4 steps int8) into the VNNI tile's strips (kernels.vnni):
-    the 4 bytes of (row j, step q) at byte (j // 16) * strip_bytes + 64 q + 4 (j % 16); adds each
-    row's sum to colsum[j0 + j] (the zero-point term).  Whole 4-byte groups move as int32, a strip's
-    step (one cache line) at a time."""
+def _to_strips(Wr, rows, steps, Wp, strip_bytes):
+    """Row-packed weights Wr (rows x ``steps`` groups of 4 bytes) into the VNNI tiles' strips
+    (kernels.vnni): the group (row j, step q) at byte (j // 16) * strip_bytes + 64 q + 4 (j % 16).
+    Groups move as int32, a strip's step (one cache line) at a time."""
     src = Wr.reshape(-1).view(np.int32)
     dst = Wp.view(np.int32)
-    row32 = Wr.shape[1] // QUAD
+    row32 = src.size // Wr.shape[0]
     for s in range(-(-rows // LANES)):
         lanes = min(LANES, rows - s * LANES)
         for q in range(steps):
             out = s * (strip_bytes // QUAD) + q * LANES
             for c in range(lanes):
                 dst[uintp(out + c)] = src[uintp((s * LANES + c) * row32 + q)]
-    for j in range(rows):
-        total = np.int32(0)  # |sum| <= 128 * 16383 < 2^31
-        for p in range(steps * QUAD):
-            total += np.int32(Wr[uintp(j), uintp(p)])
-        colsum[j0 + j] += total
 
 
 @njit(cache=True, boundscheck=False)
-def _tiles(Ap, Wp, C, m_pad, strips, steps, strip_bytes):
-    """C[:m_pad, :16 strips] += the VNNI tiles of Ap and the strips of Wp, ``steps`` steps of 4 k."""
-    for i in range(0, m_pad, 8):
-        if i + 8 <= m_pad:
-            for s in range(0, strips - 1, 2):
-                tile_8x2(Ap, Wp, C, i, s, steps, strip_bytes)
-            if strips % 2:
-                tile_8x1(Ap, Wp, C, i, strips - 1, steps, strip_bytes)
-        else:
-            for s in range(0, strips - 1, 2):
-                tile_4x2(Ap, Wp, C, i, s, steps, strip_bytes)
-            if strips % 2:
-                tile_4x1(Ap, Wp, C, i, strips - 1, steps, strip_bytes)
+def _row_sums(Wr, rows, width, colsum, j0):
+    """colsum[j0 + j] += sum of Wr[j, :width] (int8 rows: the u8 x s8 path's zero-point term)."""
+    for j in range(rows):
+        total = 0
+        for p in range(width):
+            total += np.int64(Wr[uintp(j), uintp(p)])
+        colsum[j0 + j] += total
+
+
+def _make_tiles(t8x2, t8x1, t4x2, t4x1):
+    """tiles(Ap, Wp, C, rows, strips, steps, strip_bytes): C[:rows, :16 strips] += the VNNI tiles
+    of Ap's rows (a multiple of 4) and Wp's strips over ``steps`` steps.  Not cached by itself (a
+    closure): inlined into the cached GEMM drivers."""
+
+    def tiles(Ap, Wp, C, rows, strips, steps, strip_bytes):
+        for i in range(0, rows, 8):
+            if i + 8 <= rows:
+                for s in range(0, strips - 1, 2):
+                    t8x2(Ap, Wp, C, i, s, steps, strip_bytes)
+                if strips % 2:
+                    t8x1(Ap, Wp, C, i, strips - 1, steps, strip_bytes)
+            else:
+                for s in range(0, strips - 1, 2):
+                    t4x2(Ap, Wp, C, i, s, steps, strip_bytes)
+                if strips % 2:
+                    t4x1(Ap, Wp, C, i, strips - 1, steps, strip_bytes)
+    return njit(inline="always", boundscheck=False)(tiles)
+
+
+_tiles = _make_tiles(tile_8x2, tile_8x1, tile_4x2, tile_4x1)
+_wtiles = _make_tiles(wtile_8x2, wtile_8x1, wtile_4x2, wtile_4x1)
 
 
 @njit(cache=True, boundscheck=False)
@@ -143,16 +157,16 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
     w_bits, w_signed = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED]
     shift = 128 if a_signed else 0
     corr = a_zp + shift
-    kc_max = min(KC, k)
+    kc_max = _ceil(-(-k // -(-k // KC)), QUAD)  # balanced chunks of at most KC (1152 = 2 x 576)
     m_pad = _ceil(m, MR)
-    steps_max = _ceil(kc_max, QUAD) // QUAD
+    steps_max = kc_max // QUAD
     strip_bytes = steps_max * STRIP_STEP
     Ap = np.zeros((m_pad, steps_max * QUAD), np.uint8)
     Wr = np.zeros((min(NC, n), steps_max * QUAD), np.int8)  # rows first (vectorized), then strips
     Wp = np.zeros(_ceil(min(NC, n), LANES) // LANES * strip_bytes, np.int8)
     colsum = np.zeros(n, np.int64)  # sum_k w[n, k], for the zero-point term
-    for k0 in range(0, k, KC):
-        kc = min(KC, k - k0)
+    for k0 in range(0, k, kc_max):
+        kc = min(kc_max, k - k0)
         steps = _ceil(kc, QUAD) // QUAD
         _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, -shift, Ap)
         for j0 in range(0, n, NC):
@@ -160,12 +174,58 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
             if kc % QUAD:  # a shorter last chunk: zero weights past kc (they add nothing)
                 Wr[:, kc:] = 0
             _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, 0, Wr)
-            _to_strips(Wr, nc, steps, Wp, strip_bytes, colsum, j0)
+            _to_strips(Wr, nc, steps, Wp, strip_bytes)
+            _row_sums(Wr, nc, kc, colsum, j0)
             _tiles(Ap, Wp, C[:, j0:], m_pad, _ceil(nc, LANES) // LANES, steps, strip_bytes)
     if corr != 0:  # row by row (contiguous); every exact result fits int32
         for i in range(m):
             for j in range(n):
                 C[uintp(i), uintp(j)] = np.int32(np.int64(C[uintp(i), uintp(j)]) - corr * colsum[uintp(j)])
+
+
+@njit(cache=True, boundscheck=False)
+def _pack_digits(mem, at, rows, row_len, k0, kc, bits, signed, zp, Ap):
+    """Ap[2r, p] and Ap[2r + 1, p]: the digits hi, lo of a = operand(mem[at + r*row_len + k0 + p]) - zp
+    with a = 256 hi + lo, lo in 0..255 and hi in -256..255 (a has at most 17 bits)."""
+    for r in range(rows):
+        src = at + r * row_len + k0
+        for p in range(kc):
+            a = operand(mem[uintp(src + p)], bits, signed) - zp
+            Ap[uintp(2 * r), uintp(p)] = a >> 8
+            Ap[uintp(2 * r + 1), uintp(p)] = a & 255
+
+
+@njit(cache=True, boundscheck=False)
+def _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C):
+    """C (m x n, int64, rows rounded up to 4 and columns to 16) += A @ W.T for operands of up to 16
+    bits on the int16 VNNI tiles (vpdpwssd).
+
+    Each activation minus its zero point (17 bits) is split in two digits, rows 2i and 2i + 1 of
+    the A panel; weights minus theirs fit int16.  A digit times a weight is at most 2^23 in
+    magnitude, so 254 of them (a chunk of K; chunks balanced) sum exactly in an int32 lane; each
+    tile ends adding 256 * sum[2i] + sum[2i + 1] to C[i] in int64.  K is padded to whole pairs with
+    zero weights."""
+    a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
+    w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
+    chunks = -(-k // KC16)
+    kc_max = _ceil(-(-k // chunks), 2)  # balanced chunks of at most KC16
+    steps_max = kc_max // 2
+    strip_bytes = steps_max * STRIP_STEP
+    rows = 2 * _ceil(m, MR)
+    Ap = np.zeros((rows, kc_max), np.int16)
+    Wr = np.zeros((min(NC, n), kc_max), np.int16)
+    Wp = np.zeros(_ceil(min(NC, n), LANES) // LANES * strip_bytes // 2, np.int16)
+    for k0 in range(0, k, kc_max):
+        kc = min(kc_max, k - k0)
+        steps = _ceil(kc, 2) // 2
+        if kc % 2:  # an odd last chunk: a zero weight pads the last pair
+            Wr[:, kc:] = 0
+        _pack_digits(mem, inp_at, m, k, k0, kc, a_bits, a_signed, a_zp, Ap)
+        for j0 in range(0, n, NC):
+            nc = min(NC, n - j0)
+            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, w_zp, Wr)
+            _to_strips(Wr, nc, steps, Wp, strip_bytes)
+            _wtiles(Ap, Wp, C[:, j0:], rows, _ceil(nc, LANES) // LANES, steps, strip_bytes)
 
 
 @njit(cache=True, boundscheck=False)
@@ -197,6 +257,14 @@ def uses_vnni(a_bits, w_bits, w_signed, w_zp):
     return HAS_VNNI and a_bits <= 8 and w_bits <= 8 and w_signed and w_zp == 0
 
 
+@njit(cache=True)
+def uses_wide16(a_bits, w_bits, w_signed, w_zp):
+    """On an AVX512-VNNI CPU: activations of up to 16 bits and weights that, minus their zero
+    point, fit int16 (the 16-bit operands) run the int16 tiles with activations in two digits."""
+    w_lo, w_hi = type_range(w_bits, w_signed)
+    return HAS_VNNI and a_bits <= 16 and w_bits <= 16 and w_lo - w_zp >= -32768 and w_hi - w_zp <= 32767
+
+
 @njit(cache=True, boundscheck=False)
 def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
@@ -214,6 +282,10 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
         _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
                      np.zeros((m_pad, kc), np.int16), np.zeros((nc_pad, kc), np.int16), False)
         return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
+    if uses_wide16(cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]):
+        C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
+        _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C64)
+        return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
     C64 = np.zeros((m_pad, n_pad), np.int64)
     _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
                  np.zeros((m_pad, kc), np.int32), np.zeros((nc_pad, kc), np.int32), True)

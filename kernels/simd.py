@@ -40,7 +40,8 @@ def _compile_all() -> dict:
                    0, 0, 0, 64)
     cfg = np.zeros(CFG_SIZE, np.int64)
     cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_ACC_BITS] = 8, 8, 1, 32
-    mac._gemm_vnni(mem, cfg, 0, 512, 4, 4, 64, np.zeros((4, 4), np.int32))
+    mac._gemm_vnni(mem, cfg, 0, 512, 4, 4, 64, np.zeros((4, 16), np.int32))
+    mac._gemm_wide16(mem, cfg, 0, 512, 4, 4, 64, np.zeros((4, 16), np.int64))
     mac._micro_i64(np.zeros((8, 64), np.int32), np.zeros((8, 64), np.int32), np.zeros((8, 8), np.int64),
                    0, 0, 0, 64)
     mac._pack(mem, 0, 4, 64, 0, 64, 8, True, 0, np.zeros((4, 64), np.int16))
@@ -54,6 +55,7 @@ def _compile_all() -> dict:
     return {
         "gemm_micro_int16_int32acc": mac._micro_i32,  # 4x4, 8x4, 8x8 operands
         "gemm_u8s8_panels": mac._gemm_vnni,  # symmetric weights: vpdpbusd with AVX512-VNNI
+        "gemm_int16_digits": mac._gemm_wide16,  # 16-bit operands: vpdpwssd with AVX512-VNNI
         "gemm_micro_int32_int64acc": mac._micro_i64,  # 16-bit operands
         "gemm_pack_operands": mac._pack,
         "requant_fp32": rq._requant_fp32,

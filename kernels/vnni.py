@@ -23,8 +23,8 @@ from numba.core import config as numba_config
 from numba.extending import intrinsic
 
 LANES = 16   # int32 lanes (output columns) per vector: one strip of W
-QUAD = 4     # k per vpdpbusd lane
-STRIP_STEP = LANES * QUAD  # bytes of a strip per step of 4 k
+QUAD = 4     # bytes per lane per step: 4 k of u8 x s8, or 2 k of int16
+STRIP_STEP = LANES * QUAD  # bytes of a strip per step
 
 
 def target_has_vnni() -> bool:
@@ -43,42 +43,53 @@ def target_has_vnni() -> bool:
 HAS_VNNI = target_has_vnni()
 
 
-def _dot4_codegen(builder):
-    """acc, a, w (<16 x i32> each, a as 64 u8 and w as 64 s8) -> acc + 4-byte dot products per lane."""
-    i8, i32 = ir.IntType(8), ir.IntType(32)
+def _dot_codegen(builder, kind: str):
+    """acc, a, w (<16 x i32> each) -> acc + per-lane dot products: ``u8s8`` adds a lane's 4 u8 x s8
+    byte products (``vpdpbusd``), ``s16s16`` its 2 int16 products (``vpdpwssd``); both without
+    saturation.  Without VNNI the same arithmetic in portable vector IR."""
+    i32 = ir.IntType(32)
     v16 = ir.VectorType(i32, LANES)
     if HAS_VNNI:
-        vnni = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, v16, v16]),
-                                              "llvm.x86.avx512.vpdpbusd.512")
-        return lambda acc, a, w: builder.call(vnni, [acc, a, w])
-    v64b, v64 = ir.VectorType(i8, 64), ir.VectorType(i32, 64)
+        name = "llvm.x86.avx512.vpdpbusd.512" if kind == "u8s8" else "llvm.x86.avx512.vpdpwssd.512"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, v16, v16]), name)
+        return lambda acc, a, w: builder.call(fn, [acc, a, w])
+    per = QUAD if kind == "u8s8" else 2  # operands per lane
+    narrow = ir.VectorType(ir.IntType(32 // per), LANES * per)
+    wide = ir.VectorType(i32, LANES * per)
+    extend_a = builder.zext if kind == "u8s8" else builder.sext
 
-    def dot4(acc, a, w):  # the same arithmetic in portable vector IR (GEMM does not choose this without VNNI)
-        prod = builder.mul(builder.zext(builder.bitcast(a, v64b), v64), builder.sext(builder.bitcast(w, v64b), v64))
-        for r in range(QUAD):  # lane q adds the products of bytes 4q .. 4q+3
-            lanes = ir.Constant(ir.VectorType(i32, LANES), [QUAD * q + r for q in range(LANES)])
+    def dot(acc, a, w):  # GEMM does not choose these tiles without VNNI: this keeps callers compiling
+        prod = builder.mul(extend_a(builder.bitcast(a, narrow), wide), builder.sext(builder.bitcast(w, narrow), wide))
+        for r in range(per):  # lane q adds the products of operands per*q .. per*q + per - 1
+            lanes = ir.Constant(ir.VectorType(i32, LANES), [per * q + r for q in range(LANES)])
             acc = builder.add(acc, builder.shuffle_vector(prod, prod, lanes))
         return acc
-    return dot4
+    return dot
 
 
-def make_tile(mr: int, nv: int):
+def make_tile(mr: int, nv: int, kind: str = "u8s8"):
     """An intrinsic ``tile(Ap, Wp, C, i, s0, steps, strip_bytes)``:
-    C[i + r, 16 (s0 + v) + c] += sum_q sum_t Ap[i + r, 4q + t] * strip (s0 + v)[q, c, t]
-    for r < mr, v < nv, c < 16, q < steps; Ap uint8 (m x K, C-contiguous rows), Wp int8 (flat:
-    strip s at s * strip_bytes, step q at 64 q, column c at 4 c), C int32 (rows of whole strips)."""
+    C[i + r, 16 (s0 + v) + c] += sum_q sum_t Ap[i + r, g q + t] * strip (s0 + v)[q, c, t]
+    for r < mr, v < nv, c < 16, q < steps, t < g, where a step holds 4 bytes of k per lane:
+    g = 4 uint8 of Ap times int8 of Wp (``u8s8``) or g = 2 int16 of each (``s16s16``).  Ap is m x K
+    (C-contiguous rows), Wp flat (strip s at byte s * strip_bytes, step q at 64 q, column c at 4 c),
+    C int32 (rows of whole strips).  ``s16s16`` tiles take Ap's rows as digit pairs (row 2h the high
+    digit, 2h + 1 the low one, ``i`` even) and add 256 * sum_hi + sum_lo to the int64 C row i/2 + h
+    (so a chunk's int32 sums leave the registers combined and widened)."""
+    a_type, w_type = (types.uint8, types.int8) if kind == "u8s8" else (types.int16, types.int16)
+    c_type = types.int32 if kind == "u8s8" else types.int64
 
     @intrinsic
     def tile(typingctx, ap, wp, c, i, s0, steps, strip_bytes):
-        if not (isinstance(ap, types.Array) and ap.dtype == types.uint8 and isinstance(wp, types.Array)
-                and wp.dtype == types.int8 and isinstance(c, types.Array) and c.dtype == types.int32):
+        if not (isinstance(ap, types.Array) and ap.dtype == a_type and isinstance(wp, types.Array)
+                and wp.dtype == w_type and isinstance(c, types.Array) and c.dtype == c_type):
             return None
         sig = types.void(ap, wp, c, i, s0, steps, strip_bytes)
 
         def codegen(context, builder, signature, args):
             i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
             v16 = ir.VectorType(i32, LANES)
-            dot4 = _dot4_codegen(builder)
+            dot4 = _dot_codegen(builder, kind)
             a_arr = context.make_array(signature.args[0])(context, builder, args[0])
             w_arr = context.make_array(signature.args[1])(context, builder, args[1])
             c_arr = context.make_array(signature.args[2])(context, builder, args[2])
@@ -134,12 +145,30 @@ def make_tile(mr: int, nv: int):
                 res.add_incoming(zero, entry)
                 res.add_incoming(v, body_end)
                 results.append(res)
-            for r in range(mr):
+            if kind == "u8s8":
+                for r in range(mr):
+                    for v in range(nv):
+                        off = builder.add(builder.mul(builder.add(ii, const(r)), ldc),
+                                          builder.mul(builder.add(ss, const(v)), const(4 * LANES)))
+                        ptr = builder.bitcast(at(c_base, off), v16.as_pointer())
+                        builder.store(builder.add(builder.load(ptr, align=1, typ=v16), results[r * nv + v]), ptr,
+                                      align=1)
+                return context.get_dummy_value()
+            v8l = ir.VectorType(i64, 8)  # digit rows 2h, 2h + 1 -> C row (i / 2 + h): 256 * hi + lo in int64
+            for h in range(mr // 2):
                 for v in range(nv):
-                    off = builder.add(builder.mul(builder.add(ii, const(r)), ldc),
-                                      builder.mul(builder.add(ss, const(v)), const(4 * LANES)))
-                    ptr = builder.bitcast(at(c_base, off), v16.as_pointer())
-                    builder.store(builder.add(builder.load(ptr, align=1, typ=v16), results[r * nv + v]), ptr, align=1)
+                    for half in range(2):
+                        lanes = ir.Constant(ir.VectorType(i32, 8), list(range(8 * half, 8 * half + 8)))
+
+                        def part(x):
+                            return builder.sext(builder.shuffle_vector(x, x, lanes), v8l)
+                        val = builder.add(builder.shl(part(results[2 * h * nv + v]), ir.Constant(v8l, [8] * 8)),
+                                          part(results[(2 * h + 1) * nv + v]))
+                        row = builder.add(builder.ashr(ii, const(1)), const(h))
+                        col = builder.add(builder.mul(builder.add(ss, const(v)), const(LANES)), const(8 * half))
+                        ptr = builder.bitcast(at(c_base, builder.add(builder.mul(row, ldc), builder.mul(col, const(8)))),
+                                              v8l.as_pointer())
+                        builder.store(builder.add(builder.load(ptr, align=1, typ=v8l), val), ptr, align=1)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -147,5 +176,8 @@ def make_tile(mr: int, nv: int):
     return tile
 
 
-#: the tiles GEMM uses: 8 rows (4 at the bottom edge) x 2 strips (1 at the right edge)
+#: the tiles GEMM uses: 8 rows (4 at the bottom edge) x 2 strips (1 at the right edge), u8 x s8 ...
 tile_8x2, tile_8x1, tile_4x2, tile_4x1 = make_tile(8, 2), make_tile(8, 1), make_tile(4, 2), make_tile(4, 1)
+#: ... and int16 x int16 (the 16-bit path: activations split in two digits, kernels.mac)
+wtile_8x2, wtile_8x1, wtile_4x2, wtile_4x1 = (make_tile(8, 2, "s16s16"), make_tile(8, 1, "s16s16"),
+                                              make_tile(4, 2, "s16s16"), make_tile(4, 1, "s16s16"))

@@ -139,6 +139,29 @@ def test_gemm_symmetric_weights_path(a, w, seed, m, n, k):
     check(s, Instruction("GEMM", inp=0, wgt=0, acc=0, m=m, n=n, k=k))
 
 
+@given(st.sampled_from(["s16", "u16", "s8", "u8", "s4"]), st.sampled_from(["s16", "s8", "u8", "s4"]),
+       st.integers(0, 2**32 - 1), st.sampled_from([1, 3, 5, 12, 17]), st.sampled_from([1, 7, 16, 33, 70]),
+       st.sampled_from([1, 253, 254, 255, 509, 1030]), st.sampled_from([48, 40, 32]))
+def test_gemm_16bit_digits_path(a, w, seed, m, n, k, acc_bits):
+    """16-bit operands (and any weights that fit int16 minus their zero point) run the int16
+    tiles (vpdpwssd on AVX512-VNNI): activations minus their zero point split in two digits, K in
+    exact chunks of 254, odd chunks padded.  Extreme operands and zero points (a - zp = -65535)."""
+    if a[1:] != "16" and w[1:] != "16":
+        a = "s16"  # 8-bit pairs take the other paths
+    rng = np.random.default_rng(seed)
+    alo, ahi = qrange(a)
+    wlo, whi = qrange(w)
+    w_zp = 0 if w == "s16" else int(rng.choice([wlo, whi, 0]))
+    sizes = {"INP": m * k, "WGT": n * k, "ACC": m * n, "OUT": 16, "PRM": 16}
+    s = MachineState.create(16, sizes=sizes)
+    step(s, Instruction("CONFIG", a=a, w=w, o="s8", a_zp=int(rng.choice([alo, ahi, 0])), w_zp=w_zp,
+                        acc_bits=acc_bits, clamp_min=-128, clamp_max=127))
+    s.buffers["INP"][:] = rng.choice([alo, ahi, rng.integers(alo, ahi + 1)], m * k)
+    s.buffers["WGT"][:] = rng.choice([wlo, whi, rng.integers(wlo, whi + 1)], n * k)
+    s.buffers["ACC"][:] = rng.integers(-(2**39), 2**39, m * n)
+    check(s, Instruction("GEMM", inp=0, wgt=0, acc=0, m=m, n=n, k=k, accumulate=int(rng.integers(0, 2))))
+
+
 @given(st.data())
 def test_dwconv(data):
     cfg = data.draw(config())

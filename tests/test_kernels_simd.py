@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels.mac import uses_int16_panels, uses_vnni
+from kernels.mac import uses_int16_panels, uses_vnni, uses_wide16
 from kernels.vnni import HAS_VNNI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,7 @@ REQUIRED = {
     "gemm_micro_int16_int32acc": ([r"sext <(\d+) x i16>", r"add <(\d+) x i32>"],
                                   r"^(vpmulld|vpmaddwd|vpdpwssd) [yz]mm"),
     "gemm_u8s8_panels": ([r"add <(\d+) x i32>"], r"^(vpdpbusd|vpmulld|vpmaddwd|vpdpwssd) [yz]mm"),
+    "gemm_int16_digits": ([r"add <(\d+) x i64>"], r"^(vpdpwssd|vpmulld|vpmaddwd) [yz]mm"),
     "gemm_micro_int32_int64acc": ([r"mul <(\d+) x i64>", r"add <(\d+) x i64>"], r"^(vpmuldq|vpmullq|vpmuludq) [yz]mm"),
     "gemm_pack_operands": ([r"sub <(\d+) x i64>"], r"^vpsubq [yz]mm"),
     "requant_fp32": ([r"fmul <(\d+) x float>", r"fptosi <(\d+) x float>"], r"^vmulps [xyz]mm"),
@@ -78,7 +79,9 @@ def test_hot_loops_are_vectorized(target, tmp_path):
 @pytest.mark.skipif(not HAS_VNNI, reason=NO_VNNI)
 def test_u8s8_gemm_uses_vpdpbusd(tmp_path):
     """On a VNNI CPU the byte micro-kernel is the 4-products-per-lane instruction itself."""
-    assert _report({}, tmp_path)["gemm_u8s8_panels"]["asm"].get("vpdpbusd zmm", 0) >= 16
+    rep = _report({}, tmp_path)
+    assert rep["gemm_u8s8_panels"]["asm"].get("vpdpbusd zmm", 0) >= 16
+    assert rep["gemm_int16_digits"]["asm"].get("vpdpwssd zmm", 0) >= 16  # and the 16-bit tiles vpdpwssd
 
 
 @pytest.mark.parametrize("a_bits, w_bits, int16", [(4, 4, True), (8, 4, True), (4, 8, True), (8, 8, True),
@@ -89,3 +92,6 @@ def test_gemm_precisions_take_the_checked_path(a_bits, w_bits, int16):
     # symmetric signed weights of at most 8 bits take the vpdpbusd kernel on a VNNI CPU
     assert uses_vnni(a_bits, w_bits, True, 0) is (int16 and HAS_VNNI)
     assert not uses_vnni(a_bits, w_bits, True, 3) and not uses_vnni(a_bits, w_bits, False, 0)
+    # 16-bit operands whose weights fit int16 (minus their zero point) take the vpdpwssd tiles
+    assert uses_wide16(a_bits, w_bits, True, 0) is HAS_VNNI
+    assert not uses_wide16(a_bits, 16, True, 5) and not uses_wide16(a_bits, 16, False, 0)
