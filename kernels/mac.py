@@ -1,16 +1,19 @@
 """MAC-array kernels: GEMM and DWCONV (twins of isa.semantics.gemm / dwconv).
 
-GEMM packs each K-chunk of both operands into contiguous panels, converting words to operands
-on the way (low bits, sign/zero extension, minus the zero point), then runs a 4 x 4 register-
-blocked micro-kernel whose inner loop over k LLVM vectorizes: with operands of 8 bits or fewer
-the panels are int16 and the products are summed in int32 (``vpmaddwd``, or ``vpdpwssd`` with
-AVX512-VNNI); wider operands use int32 panels and exact int64 sums (``vpmuldq``).
+GEMM takes one of four paths, chosen per instruction from CONFIG (only this CPU's are compiled):
+* AVX512-VNNI, operands of at most 8 bits with signed symmetric weights: u8 x s8 tiles on
+  ``vpdpbusd`` (kernels.vnni), activations shifted to unsigned bytes;
+* AVX512-VNNI, activations of up to 16 bits and weights that fit int16 minus their zero point:
+  int16 tiles on ``vpdpwssd``, activations split in two digits;
+* without VNNI, operands of at most 8 bits: a 4 x 4 register-blocked micro-kernel on int16 panels
+  whose loop over k LLVM vectorizes, int32 sums (``vpmaddwd`` / ``vpmulld``);
+* otherwise int32 panels and exact int64 sums (``vpmuldq``).
 
 Exactness: an 8-bit operand minus its zero point lies in [-255, 255], so one product is at most
-65025 in magnitude and K <= 16384 of them stay below 2^31: the int32 sums are exact.  17-bit
-operands give products below 2^34 and sums below 2^48: exact in int64.  The result is then
-wrapped to CONFIG.acc_bits, which equals wrapping at every step because wrap-around is a ring
-homomorphism.
+65025 in magnitude and K <= 16383 of them stay below 2^31: the int32 sums are exact.  17-bit
+operands give products below 2^34 and sums below 2^48: exact in int64 (the digit path's bounds
+are in _gemm_wide16).  The result is then wrapped to CONFIG.acc_bits, which equals wrapping at
+every step because wrap-around is a ring homomorphism.
 """
 
 from __future__ import annotations
@@ -246,7 +249,9 @@ def _write_acc(mem, acc_at, C, m, n, accumulate, acc_bits):
 
 @njit(cache=True)
 def uses_int16_panels(a_bits, w_bits):
-    """Operands of at most 8 bits (4x4, 8x4, 8x8) run on int16 panels with int32 sums."""
+    """Without AVX512-VNNI, operands of at most 8 bits (4x4, 8x4, 8x8) run on int16 panels with
+    int32 sums (with VNNI they take the u8 x s8 tiles, or the int16 tiles for weights with a zero
+    point)."""
     return a_bits <= 8 and w_bits <= 8
 
 
@@ -273,19 +278,21 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """
     kc = min(KC, k)
     m_pad, n_pad, nc_pad = _ceil(m, MR), _ceil(n, NR), _ceil(min(NC, n), NR)
-    if uses_vnni(cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]):
-        C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
-        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
-        return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
-    if uses_int16_panels(cfg[CFG_A_BITS], cfg[CFG_W_BITS]):
+    a_bits, w_bits, w_signed, w_zp = cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
+    if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's paths (a shorter cold start)
+        if uses_vnni(a_bits, w_bits, w_signed, w_zp):
+            C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
+            _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
+            return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
+        if uses_wide16(a_bits, w_bits, w_signed, w_zp):
+            C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
+            _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C64)
+            return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
+    elif uses_int16_panels(a_bits, w_bits):
         C32 = np.zeros((m_pad, n_pad), np.int32)
         _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
                      np.zeros((m_pad, kc), np.int16), np.zeros((nc_pad, kc), np.int16), False)
         return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
-    if uses_wide16(cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]):
-        C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
-        _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C64)
-        return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
     C64 = np.zeros((m_pad, n_pad), np.int64)
     _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
                  np.zeros((m_pad, kc), np.int32), np.zeros((nc_pad, kc), np.int32), True)
@@ -298,25 +305,35 @@ def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate):
 
     Returns the number of accumulators that wrapped.
     """
+    a_bits, w_bits = cfg[CFG_A_BITS], cfg[CFG_W_BITS]
+    if a_bits <= 8 and w_bits <= 8:  # |product| <= 65025, r <= 1023 taps: exact int32 lanes (twice as many)
+        return _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, np.empty(r * c, np.int32),
+                        np.empty(c, np.int32))
+    return _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, np.empty(r * c, np.int64),
+                    np.empty(c, np.int64))
+
+
+@njit(cache=True, inline="always", boundscheck=False)
+def _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, w, s):
+    """DWCONV with weights ``w`` and sums ``s`` in the arrays' type (int32 when exact, else int64);
+    unsigned indices, no views: rows of few channels cost no reference counting."""
     a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
     w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
     acc_bits = cfg[CFG_ACC_BITS]
-    w = np.empty(r * c, np.int64)
     for q in range(r * c):
-        w[q] = operand(mem[wgt_at + q], w_bits, w_signed) - w_zp
-    s = np.empty(c, np.int64)
+        w[uintp(q)] = operand(mem[uintp(wgt_at + q)], w_bits, w_signed) - w_zp
     overflows = 0
     for i in range(m):
-        s[:] = 0
-        for t in range(r):
-            row = mem[inp_at + (i * r + t) * c: inp_at + (i * r + t + 1) * c]
-            wt = w[t * c:(t + 1) * c]
-            for ch in range(c):
-                s[ch] += (operand(row[ch], a_bits, a_signed) - a_zp) * wt[ch]
-        acc = mem[acc_at + i * c: acc_at + (i + 1) * c]
         for ch in range(c):
-            v = s[ch] + acc[ch] if accumulate else s[ch]
+            s[uintp(ch)] = 0
+        for t in range(r):
+            row = inp_at + (i * r + t) * c
+            for ch in range(c):
+                s[uintp(ch)] += (operand(mem[uintp(row + ch)], a_bits, a_signed) - a_zp) * w[uintp(t * c + ch)]
+        acc = acc_at + i * c
+        for ch in range(c):
+            v = np.int64(s[uintp(ch)]) + mem[uintp(acc + ch)] if accumulate else np.int64(s[uintp(ch)])
             wrapped = wrap(v, acc_bits)
             overflows += wrapped != v
-            acc[ch] = wrapped
+            mem[uintp(acc + ch)] = wrapped
     return overflows
