@@ -32,6 +32,7 @@ from timing import best_of  # noqa: E402
 from accelsim.compiler.onnx.runtime import session  # noqa: E402
 from accelsim.compiler import ModelCompiler  # noqa: E402
 from accelsim.evaluate import chip_batches  # noqa: E402
+from kernels.paths import describe  # noqa: E402
 
 
 def measure(name: str, images: int, batch: int, threads: list[int], reps: int) -> list[dict]:
@@ -77,6 +78,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
+    print(describe())  # which kernel paths this run measures
     rows = []
     for m in args.models:
         rows += measure(m, args.images, args.batch, args.threads, args.reps)

@@ -29,6 +29,7 @@ from timing import best_of  # noqa: E402  (benchmarks/ is the script directory)
 from isa import Instruction  # noqa: E402
 from kernels.mac import gemm  # noqa: E402
 from kernels.state import config_register  # noqa: E402
+from kernels.paths import describe  # noqa: E402
 
 BITS = {"8x8": ("s8", "s8"), "4x4": ("s4", "s4"), "8x4": ("s4", "s8"), "16x16": ("s16", "s16")}
 
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(describe())  # which kernel paths this run measures
     records = []
 
     def add(impl, bits, s, gmacs, **extra):

@@ -54,6 +54,7 @@ from accelsim.chip.rows import OPS  # noqa: E402
 from accelsim.compiler import CompiledModel, compile_model  # noqa: E402
 from accelsim.compiler.ir import ModelError  # noqa: E402
 from accelsim.compiler.onnx.runtime import default_u8s8_is_exact, session  # noqa: E402
+from kernels.paths import describe  # noqa: E402
 
 ZOO = ("resnet18", "mobilenetv2")
 #: --models choice -> (file scripts/fetch_models.py fetches, its input at batch n)
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if min(args.batch) < 1:
         ap.error("--batch: every batch must be at least 1")
+    print(describe())  # which kernel paths this run measures
     records = []
     for name in args.models:
         case = make_case(name, args.size, max(args.batch))

@@ -27,6 +27,7 @@ from accelsim.chip import ChipConfig, Program, Simulator  # noqa: E402
 from accelsim.compiler.topology import estimate, parse_topology  # noqa: E402
 from isa import Instruction as I  # noqa: E402
 from isa import encode_program  # noqa: E402
+from kernels.paths import describe  # noqa: E402
 
 TYPES = {"4x4": ("s4", "s4"), "8x4": ("s4", "s8"), "8x8": ("s8", "s8"), "16x16": ("s16", "s16")}
 
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     args = ap.parse_args(argv)
+    print(describe())  # which kernel paths this run measures
     size, tiles, n_insn, reps = (128, 2, 4000, 1) if args.quick else (512, 4, 200_000, 3)
     chip = ChipConfig().replace(buffers={"inp_kib": 1024, "inp_word_bits": 32, "wgt_kib": 1024, "wgt_word_bits": 32,
                                          "acc_kib": 2048, "acc_word_bits": 64})

@@ -89,3 +89,12 @@ def test_readme_python_example_runs(capsys):
     (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the project's own README
     assert "conv1" in capsys.readouterr().out
+
+
+def test_python_dash_m_accelsim_runs_the_cli(tmp_path):
+    """``python -m accelsim`` is the same command line: bad input exits 2 with one line."""
+    ok = subprocess.run([sys.executable, "-m", "accelsim", "--help"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "demo" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "accelsim", "asm", str(tmp_path / "missing.s")], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
