@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["isa", "kernels", "accelsim.chip", "accelsim.compiler", "accelsim.quant", "accelsim.codesign", "tools"]
-TOOLS = {"accelsim.cli", "accelsim.demo", "accelsim.evaluate", "accelsim.zoo", "accelsim"}
+TOOLS = {"accelsim.cli", "accelsim.__main__", "accelsim.demo", "accelsim.evaluate", "accelsim.zoo", "accelsim"}
 
 
 def _part(module: str) -> str:
