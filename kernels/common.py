@@ -10,6 +10,8 @@ from numba.core import config as numba_config
 from numba.extending import intrinsic
 
 INLINE = dict(cache=True, inline="always", boundscheck=False)
+# A constant argument to a cached (not inlined) kernel makes Numba compile that kernel once more,
+# specialised on the literal (unpack_row was compiled four times): call sites pass np.int64(c).
 
 
 @njit(**INLINE)

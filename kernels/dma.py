@@ -110,7 +110,7 @@ def pack_row(mem, at, count, dram, addr, e0, bits):
 def load(dram, mem, dram_addr, dst_at, x, y, y_stride, bits, signed, word_bits):
     """LOAD: mem[dst_at + r*x + j] = element (r*y_stride + j), j < x, r < y."""
     if y_stride == x:  # contiguous rows: one long row
-        unpack_row(dram, dram_addr, 0, x * y, bits, signed, mem, dst_at, word_bits)
+        unpack_row(dram, dram_addr, np.int64(0), x * y, bits, signed, mem, dst_at, word_bits)
         return 0
     for r in range(y):
         unpack_row(dram, dram_addr, r * y_stride, x, bits, signed, mem, dst_at + r * x, word_bits)
@@ -181,7 +181,7 @@ def loadwin(dram, mem, win, dram_addr, dst_at, pix0, npix, c0, nc, bits, signed,
 def store(mem, dram, src_at, dram_addr, x, y, y_stride, bits):
     """STORE: element (r*y_stride + j) = low bits of mem[src_at + r*x + j]; later rows win."""
     if y_stride == x:  # contiguous rows: one long row
-        pack_row(mem, src_at, x * y, dram, dram_addr, 0, bits)
+        pack_row(mem, src_at, x * y, dram, dram_addr, np.int64(0), bits)
         return 0
     for r in range(y):
         pack_row(mem, src_at + r * x, x, dram, dram_addr, r * y_stride, bits)

@@ -176,7 +176,7 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
             nc = min(NC, n - j0)
             if kc % QUAD:  # a shorter last chunk: zero weights past kc (they add nothing)
                 Wr[:, kc:] = 0
-            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, 0, Wr)
+            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(0), Wr)
             _to_strips(Wr, nc, steps, Wp, strip_bytes)
             _row_sums(Wr, nc, kc, colsum, j0)
             _tiles(Ap, Wp, C[:, j0:], m_pad, _ceil(nc, LANES) // LANES, steps, strip_bytes)

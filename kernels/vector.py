@@ -168,14 +168,14 @@ def _window_reduce(mem, src_at, m, r, c, op, offset):
 @njit(cache=True, boundscheck=False)
 def maxpool(mem, src_at, dst_at, m, r, c, word_bits):
     """MAXPOOL: dst[m,c] = max_r src[m,r,c]."""
-    _commit(mem, dst_at, _window_reduce(mem, src_at, m, r, c, 0, 0), word_bits)
+    _commit(mem, dst_at, _window_reduce(mem, src_at, m, r, c, np.int64(0), np.int64(0)), word_bits)
     return OK
 
 
 @njit(cache=True, boundscheck=False)
 def avgpool(mem, cfg, src_at, dst_at, m, r, c, divisor, word_bits, even):
     """AVGPOOL: dst = clamp(sum_r src / divisor), rounded half away from zero, or half to even."""
-    total = _window_reduce(mem, src_at, m, r, c, 1, 0)
+    total = _window_reduce(mem, src_at, m, r, c, np.int64(1), np.int64(0))
     lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
     cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
     half = divisor // 2
@@ -196,7 +196,7 @@ def avgpool(mem, cfg, src_at, dst_at, m, r, c, divisor, word_bits, even):
 @njit(cache=True, boundscheck=False)
 def sumpool(mem, cfg, src_at, acc_at, m, r, c, accumulate):
     """SUMPOOL: ACC[m,c] (+)= sum_r (src[m,r,c] - a_zp), wrapped to acc_bits; returns the wraps."""
-    total = _window_reduce(mem, src_at, m, r, c, 1, cfg[CFG_A_ZP])
+    total = _window_reduce(mem, src_at, m, r, c, np.int64(1), cfg[CFG_A_ZP])
     acc_bits = cfg[CFG_ACC_BITS]
     acc = mem[acc_at:acc_at + total.size]
     overflows = 0
@@ -204,7 +204,7 @@ def sumpool(mem, cfg, src_at, acc_at, m, r, c, accumulate):
         v = total[j] + acc[j] if accumulate else total[j]
         total[j] = wrap(v, acc_bits)
         overflows += total[j] != v
-    _commit(mem, acc_at, total, 64)
+    _commit(mem, acc_at, total, np.int64(64))
     return overflows
 
 

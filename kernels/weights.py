@@ -58,7 +58,7 @@ def loadw(dram, mem, dst_at, dram_addr, count, fmt, bits, signed, param, zero):
     if fmt == FMT_DENSE:
         if dram_addr + _nbytes(count * bits) > size:
             return ERR_STREAM_PAST_DRAM
-        unpack_row(dram, dram_addr, 0, count, bits, signed, mem, dst_at, 32)
+        unpack_row(dram, dram_addr, np.int64(0), count, bits, signed, mem, dst_at, np.int64(32))
         return OK
     if fmt == FMT_BITMASK:
         mask_bytes = _nbytes(count)
@@ -83,7 +83,7 @@ def loadw(dram, mem, dst_at, dram_addr, count, fmt, bits, signed, param, zero):
         if idx_at + _nbytes(count * k) > size:
             return ERR_STREAM_PAST_DRAM
         palette = np.empty(palette_n, np.int64)
-        unpack_row(dram, dram_addr, 0, palette_n, bits, signed, palette, 0, 64)
+        unpack_row(dram, dram_addr, np.int64(0), palette_n, bits, signed, palette, np.int64(0), np.int64(64))
         mask = palette_n - 1
         for j in range(count):
             bp = j * k

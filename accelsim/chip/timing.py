@@ -109,7 +109,7 @@ def _stream_bytes(dram, addr, count, fmt, bits, param):
 @njit(cache=True)
 def _load_cost(r, p, counters):
     """LOAD: DRAM bytes of the block (counted by destination buffer), latency + bytes / bandwidth."""
-    nbytes = _ceil_div(r[5] * r[6] * r[8], 8)
+    nbytes = _ceil_div(r[5] * r[6] * r[8], np.int64(8))
     buf = r[11]
     slot = C_DRAM_RD_INPUT if buf == 0 or buf == 3 else (C_DRAM_RD_PARAM if buf == 4 else C_DRAM_RD_OTHER)
     if buf == 1:
@@ -148,7 +148,7 @@ def _loadwin_cost(r, wins, p, counters):
             lo = max(first, image * per_image) - image * per_image
             hi = min(last, (image + 1) * per_image - 1) - image * per_image
             pixels += _box_pixels(w, lo, hi)
-    nbytes = _ceil_div(pixels * r[8] * r[9], 8)
+    nbytes = _ceil_div(pixels * r[8] * r[9], np.int64(8))
     counters[C_DRAM_RD_INPUT] += nbytes
     counters[C_SRAM_WR_INP + r[12]] += r[6] * k_h * k_w * r[8]
     bw = p[P_DRAM_BW]
@@ -167,7 +167,7 @@ def _loadw_cost(r, dram, p, counters):
 
 @njit(cache=True)
 def _store_cost(r, p, counters):
-    nbytes = _ceil_div(r[5] * r[6] * r[8], 8)
+    nbytes = _ceil_div(r[5] * r[6] * r[8], np.int64(8))
     counters[C_DRAM_WR_OUTPUT] += nbytes
     counters[C_SRAM_RD_INP + r[9]] += r[5] * r[6]
     return p[P_DRAM_LAT] + _ceil_div(nbytes, p[P_DRAM_BW])
