@@ -106,7 +106,7 @@ def _stream_bytes(dram, addr, count, fmt, bits, param):
     return (bitpos + 7) // 8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _load_cost(r, p, counters):
     """LOAD: DRAM bytes of the block (counted by destination buffer), latency + bytes / bandwidth."""
     nbytes = _ceil_div(r[5] * r[6] * r[8], np.int64(8))
@@ -132,7 +132,7 @@ def _box_pixels(w, p0, p1):
     return max(0, y1 - y0 + 1) * max(0, x1 - x0 + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _loadwin_cost(r, wins, p, counters):
     """LOADWIN: the bounding box of the windows is fetched once per image; the buffer writes every
     window."""
@@ -155,7 +155,7 @@ def _loadwin_cost(r, wins, p, counters):
     return p[P_DRAM_LAT] + max(_ceil_div(nbytes, bw), _ceil_div(r[6] * k_h * k_w * r[8], max(1, bw)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _loadw_cost(r, dram, p, counters):
     """LOADW: compressed bytes over DRAM or weights through the decompressor, the slower."""
     nbytes = _stream_bytes(dram, r[4], r[5], r[6], r[7], r[9])
@@ -165,7 +165,7 @@ def _loadw_cost(r, dram, p, counters):
     return p[P_DRAM_LAT] + max(_ceil_div(nbytes, p[P_DRAM_BW]), _ceil_div(r[5], p[P_DEC_DENSE + r[6]]))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _store_cost(r, p, counters):
     nbytes = _ceil_div(r[5] * r[6] * r[8], np.int64(8))
     counters[C_DRAM_WR_OUTPUT] += nbytes
@@ -187,7 +187,7 @@ def _mac_slot(wb, ab):
     return C_MAC_8x8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mac_cost(r, cfgs, p, counters):
     """GEMM (the tile formula) or DWCONV (one channel per column, the window through the column's PEs)."""
     cfg = cfgs[r[10]]
@@ -215,7 +215,7 @@ def _mac_cost(r, cfgs, p, counters):
     return cycles
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _vector_cost(r, p, counters):
     """REQUANT on its lanes; the vector unit's elementwise ops, table lookups and pools."""
     op = r[0]
@@ -237,9 +237,12 @@ def _vector_cost(r, p, counters):
     return _ceil_div(r[5] * r[6] * r[7], vec) + pipe  # MAXPOOL, AVGPOOL, SUMPOOL
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def instruction_cost(r, cfgs, wins, dram, p, counters):
-    """Cycles of one instruction on its unit; adds its traffic and MACs to the counters."""
+    """Cycles of one instruction on its unit; adds its traffic and MACs to the counters.
+
+    It and the per-unit cost functions have one call site each and are inlined into run_timing:
+    compiled as separate cached functions they took 6 s of a cold start, inlined 1.8 s."""
     op = r[0]
     if op == OP_LOAD:
         return _load_cost(r, p, counters)
