@@ -113,7 +113,7 @@ def _to_strips(Wr, rows, steps, Wp, strip_bytes):
                 dst[uintp(out + c)] = src[uintp((s * LANES + c) * row32 + q)]
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, inline="always", boundscheck=False)
 def _row_sums(Wr, rows, width, colsum, j0):
     """colsum[j0 + j] += sum of Wr[j, :width] (int8 rows: the u8 x s8 path's zero-point term)."""
     for j in range(rows):
@@ -186,7 +186,7 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
                 C[uintp(i), uintp(j)] = np.int32(np.int64(C[uintp(i), uintp(j)]) - corr * colsum[uintp(j)])
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, inline="always", boundscheck=False)
 def _pack_digits(mem, at, rows, row_len, k0, kc, bits, signed, zp, Ap):
     """Ap[2r, p] and Ap[2r + 1, p]: the digits hi, lo of a = operand(mem[at + r*row_len + k0 + p]) - zp
     with a = 256 hi + lo, lo in 0..255 and hi in -256..255 (a has at most 17 bits)."""
@@ -247,7 +247,7 @@ def _write_acc(mem, acc_at, C, m, n, accumulate, acc_bits):
     return overflows
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def uses_int16_panels(a_bits, w_bits):
     """Without AVX512-VNNI, operands of at most 8 bits (4x4, 8x4, 8x8) run on int16 panels with
     int32 sums (with VNNI they take the u8 x s8 tiles, or the int16 tiles for weights with a zero
@@ -255,14 +255,14 @@ def uses_int16_panels(a_bits, w_bits):
     return a_bits <= 8 and w_bits <= 8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def uses_vnni(a_bits, w_bits, w_signed, w_zp):
     """On an AVX512-VNNI CPU: activations of at most 8 bits and signed symmetric weights of at
     most 8 bits (zero point 0, the usual case) run the u8 x s8 ``vpdpbusd`` micro-kernel."""
     return HAS_VNNI and a_bits <= 8 and w_bits <= 8 and w_signed and w_zp == 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def uses_wide16(a_bits, w_bits, w_signed, w_zp):
     """On an AVX512-VNNI CPU: activations of up to 16 bits and weights that, minus their zero
     point, fit int16 (the 16-bit operands) run the int16 tiles with activations in two digits."""

@@ -38,7 +38,7 @@ def _nbytes(bits):
     return (bits + 7) >> 3
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, inline="always", boundscheck=False)
 def _popcount_bits(dram, addr, count):
     n = 0
     for j in range(count >> 3):
