@@ -115,7 +115,7 @@ def _to_strips(Wr, rows, steps, Wp, strip_bytes):
 
 @njit(cache=True, inline="always", boundscheck=False)
 def _row_sums(Wr, rows, width, colsum, j0):
-    """colsum[j0 + j] += sum of Wr[j, :width] (int8 rows: the u8 x s8 path's zero-point term)."""
+    """colsum[j0 + j] += sum of Wr[j, :width] (byte rows: the u8 x s8 path's zero-point terms)."""
     for j in range(rows):
         total = 0
         for p in range(width):
@@ -149,17 +149,20 @@ _wtiles = _make_tiles(wtile_8x2, wtile_8x1, wtile_4x2, wtile_4x1)
 
 @njit(cache=True, boundscheck=False)
 def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
-    """C (m x n, rows rounded up to 4 and columns to 16) += A @ W.T on u8 x s8 panels with the
-    AVX512-VNNI tiles.
+    """C (m x n, rows rounded up to 4 and columns to 16) += A @ W.T for operands of at most 8 bits
+    on u8 x s8 panels with the AVX512-VNNI tiles.
 
-    A is packed plus 128 when signed (unsigned bytes), W (signed, zero point 0) into strips; the
-    zero-point term is taken out per column: sum (a - z) w = sum (a + sh) w - (z + sh) sum w.
-    K is padded to whole steps of 4 with zero weights (they add nothing whatever A holds there);
-    the extra rows and columns of a tile (whatever the panels hold there) land outside m x n."""
+    A is packed as unsigned bytes A' = a + sa (sa = 128 when signed), W as signed bytes
+    W' = w - tw (tw = 128 when unsigned); with ca = a_zp + sa and cw = w_zp - tw,
+    sum (a - a_zp)(w - w_zp) = sum A'W' - ca sum_k W' - cw sum_k A' + K ca cw, the correction taken
+    out per row and column at the end (every exact result fits int32).  K is padded to whole steps
+    of 4 with zero weights (they add nothing whatever A holds there); the extra rows and columns of a
+    tile (whatever the panels hold there) land outside m x n."""
     a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
-    w_bits, w_signed = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED]
-    shift = 128 if a_signed else 0
-    corr = a_zp + shift
+    w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
+    sa = 128 if a_signed else 0
+    tw = 0 if w_signed else 128
+    ca, cw = a_zp + sa, w_zp - tw
     kc_max = _ceil(-(-k // -(-k // KC)), QUAD)  # balanced chunks of at most KC (1152 = 2 x 576)
     m_pad = _ceil(m, MR)
     steps_max = kc_max // QUAD
@@ -167,23 +170,29 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
     Ap = np.zeros((m_pad, steps_max * QUAD), np.uint8)
     Wr = np.zeros((min(NC, n), steps_max * QUAD), np.int8)  # rows first (vectorized), then strips
     Wp = np.zeros(_ceil(min(NC, n), LANES) // LANES * strip_bytes, np.int8)
-    colsum = np.zeros(n, np.int64)  # sum_k w[n, k], for the zero-point term
+    colsum = np.zeros(n, np.int64)  # sum_k W'[n, k]
+    rowsum = np.zeros(m, np.int64)  # sum_k A'[m, k]
     for k0 in range(0, k, kc_max):
         kc = min(kc_max, k - k0)
         steps = _ceil(kc, QUAD) // QUAD
-        _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, -shift, Ap)
+        _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, np.int64(-sa), Ap)
+        if cw != 0:
+            _row_sums(Ap, m, kc, rowsum, np.int64(0))
         for j0 in range(0, n, NC):
             nc = min(NC, n - j0)
             if kc % QUAD:  # a shorter last chunk: zero weights past kc (they add nothing)
                 Wr[:, kc:] = 0
-            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(0), Wr)
+            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(tw), Wr)
             _to_strips(Wr, nc, steps, Wp, strip_bytes)
-            _row_sums(Wr, nc, kc, colsum, j0)
+            if ca != 0:
+                _row_sums(Wr, nc, kc, colsum, j0)
             _tiles(Ap, Wp, C[:, j0:], m_pad, _ceil(nc, LANES) // LANES, steps, strip_bytes)
-    if corr != 0:  # row by row (contiguous); every exact result fits int32
+    if ca != 0 or cw != 0:  # row by row (contiguous)
+        both = k * ca * cw
         for i in range(m):
+            row = both - cw * rowsum[uintp(i)]
             for j in range(n):
-                C[uintp(i), uintp(j)] = np.int32(np.int64(C[uintp(i), uintp(j)]) - corr * colsum[uintp(j)])
+                C[uintp(i), uintp(j)] = np.int32(np.int64(C[uintp(i), uintp(j)]) + row - ca * colsum[uintp(j)])
 
 
 @njit(cache=True, inline="always", boundscheck=False)
@@ -249,17 +258,16 @@ def _write_acc(mem, acc_at, C, m, n, accumulate, acc_bits):
 
 @njit(cache=True, inline="always")
 def uses_int16_panels(a_bits, w_bits):
-    """Without AVX512-VNNI, operands of at most 8 bits (4x4, 8x4, 8x8) run on int16 panels with
-    int32 sums (with VNNI they take the u8 x s8 tiles, or the int16 tiles for weights with a zero
-    point)."""
+    """Operands of at most 8 bits (4x4, 8x4, 8x8): without AVX512-VNNI they run on int16 panels
+    with int32 sums (with VNNI on the u8 x s8 tiles, ``uses_vnni``)."""
     return a_bits <= 8 and w_bits <= 8
 
 
 @njit(cache=True, inline="always")
-def uses_vnni(a_bits, w_bits, w_signed, w_zp):
-    """On an AVX512-VNNI CPU: activations of at most 8 bits and signed symmetric weights of at
-    most 8 bits (zero point 0, the usual case) run the u8 x s8 ``vpdpbusd`` micro-kernel."""
-    return HAS_VNNI and a_bits <= 8 and w_bits <= 8 and w_signed and w_zp == 0
+def uses_vnni(a_bits, w_bits):
+    """On an AVX512-VNNI CPU: operands of at most 8 bits (any signedness and zero points) run the
+    u8 x s8 ``vpdpbusd`` tiles."""
+    return HAS_VNNI and a_bits <= 8 and w_bits <= 8
 
 
 @njit(cache=True, inline="always")
@@ -270,33 +278,47 @@ def uses_wide16(a_bits, w_bits, w_signed, w_zp):
     return HAS_VNNI and a_bits <= 16 and w_bits <= 16 and w_lo - w_zp >= -32768 and w_hi - w_zp <= 32767
 
 
+@njit(cache=True, inline="always", boundscheck=False)
+def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
+    """GEMM of operands of at most 8 bits: the u8 x s8 tiles with AVX512-VNNI, else the int16 panels."""
+    m_pad = _ceil(m, MR)
+    if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's path
+        C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
+        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
+    else:
+        kc = min(KC, k)
+        C32 = np.zeros((m_pad, _ceil(n, NR)), np.int32)
+        _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
+                     np.zeros((m_pad, kc), np.int16), np.zeros((_ceil(min(NC, n), NR), kc), np.int16), False)
+    return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
+
+
 @njit(cache=True, boundscheck=False)
 def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
 
     Returns the number of accumulators whose exact value did not fit acc_bits (they wrapped).
     """
-    kc = min(KC, k)
-    m_pad, n_pad, nc_pad = _ceil(m, MR), _ceil(n, NR), _ceil(min(NC, n), NR)
     a_bits, w_bits, w_signed, w_zp = cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
-    if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's paths (a shorter cold start)
-        if uses_vnni(a_bits, w_bits, w_signed, w_zp):
-            C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
-            _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
-            return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
-        if uses_wide16(a_bits, w_bits, w_signed, w_zp):
-            C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
-            _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C64)
-            return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
-    elif uses_int16_panels(a_bits, w_bits):
-        C32 = np.zeros((m_pad, n_pad), np.int32)
-        _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
-                     np.zeros((m_pad, kc), np.int16), np.zeros((nc_pad, kc), np.int16), False)
-        return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
-    C64 = np.zeros((m_pad, n_pad), np.int64)
+    if uses_int16_panels(a_bits, w_bits):  # operands of at most 8 bits
+        return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate)
+    m_pad = _ceil(m, MR)
+    if HAS_VNNI and uses_wide16(a_bits, w_bits, w_signed, w_zp):
+        C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
+        _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C64)
+        return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
+    kc = min(KC, k)
+    C64 = np.zeros((m_pad, _ceil(n, NR)), np.int64)
     _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
-                 np.zeros((m_pad, kc), np.int32), np.zeros((nc_pad, kc), np.int32), True)
+                 np.zeros((m_pad, kc), np.int32), np.zeros((_ceil(min(NC, n), NR), kc), np.int32), True)
     return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
+
+
+@njit(cache=True, boundscheck=False)
+def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
+    """``gemm`` for a CONFIG whose operands have at most 8 bits, without gemm's wider paths: the
+    value loop of a program whose every CONFIG is so links this one (less to compile)."""
+    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate)
 
 
 @njit(cache=True, boundscheck=False)

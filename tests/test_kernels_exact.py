@@ -119,20 +119,21 @@ def test_gemm_long_k_wraps_narrow_accumulators(a, acc_bits, seed):
     assert_same_state(golden, run_kernel(s, ins))
 
 
-@given(st.sampled_from(["u8", "s8", "u4", "s4"]), st.sampled_from(["s8", "s4"]), st.integers(0, 2**32 - 1),
+@given(st.sampled_from(["u8", "s8", "u4", "s4"]), st.sampled_from(["s8", "s4", "u8", "u4"]), st.integers(0, 2**32 - 1),
        st.sampled_from([1, 3, 4, 9, 12, 17]), st.sampled_from([1, 7, 16, 33, 70, 130]),
-       st.sampled_from([3, 63, 64, 65, 1030, 2100]))
-def test_gemm_symmetric_weights_path(a, w, seed, m, n, k):
-    """Signed symmetric weights (zero point 0) take the u8 x s8 tiles (vpdpbusd on AVX512-VNNI):
-    activations shifted to unsigned bytes, the zero-point term removed per column, K padded to
-    steps of 4 and split in chunks whose last one is shorter, 8- and 4-row tiles of one and two
-    16-column strips, panels of 64 columns.  Extreme operands and zero points."""
+       st.sampled_from([3, 63, 64, 65, 1030, 2100]), st.booleans())
+def test_gemm_byte_tiles_path(a, w, seed, m, n, k, w_zero):
+    """Operands of at most 8 bits take the u8 x s8 tiles (vpdpbusd on AVX512-VNNI): activations
+    shifted to unsigned bytes, unsigned weights to signed ones, the zero-point terms removed per row
+    and column, K padded to steps of 4 and split in chunks whose last one is shorter, 8- and 4-row
+    tiles of one and two 16-column strips, panels of 64 columns.  Extreme operands and zero points."""
     rng = np.random.default_rng(seed)
     alo, ahi = qrange(a)
     wlo, whi = qrange(w)
+    w_zp = 0 if w_zero else int(rng.choice([wlo, whi, (wlo + whi) // 2]))
     sizes = {"INP": m * k, "WGT": n * k, "ACC": m * n, "OUT": 16, "PRM": 16}
     s = MachineState.create(16, sizes=sizes)
-    step(s, Instruction("CONFIG", a=a, w=w, o="s8", a_zp=int(rng.choice([alo, ahi, 0])), w_zp=0, acc_bits=32,
+    step(s, Instruction("CONFIG", a=a, w=w, o="s8", a_zp=int(rng.choice([alo, ahi, 0])), w_zp=w_zp, acc_bits=32,
                         clamp_min=-128, clamp_max=127))
     s.buffers["INP"][:] = rng.choice([alo, ahi, rng.integers(alo, ahi + 1)], m * k)
     s.buffers["WGT"][:] = rng.choice([wlo, whi, rng.integers(wlo, whi + 1)], n * k)

@@ -13,6 +13,7 @@ from accelsim.chip.rows import OP
 from accelsim.compiler import ModelCompiler, compile_model
 from accelsim.evaluate import evaluate
 from accelsim.quant import QuantConfig, quantize_model
+from kernels.state import CFG_A_BITS
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +106,24 @@ def _values(loop, compiled, sim, x):
 
 def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
     """A program of CONV_OPS only runs run_values_conv, one with Adds run_values_residual (fewer
-    kernels to compile); their DRAM and buffers equal the full loop's."""
-    from accelsim.chip.execute import run_values, run_values_conv, run_values_residual, value_loop
+    kernels to compile), and their 8-bit twins when every CONFIG has operands of at most 8 bits
+    (GEMM without its wider paths); their DRAM and buffers equal the full loop's."""
+    from accelsim.chip.execute import (run_values, run_values_conv, run_values_conv8, run_values_residual,
+                                       run_values_residual8, value_loop)
 
-    for (compiled, x), loop in zip(models, (run_values_conv, run_values_residual)):  # small_cnn, residual_odd
+    pairs = ((run_values_conv, run_values_conv8), (run_values_residual, run_values_residual8))
+    for (compiled, x), (loop, loop8) in zip(models, pairs):  # small_cnn, residual_odd: 8-bit
         sim = Simulator(compiled.chip)
-        assert value_loop(sim.lower(compiled.program).rows) is loop
-        (d1, m1), (d2, m2) = _values(loop, compiled, sim, x), _values(run_values, compiled, sim, x)
-        np.testing.assert_array_equal(d1, d2)
-        np.testing.assert_array_equal(m1, m2)
+        low = sim.lower(compiled.program)
+        assert value_loop(low.rows) is loop and value_loop(low.rows, low.cfgs) is loop8 and low.loop is loop8
+        (d0, m0) = _values(run_values, compiled, sim, x)
+        for chosen in (loop, loop8):
+            d1, m1 = _values(chosen, compiled, sim, x)
+            np.testing.assert_array_equal(d1, d0)
+            np.testing.assert_array_equal(m1, m0)
+        wide = low.cfgs.copy()
+        wide[-1, CFG_A_BITS] = 16  # one 16-bit CONFIG: the loop keeps GEMM's wider paths
+        assert value_loop(low.rows, wide) is loop
     rows = np.zeros((2, 14), np.int64)
     rows[0, 0] = OP["DWCONV"]  # only the full loop runs it
     assert value_loop(rows) is run_values

@@ -10,7 +10,7 @@ from numba import njit
 
 import kernels as K
 from kernels.clock import ticks
-from kernels.state import HOST_CALL
+from kernels.state import CFG_A_BITS, CFG_W_BITS, HOST_CALL
 
 from .rows import (OP_AVGPOOL, OP_CONFIG, OP_DWCONV, OP_GEMM, OP_HALT, OP_HOST, OP_LOAD, OP_LOADW, OP_LOADWIN,
                    OP_MAXPOOL, OP_NOP, OP_REQUANT, OP_SETWIN, OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX,
@@ -25,9 +25,10 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 
 
 @njit(cache=True, inline="always")
-def _execute(r, cfgs, wins, dram, mem, conv_only, residual):
+def _execute(r, cfgs, wins, dram, mem, conv_only, residual, narrow):
     """One instruction row by its kernel: (status, overflows).  ``conv_only`` and ``residual``
-    (constants at each call site) leave the other kernels out of the compiled loop."""
+    (constants at each call site) leave the other kernels out of the compiled loop, ``narrow``
+    (every CONFIG has operands of at most 8 bits) GEMM's wider paths."""
     op = r[0]
     st = 0
     over = 0
@@ -40,7 +41,10 @@ def _execute(r, cfgs, wins, dram, mem, conv_only, residual):
     elif op == OP_STORE:
         st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
     elif op == OP_GEMM:
-        over = K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        if narrow:
+            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        else:
+            over = K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif not conv_only and op == OP_DWCONV:
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif op == OP_REQUANT:
@@ -69,12 +73,12 @@ def _execute(r, cfgs, wins, dram, mem, conv_only, residual):
 
 
 @njit(cache=True, inline="always")
-def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual):
+def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual, narrow):
     """Execute in program order from ``start``; returns (index of the failing or HOST instruction or
     -1, status, overflows)."""
     overflows = 0
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, conv_only, residual)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, conv_only, residual, narrow)
         overflows += over
         if st != 0:
             return i, st, overflows
@@ -85,31 +89,47 @@ def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual):
 def run_values(rows, cfgs, wins, dram, mem, start=0):
     """The value loop over every instruction type (``_loop``).  It releases the GIL: simulators
     in several threads run at once."""
-    return _loop(rows, cfgs, wins, dram, mem, start, False, False)
+    return _loop(rows, cfgs, wins, dram, mem, start, False, False, False)
 
 
 @njit(cache=True, nogil=True)
 def run_values_residual(rows, cfgs, wins, dram, mem, start=0):
     """``run_values`` for programs of RESIDUAL_OPS only (the caller checks)."""
-    return _loop(rows, cfgs, wins, dram, mem, start, True, True)
+    return _loop(rows, cfgs, wins, dram, mem, start, True, True, False)
+
+
+@njit(cache=True, nogil=True)
+def run_values_residual8(rows, cfgs, wins, dram, mem, start=0):
+    """``run_values_residual`` for programs whose every CONFIG has operands of at most 8 bits."""
+    return _loop(rows, cfgs, wins, dram, mem, start, True, True, True)
 
 
 @njit(cache=True, nogil=True)
 def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
     """``run_values`` for programs of CONV_OPS only (the caller checks)."""
-    return _loop(rows, cfgs, wins, dram, mem, start, True, False)
+    return _loop(rows, cfgs, wins, dram, mem, start, True, False, False)
+
+
+@njit(cache=True, nogil=True)
+def run_values_conv8(rows, cfgs, wins, dram, mem, start=0):
+    """``run_values_conv`` for programs whose every CONFIG has operands of at most 8 bits."""
+    return _loop(rows, cfgs, wins, dram, mem, start, True, False, True)
 
 
 #: and of residual networks (CONV_OPS and the vector unit's Add and Mul)
 RESIDUAL_OPS = CONV_OPS + (OP_VADD, OP_VMUL)
 
 
-def value_loop(rows):
-    """The value loop for a lowered program: the smallest that runs every instruction it uses."""
+def value_loop(rows, cfgs=None):
+    """The value loop for a lowered program: the smallest that runs every instruction it uses and
+    every CONFIG it sets (``cfgs``, the kernels' CONFIG table; None: any)."""
     used = set(np.unique(rows[:, 0]).tolist()) if len(rows) else set()
+    narrow = cfgs is not None and bool(np.all((cfgs[:, CFG_A_BITS] <= 8) & (cfgs[:, CFG_W_BITS] <= 8)))
     if used <= set(CONV_OPS):
-        return run_values_conv
-    return run_values_residual if used <= set(RESIDUAL_OPS) else run_values
+        return run_values_conv8 if narrow else run_values_conv
+    if used <= set(RESIDUAL_OPS):
+        return run_values_residual8 if narrow else run_values_residual
+    return run_values
 
 
 @njit(cache=True, nogil=True)
@@ -119,7 +139,7 @@ def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
     overflows = 0
     for i in range(start, rows.shape[0]):
         t0 = ticks()
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, False, False)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, False, False, False)
         ticks_per_row[i] += ticks() - t0
         overflows += over
         if st != 0:

@@ -48,8 +48,8 @@ class Lowered:
 
     @cached_property
     def loop(self):
-        """The smallest value loop that runs every instruction type of the program (chosen once)."""
-        return value_loop(self.rows)
+        """The smallest value loop that runs every instruction type and CONFIG of the program (chosen once)."""
+        return value_loop(self.rows, self.cfgs)
 
 
 _WIN_FIELDS = tuple(f.name for f in BY_MNEMONIC["SETWIN"].fields)  # window_register's order
