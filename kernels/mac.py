@@ -1,8 +1,9 @@
 """MAC-array kernels: GEMM and DWCONV (twins of isa.semantics.gemm / dwconv).
 
 GEMM takes one of four paths, chosen per instruction from CONFIG (only this CPU's are compiled):
-* AVX512-VNNI, operands of at most 8 bits with signed symmetric weights: u8 x s8 tiles on
-  ``vpdpbusd`` (kernels.vnni), activations shifted to unsigned bytes;
+* AVX512-VNNI, operands of at most 8 bits: u8 x s8 tiles on ``vpdpbusd`` (kernels.vnni),
+  activations shifted to unsigned bytes and unsigned weights to signed ones (``gemm8`` is this path
+  alone, for value loops whose program has no wider CONFIG);
 * AVX512-VNNI, activations of up to 16 bits and weights that fit int16 minus their zero point:
   int16 tiles on ``vpdpwssd``, activations split in two digits;
 * without VNNI, operands of at most 8 bits: a 4 x 4 register-blocked micro-kernel on int16 panels

@@ -26,8 +26,8 @@ def target() -> str:
 def gemm_paths() -> str:
     """The GEMM path each operand class takes (kernels.mac)."""
     if HAS_VNNI:
-        return ("GEMM: <= 8-bit symmetric weights -> u8 x s8 tiles (vpdpbusd); <= 16-bit -> int16 digit tiles "
-                "(vpdpwssd); wider weights -> int64 panels")
+        return ("GEMM: <= 8-bit -> u8 x s8 tiles (vpdpbusd); <= 16-bit -> int16 digit tiles (vpdpwssd); "
+                "wider weights -> int64 panels")
     return "GEMM: <= 8-bit -> int16 panels (portable vector IR); wider -> int64 panels"
 
 
