@@ -129,15 +129,9 @@ def _requant_fixed(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, l
             dst[c] = qlo if y < qlo else (qhi if y > qhi else y)
 
 
-@njit(cache=True, boundscheck=False)
-def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
-    """REQUANT: dst[m,n] = clamp(requantize(ACC[m,n] + bias[n]) + o_zp); returns a status.
-
-    Outputs lie in the output type's range (at most 16 bits), so they fit any buffer word.
-    """
-    mode, acc_bits, zp = cfg[CFG_MODE], cfg[CFG_ACC_BITS], cfg[CFG_O_ZP]
-    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
-    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+@njit(**INLINE)
+def _table(mem, prm_at, n):
+    """The PRM table of n channels: bias, multiplier (or the fp32 scale's bits) and shift, as int32."""
     bias = np.empty(n, np.int64)
     mult = np.empty(n, np.int64)
     shift = np.empty(n, np.int64)
@@ -145,10 +139,30 @@ def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
         bias[c] = wrap32(mem[prm_at + c])
         mult[c] = wrap32(mem[prm_at + n + c])
         shift[c] = wrap32(mem[prm_at + 2 * n + c])
+    return bias, mult, shift
+
+
+@njit(**INLINE)
+def _fp32(mem, cfg, src_at, dst_at, m, n, bias, mult):
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    scale = mult.astype(np.int32).view(np.float32)
+    _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, cfg[CFG_ACC_BITS], cfg[CFG_O_ZP], lo, hi,
+                  cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX])
+    return OK
+
+
+@njit(cache=True, boundscheck=False)
+def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
+    """REQUANT: dst[m,n] = clamp(requantize(ACC[m,n] + bias[n]) + o_zp); returns a status.
+
+    Outputs lie in the output type's range (at most 16 bits), so they fit any buffer word.
+    """
+    mode, acc_bits, zp = cfg[CFG_MODE], cfg[CFG_ACC_BITS], cfg[CFG_O_ZP]
+    bias, mult, shift = _table(mem, prm_at, n)
     if mode == MODE_FP32:
-        scale = mult.astype(np.int32).view(np.float32)
-        _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, cmin, cmax)
-        return OK
+        return _fp32(mem, cfg, src_at, dst_at, m, n, bias, mult)
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
     wide = acc_bits > 32
     status = check_multipliers(mult, shift, wide)
     if status != OK:
@@ -156,3 +170,11 @@ def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
     _requant_fixed(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax,
                    mode == MODE_FIXED_SINGLE, wide)
     return OK
+
+
+@njit(cache=True, boundscheck=False)
+def requant_fp32(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
+    """``requant`` for a CONFIG in the fp32 mode, without the fixed-point modes: the value loop of a
+    program whose every CONFIG is so links this one (less to compile)."""
+    bias, mult, _ = _table(mem, prm_at, n)
+    return _fp32(mem, cfg, src_at, dst_at, m, n, bias, mult)

@@ -13,7 +13,7 @@ from accelsim.chip.rows import OP
 from accelsim.compiler import ModelCompiler, compile_model
 from accelsim.evaluate import evaluate
 from accelsim.quant import QuantConfig, quantize_model
-from kernels.state import CFG_A_BITS
+from kernels.state import CFG_A_BITS, CFG_MODE, MODE_FIXED_DOUBLE
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,9 @@ def _values(loop, compiled, sim, x):
 
 def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
     """A program of CONV_OPS only runs run_values_conv, one with Adds run_values_residual (fewer
-    kernels to compile), and their 8-bit twins when every CONFIG has operands of at most 8 bits
-    (GEMM without its wider paths); their DRAM and buffers equal the full loop's."""
+    kernels to compile), and their 8-bit twins when every CONFIG has operands of at most 8 bits and
+    the fp32 requant mode (GEMM without its wider paths, REQUANT without its fixed-point modes);
+    their DRAM and buffers equal the full loop's."""
     from accelsim.chip.execute import (run_values, run_values_conv, run_values_conv8, run_values_residual,
                                        run_values_residual8, value_loop)
 
@@ -124,6 +125,9 @@ def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
         wide = low.cfgs.copy()
         wide[-1, CFG_A_BITS] = 16  # one 16-bit CONFIG: the loop keeps GEMM's wider paths
         assert value_loop(low.rows, wide) is loop
+        fixed = low.cfgs.copy()
+        fixed[-1, CFG_MODE] = MODE_FIXED_DOUBLE  # one fixed-point CONFIG: and REQUANT's fixed modes
+        assert value_loop(low.rows, fixed) is loop
     rows = np.zeros((2, 14), np.int64)
     rows[0, 0] = OP["DWCONV"]  # only the full loop runs it
     assert value_loop(rows) is run_values

@@ -10,7 +10,7 @@ from numba import njit
 
 import kernels as K
 from kernels.clock import ticks
-from kernels.state import CFG_A_BITS, CFG_W_BITS, HOST_CALL
+from kernels.state import CFG_A_BITS, CFG_MODE, CFG_W_BITS, HOST_CALL, MODE_FP32
 
 from .rows import (OP_AVGPOOL, OP_CONFIG, OP_DWCONV, OP_GEMM, OP_HALT, OP_HOST, OP_LOAD, OP_LOADW, OP_LOADWIN,
                    OP_MAXPOOL, OP_NOP, OP_REQUANT, OP_SETWIN, OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX,
@@ -28,7 +28,8 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 def _execute(r, cfgs, wins, dram, mem, conv_only, residual, narrow):
     """One instruction row by its kernel: (status, overflows).  ``conv_only`` and ``residual``
     (constants at each call site) leave the other kernels out of the compiled loop, ``narrow``
-    (every CONFIG has operands of at most 8 bits) GEMM's wider paths."""
+    (every CONFIG has operands of at most 8 bits and the fp32 requant mode) GEMM's wider paths and
+    REQUANT's fixed-point modes."""
     op = r[0]
     st = 0
     over = 0
@@ -48,7 +49,10 @@ def _execute(r, cfgs, wins, dram, mem, conv_only, residual, narrow):
     elif not conv_only and op == OP_DWCONV:
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif op == OP_REQUANT:
-        st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+        if narrow:
+            st = K.requant_fp32(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
+        else:
+            st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
     elif (residual or not conv_only) and op == OP_VADD:
         st = K.vadd(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif (residual or not conv_only) and op == OP_VMUL:
@@ -100,7 +104,8 @@ def run_values_residual(rows, cfgs, wins, dram, mem, start=0):
 
 @njit(cache=True, nogil=True)
 def run_values_residual8(rows, cfgs, wins, dram, mem, start=0):
-    """``run_values_residual`` for programs whose every CONFIG has operands of at most 8 bits."""
+    """``run_values_residual`` for programs whose every CONFIG has operands of at most 8 bits and
+    the fp32 requant mode."""
     return _loop(rows, cfgs, wins, dram, mem, start, True, True, True)
 
 
@@ -112,7 +117,8 @@ def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
 
 @njit(cache=True, nogil=True)
 def run_values_conv8(rows, cfgs, wins, dram, mem, start=0):
-    """``run_values_conv`` for programs whose every CONFIG has operands of at most 8 bits."""
+    """``run_values_conv`` for programs whose every CONFIG has operands of at most 8 bits and the
+    fp32 requant mode."""
     return _loop(rows, cfgs, wins, dram, mem, start, True, False, True)
 
 
@@ -124,7 +130,8 @@ def value_loop(rows, cfgs=None):
     """The value loop for a lowered program: the smallest that runs every instruction it uses and
     every CONFIG it sets (``cfgs``, the kernels' CONFIG table; None: any)."""
     used = set(np.unique(rows[:, 0]).tolist()) if len(rows) else set()
-    narrow = cfgs is not None and bool(np.all((cfgs[:, CFG_A_BITS] <= 8) & (cfgs[:, CFG_W_BITS] <= 8)))
+    narrow = cfgs is not None and bool(np.all((cfgs[:, CFG_A_BITS] <= 8) & (cfgs[:, CFG_W_BITS] <= 8)
+                                              & (cfgs[:, CFG_MODE] == MODE_FP32)))
     if used <= set(CONV_OPS):
         return run_values_conv8 if narrow else run_values_conv
     if used <= set(RESIDUAL_OPS):
