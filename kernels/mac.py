@@ -280,18 +280,26 @@ def uses_wide16(a_bits, w_bits, w_signed, w_zp):
 
 
 @njit(cache=True, inline="always", boundscheck=False)
+def _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, acc_type, panel_type, wide):
+    """GEMM on the portable panels: sums of ``acc_type`` over panels of ``panel_type`` (int32 over
+    int16 for operands of at most 8 bits, int64 over int32 for wider ones, ``wide``)."""
+    m_pad, kc = _ceil(m, MR), min(KC, k)
+    C = np.zeros((m_pad, _ceil(n, NR)), acc_type)
+    _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C, np.zeros((m_pad, kc), panel_type),
+                 np.zeros((_ceil(min(NC, n), NR), kc), panel_type), wide)
+    return _write_acc(mem, acc_at, C, m, n, accumulate, cfg[CFG_ACC_BITS])
+
+
+@njit(cache=True, inline="always", boundscheck=False)
 def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """GEMM of operands of at most 8 bits: the u8 x s8 tiles with AVX512-VNNI, else the int16 panels."""
     m_pad = _ceil(m, MR)
     if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's path
         C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
         _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
+        return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
     else:
-        kc = min(KC, k)
-        C32 = np.zeros((m_pad, _ceil(n, NR)), np.int32)
-        _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C32,
-                     np.zeros((m_pad, kc), np.int16), np.zeros((_ceil(min(NC, n), NR), kc), np.int16), False)
-    return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
+        return _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.int32, np.int16, False)
 
 
 @njit(cache=True, boundscheck=False)
@@ -308,11 +316,7 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
         C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
         _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C64)
         return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
-    kc = min(KC, k)
-    C64 = np.zeros((m_pad, _ceil(n, NR)), np.int64)
-    _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C64,
-                 np.zeros((m_pad, kc), np.int32), np.zeros((_ceil(min(NC, n), NR), kc), np.int32), True)
-    return _write_acc(mem, acc_at, C64, m, n, accumulate, cfg[CFG_ACC_BITS])
+    return _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.int64, np.int32, True)
 
 
 @njit(cache=True, boundscheck=False)
