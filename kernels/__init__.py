@@ -10,7 +10,7 @@ from ._cache import install as _install_cache
 _install_cache()  # before any kernel is compiled: kernels._cache
 
 from .dma import load, loadwin, pack_row, store, unpack_row  # noqa: E402
-from .mac import dwconv, gemm, gemm8  # noqa: E402
+from .mac import dwconv, gemm, gemm8, gemm_into, weight_workspace  # noqa: E402
 from .requant import requant, requant_fp32  # noqa: E402
 from .vector import avgpool, maxpool, shr, sumpool, vadd, vlut, vmax, vmin, vmul  # noqa: E402
 from .weights import loadw  # noqa: E402
@@ -21,5 +21,5 @@ KERNELS = {
     "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr, "VLUT": vlut, "VMUL": vmul,
 }
 
-__all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "gemm8", "dwconv", "requant", "requant_fp32", "vadd",
+__all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "gemm8", "gemm_into", "weight_workspace", "dwconv", "requant", "requant_fp32", "vadd",
            "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "vlut", "vmul", "pack_row", "unpack_row"]

@@ -148,30 +148,70 @@ _tiles = _make_tiles(tile_8x2, tile_8x1, tile_4x2, tile_4x1)
 _wtiles = _make_tiles(wtile_8x2, wtile_8x1, wtile_4x2, wtile_4x1)
 
 
+@njit(cache=True, inline="always")
+def _chunk(k, kc):
+    """The K chunk of the byte path: balanced chunks of at most ``kc``, whole steps of 4."""
+    return _ceil(-(-k // -(-k // kc)), QUAD)
+
+
+@njit(cache=True, inline="always")
+def weight_workspace(n, k):
+    """(bytes, words) of the workspace the byte path packs an n x k weight operand into: its strips
+    (every K chunk) and its row sums plus one flag word (``_pack_weights``)."""
+    steps = _chunk(k, KC) // QUAD
+    return -(-k // (steps * QUAD)) * (_ceil(n, LANES) // LANES) * steps * STRIP_STEP, n + 1
+
+
 @njit(cache=True, boundscheck=False)
-def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
+def _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, sums):
+    """W (n x k words) as the VNNI tiles' signed bytes W' = w - tw (tw = 128 for unsigned weights),
+    in strips, K chunk c at byte c * (strips of n) * strip_bytes, and (``sums``) its row sums
+    sum_k W' in colsum[:n]; colsum[-1] says whether they are there.  K is padded to whole steps of
+    4 with zero weights (they add nothing whatever A holds there)."""
+    w_bits, w_signed = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED]
+    tw = 0 if w_signed else 128
+    kc_max = _chunk(k, KC)
+    strip_bytes = kc_max // QUAD * STRIP_STEP
+    chunk_bytes = _ceil(n, LANES) // LANES * strip_bytes
+    Wr = np.zeros((min(NC, n), kc_max), np.int8)  # rows first (vectorized), then strips
+    colsum[:n] = 0
+    for k0 in range(0, k, kc_max):
+        kc = min(kc_max, k - k0)
+        steps = _ceil(kc, QUAD) // QUAD
+        if kc % QUAD:  # a shorter last chunk: zero weights past kc
+            Wr[:, kc:] = 0
+        for j0 in range(0, n, NC):
+            nc = min(NC, n - j0)
+            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(tw), Wr)
+            _to_strips(Wr, nc, steps, Wp[k0 // kc_max * chunk_bytes + j0 // LANES * strip_bytes:], strip_bytes)
+            if sums:
+                _row_sums(Wr, nc, kc, colsum, j0)
+    colsum[colsum.size - 1] = sums
+
+
+@njit(cache=True, boundscheck=False)
+def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C, Wp, colsum, reuse):
     """C (m x n, rows rounded up to 4 and columns to 16) += A @ W.T for operands of at most 8 bits
     on u8 x s8 panels with the AVX512-VNNI tiles.
 
     A is packed as unsigned bytes A' = a + sa (sa = 128 when signed), W as signed bytes
-    W' = w - tw (tw = 128 when unsigned); with ca = a_zp + sa and cw = w_zp - tw,
+    W' = w - tw (tw = 128 when unsigned; ``_pack_weights``, skipped when ``reuse`` says Wp and
+    colsum hold this operand already); with ca = a_zp + sa and cw = w_zp - tw,
     sum (a - a_zp)(w - w_zp) = sum A'W' - ca sum_k W' - cw sum_k A' + K ca cw, the correction taken
-    out per row and column at the end (every exact result fits int32).  K is padded to whole steps
-    of 4 with zero weights (they add nothing whatever A holds there); the extra rows and columns of a
-    tile (whatever the panels hold there) land outside m x n."""
+    out per row and column at the end (every exact result fits int32).  The extra rows and columns
+    of a tile (whatever the panels hold there) land outside m x n."""
     a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
-    w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
+    w_signed, w_zp = cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
     sa = 128 if a_signed else 0
     tw = 0 if w_signed else 128
     ca, cw = a_zp + sa, w_zp - tw
-    kc_max = _ceil(-(-k // -(-k // KC)), QUAD)  # balanced chunks of at most KC (1152 = 2 x 576)
+    if not reuse or (ca != 0 and colsum[colsum.size - 1] == 0):
+        _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, ca != 0)
+    kc_max = _chunk(k, KC)  # balanced chunks of at most KC (1152 = 2 x 576)
     m_pad = _ceil(m, MR)
-    steps_max = kc_max // QUAD
-    strip_bytes = steps_max * STRIP_STEP
-    Ap = np.zeros((m_pad, steps_max * QUAD), np.uint8)
-    Wr = np.zeros((min(NC, n), steps_max * QUAD), np.int8)  # rows first (vectorized), then strips
-    Wp = np.zeros(_ceil(min(NC, n), LANES) // LANES * strip_bytes, np.int8)
-    colsum = np.zeros(n, np.int64)  # sum_k W'[n, k]
+    strip_bytes = kc_max // QUAD * STRIP_STEP
+    chunk_bytes = _ceil(n, LANES) // LANES * strip_bytes
+    Ap = np.zeros((m_pad, kc_max), np.uint8)
     rowsum = np.zeros(m, np.int64)  # sum_k A'[m, k]
     for k0 in range(0, k, kc_max):
         kc = min(kc_max, k - k0)
@@ -181,13 +221,8 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C):
             _row_sums(Ap, m, kc, rowsum, np.int64(0))
         for j0 in range(0, n, NC):
             nc = min(NC, n - j0)
-            if kc % QUAD:  # a shorter last chunk: zero weights past kc (they add nothing)
-                Wr[:, kc:] = 0
-            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(tw), Wr)
-            _to_strips(Wr, nc, steps, Wp, strip_bytes)
-            if ca != 0:
-                _row_sums(Wr, nc, kc, colsum, j0)
-            _tiles(Ap, Wp, C[:, j0:], m_pad, _ceil(nc, LANES) // LANES, steps, strip_bytes)
+            _tiles(Ap, Wp[k0 // kc_max * chunk_bytes + j0 // LANES * strip_bytes:], C[:, j0:], m_pad,
+                   _ceil(nc, LANES) // LANES, steps, strip_bytes)
     if ca != 0 or cw != 0:  # row by row (contiguous)
         both = k * ca * cw
         for i in range(m):
@@ -291,26 +326,29 @@ def _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, acc_type,
 
 
 @njit(cache=True, inline="always", boundscheck=False)
-def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
+def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse):
     """GEMM of operands of at most 8 bits: the u8 x s8 tiles with AVX512-VNNI, else the int16 panels."""
     m_pad = _ceil(m, MR)
     if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's path
         C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
-        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32)
+        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32, Wp, colsum, reuse)
         return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
     else:
         return _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.int32, np.int16, False)
 
 
 @njit(cache=True, boundscheck=False)
-def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
+def gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse):
     """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
 
-    Returns the number of accumulators whose exact value did not fit acc_bits (they wrapped).
+    ``Wp`` and ``colsum`` are the byte path's weight workspace (at least ``weight_workspace(n, k)``);
+    ``reuse``: they hold this instruction's weight operand, packed by an earlier GEMM (the value
+    loop knows from the lowering, accelsim.chip.lowering).  Returns the number of accumulators
+    whose exact value did not fit acc_bits (they wrapped).
     """
     a_bits, w_bits, w_signed, w_zp = cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
     if uses_int16_panels(a_bits, w_bits):  # operands of at most 8 bits
-        return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate)
+        return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse)
     m_pad = _ceil(m, MR)
     if HAS_VNNI and uses_wide16(a_bits, w_bits, w_signed, w_zp):
         C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
@@ -320,10 +358,18 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
 
 
 @njit(cache=True, boundscheck=False)
-def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
-    """``gemm`` for a CONFIG whose operands have at most 8 bits, without gemm's wider paths: the
+def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
+    """``gemm_into`` on a workspace of its own (one instruction by itself)."""
+    nbytes, words = weight_workspace(n, k)
+    return gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.empty(nbytes, np.int8),
+                     np.zeros(words, np.int64), False)
+
+
+@njit(cache=True, boundscheck=False)
+def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse):
+    """``gemm_into`` for a CONFIG whose operands have at most 8 bits, without its wider paths: the
     value loop of a program whose every CONFIG is so links this one (less to compile)."""
-    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate)
+    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse)
 
 
 @njit(cache=True, boundscheck=False)

@@ -25,11 +25,11 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 
 
 @njit(cache=True, inline="always")
-def _execute(r, cfgs, wins, dram, mem, conv_only, residual, narrow):
-    """One instruction row by its kernel: (status, overflows).  ``conv_only`` and ``residual``
-    (constants at each call site) leave the other kernels out of the compiled loop, ``narrow``
-    (every CONFIG has operands of at most 8 bits and the fp32 requant mode) GEMM's wider paths and
-    REQUANT's fixed-point modes."""
+def _execute(r, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow):
+    """One instruction row by its kernel: (status, overflows).  ``wp`` and ``colsum`` are GEMM's
+    weight workspace (``_workspace``).  ``conv_only`` and ``residual`` (constants at each call site)
+    leave the other kernels out of the compiled loop, ``narrow`` (every CONFIG has operands of at
+    most 8 bits and the fp32 requant mode) GEMM's wider paths and REQUANT's fixed-point modes."""
     op = r[0]
     st = 0
     over = 0
@@ -43,9 +43,9 @@ def _execute(r, cfgs, wins, dram, mem, conv_only, residual, narrow):
         st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
     elif op == OP_GEMM:
         if narrow:
-            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11])
         else:
-            over = K.gemm(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11])
     elif not conv_only and op == OP_DWCONV:
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif op == OP_REQUANT:
@@ -77,12 +77,25 @@ def _execute(r, cfgs, wins, dram, mem, conv_only, residual, narrow):
 
 
 @njit(cache=True, inline="always")
+def _workspace(rows):
+    """GEMM's weight workspace for every GEMM of the program (kernels.mac.weight_workspace): packed
+    weights that a GEMM whose row says ``reuse`` takes from the GEMM before it."""
+    nbytes, words = 0, 1
+    for i in range(rows.shape[0]):
+        if rows[i, 0] == OP_GEMM:
+            b, w = K.weight_workspace(rows[i, 7], rows[i, 8])
+            nbytes, words = max(nbytes, b), max(words, w)
+    return np.empty(nbytes, np.int8), np.zeros(words, np.int64)
+
+
+@njit(cache=True, inline="always")
 def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual, narrow):
     """Execute in program order from ``start``; returns (index of the failing or HOST instruction or
     -1, status, overflows)."""
     overflows = 0
+    wp, colsum = _workspace(rows)
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, conv_only, residual, narrow)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow)
         overflows += over
         if st != 0:
             return i, st, overflows
@@ -144,9 +157,10 @@ def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
     """``run_values`` that also adds each instruction's host cycles (kernels.clock) to
     ``ticks_per_row[i]``: where the simulator's own time goes."""
     overflows = 0
+    wp, colsum = _workspace(rows)
     for i in range(start, rows.shape[0]):
         t0 = ticks()
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, False, False, False)
+        st, over = _execute(rows[i], cfgs, wins, dram, mem, wp, colsum, False, False, False)
         ticks_per_row[i] += ticks() - t0
         overflows += over
         if st != 0:

@@ -20,9 +20,9 @@ from isa import format_instruction
 from isa.encoding import Instruction, decode_program
 from isa.errors import DecodeError
 from isa.semantics import RESET_CONFIG
-from isa.spans import blocks, outside, state_fault
+from isa.spans import Block, blocks, outside, state_fault
 from isa.table import BUFFERS, BY_MNEMONIC, DTYPES, UNITS, WEIGHT_FORMATS
-from kernels.state import WIN_SIZE, config_register, window_register
+from kernels.state import CFG_A_BITS, CFG_W_BITS, CFG_W_SIGNED, WIN_SIZE, config_register, window_register
 
 from .config import ChipConfig
 from .errors import SimError
@@ -56,6 +56,31 @@ _WIN_FIELDS = tuple(f.name for f in BY_MNEMONIC["SETWIN"].fields)  # window_regi
 
 
 @dataclass
+class _PackedWeights:
+    """Which weight operand GEMM's byte path (operands of at most 8 bits) packed last, so that the
+    next GEMM on the same words, unchanged since, takes the packed copy (its row's ``reuse``)."""
+
+    key: tuple | None = None  # (WGT address, n, k, weight bits, signed): what the packed bytes depend on
+
+    def gemm(self, a: dict, cfg: np.ndarray) -> int:
+        """A GEMM: 1 if it reads the operand packed last, else 0 (and it packs its own)."""
+        narrow = cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+        key = (a["wgt"], a["n"], a["k"], int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))
+        reuse = int(narrow and key == self.key)
+        self.key = key if narrow else None
+        return reuse
+
+    def after(self, ins: Instruction, spans: list[Block]) -> None:
+        """Forget the packed operand when ``ins`` may change its words (a write to them, a HOST step)."""
+        if self.key is None:
+            return
+        start, end = self.key[0], self.key[0] + self.key[1] * self.key[2]
+        if ins.op == "HOST" or any(b.access == "write" and b.buf == "WGT" and b.start < end and start < b.end
+                                   for b in spans):
+            self.key = None
+
+
+@dataclass
 class _Walk:
     """What the walk knows: the chip's limits, the buffer layout and the registers so far."""
 
@@ -69,12 +94,13 @@ class _Walk:
     index: int = 0
     text: str = ""
     dram_end: int = 0  # one past the last DRAM byte any instruction reads or writes
+    packed: _PackedWeights = field(default_factory=_PackedWeights)
 
     def fail(self, reason: str) -> NoReturn:
         raise SimError(self.index, self.text, reason)
 
-    def check_spans(self, ins: Instruction) -> None:
-        """Every block the instruction reads or writes (isa.spans) lies inside this chip."""
+    def check_spans(self, ins: Instruction) -> list[Block]:
+        """Every block the instruction reads or writes (isa.spans) lies inside this chip; returns them."""
         window = dict(zip(_WIN_FIELDS, (int(x) for x in self.wins[-1]))) if self.wins else None
         msg = state_fault(ins, window)
         if msg:
@@ -84,7 +110,7 @@ class _Walk:
                 self.dram_end = blk.end
         b = outside(ins, window, self.sizes, self.dram_size)
         if b is None:
-            return
+            return blocks(ins, window)
         if b.buf == "DRAM":
             self.fail(f"DRAM bytes {b.start}..{b.end - 1} exceed the {self.dram_size}-byte DRAM")
         self.fail(f"{b.buf}[{b.start}:{b.end}] exceeds the {self.sizes[b.buf]}-word {b.buf} buffer of this chip")
@@ -143,7 +169,7 @@ def _loadw(w: _Walk, a: dict) -> list[int]:
 def _gemm(w: _Walk, a: dict) -> list[int]:
     m, n, k = a["m"], a["n"], a["k"]
     return [w.span("INP", a["inp"]), w.span("WGT", a["wgt"]), w.span("ACC", a["acc"]),
-            m, n, k, a["accumulate"], w.cfg]
+            m, n, k, a["accumulate"], w.cfg, w.packed.gemm(a, w.cfgs[-1])]
 
 
 def _dwconv(w: _Walk, a: dict) -> list[int]:
@@ -245,8 +271,9 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
     rows = []
     for index, ins in enumerate(instructions):
         walk.index, walk.text = index, format_instruction(ins)
-        walk.check_spans(ins)
+        spans = walk.check_spans(ins)
         row = _header(ins) + _BUILDERS[ins.op](walk, ins.args)
+        walk.packed.after(ins, spans)
         rows.append(row + [0] * (ROW - len(row)))
         if ins.op == "HALT":
             break

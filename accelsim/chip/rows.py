@@ -20,7 +20,7 @@ ARGS = {
     "LOADWIN": ("dram", "dst", "pix0", "npix", "c0", "nc", "bits", "signed", "word_bits", "buf", "win"),
     "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero"),
     "STORE": ("src", "dram", "x", "y", "y_stride", "bits", "buf"),
-    "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg"),
+    "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse"),
     "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg"),
     "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf"),
     "VADD": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
