@@ -77,6 +77,24 @@ def _pack(mem, at, rows, row_len, k0, kc, bits, signed, zp, panel):
 
 
 @njit(cache=True, boundscheck=False)
+def _pack_bytes(a_bytes, rows, row_len, k0, kc, bits, signed, sa, panel):
+    """panel[r, p] = operand(a_bytes[r*row_len + k0 + p]) + sa (mod 256; ``panel`` is uint8, sa is
+    0 or +-128): ``_pack`` from the low bytes of the operand words, all an operand of at most 8
+    bits depends on."""
+    if bits == 8:  # adding +-128 mod 256 flips the top bit: byte lanes
+        flip = np.uint8(128 if sa != 0 else 0)
+        for r in range(rows):
+            src = r * row_len + k0
+            for p in range(kc):
+                panel[uintp(r), uintp(p)] = a_bytes[uintp(src + p)] ^ flip
+        return
+    for r in range(rows):
+        src = r * row_len + k0
+        for p in range(kc):
+            panel[uintp(r), uintp(p)] = (operand(np.int64(a_bytes[uintp(src + p)]), bits, signed) + sa) & 255
+
+
+@njit(cache=True, boundscheck=False)
 def _gemm_panels(mem, cfg, inp_at, wgt_at, m, n, k, C, Ap, Wp, wide):
     """C (m x n, at least rounded up to 4 x 4) += A @ W.T over packed K-chunks; ``wide`` selects the
     int64 micro-kernel.  Ap and Wp have whole 4-row blocks, so the edges run the vector micro-kernel
@@ -163,11 +181,12 @@ def weight_workspace(n, k):
 
 
 @njit(cache=True, boundscheck=False)
-def _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, sums):
-    """W (n x k words) as the VNNI tiles' signed bytes W' = w - tw (tw = 128 for unsigned weights),
-    in strips, K chunk c at byte c * (strips of n) * strip_bytes, and (``sums``) its row sums
-    sum_k W' in colsum[:n]; colsum[-1] says whether they are there.  K is padded to whole steps of
-    4 with zero weights (they add nothing whatever A holds there)."""
+def _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, sums, w_bytes):
+    """W (n x k words, or their low bytes ``w_bytes`` when not empty) as the VNNI tiles' signed
+    bytes W' = w - tw (tw = 128 for unsigned weights), in strips, K chunk c at byte
+    c * (strips of n) * strip_bytes, and (``sums``) its row sums sum_k W' in colsum[:n];
+    colsum[-1] says whether they are there.  K is padded to whole steps of 4 with zero weights
+    (they add nothing whatever A holds there)."""
     w_bits, w_signed = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED]
     tw = 0 if w_signed else 128
     kc_max = _chunk(k, KC)
@@ -182,7 +201,10 @@ def _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, sums):
             Wr[:, kc:] = 0
         for j0 in range(0, n, NC):
             nc = min(NC, n - j0)
-            _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(tw), Wr)
+            if w_bytes.size:
+                _pack_bytes(w_bytes[j0 * k:], nc, k, k0, kc, w_bits, w_signed, np.int64(-tw), Wr.view(np.uint8))
+            else:
+                _pack(mem, wgt_at + j0 * k, nc, k, k0, kc, w_bits, w_signed, np.int64(tw), Wr)
             _to_strips(Wr, nc, steps, Wp[k0 // kc_max * chunk_bytes + j0 // LANES * strip_bytes:], strip_bytes)
             if sums:
                 _row_sums(Wr, nc, kc, colsum, j0)
@@ -190,13 +212,35 @@ def _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, sums):
 
 
 @njit(cache=True, boundscheck=False)
-def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C, Wp, colsum, reuse):
+def _strip_sums(Wp, n, k, colsum):
+    """colsum[:n] = the row sums of the weights packed in Wp (``_pack_weights``), read back from the
+    strips (the padding past k is zero); colsum[-1] = 1."""
+    kc_max = _chunk(k, KC)
+    steps_max = kc_max // QUAD
+    strips = _ceil(n, LANES) // LANES
+    colsum[:n] = 0
+    for c in range(-(-k // kc_max)):
+        for s in range(strips):
+            at = (c * strips + s) * steps_max * STRIP_STEP
+            for q in range(steps_max):
+                for lane in range(min(LANES, n - s * LANES)):
+                    b = at + q * STRIP_STEP + lane * QUAD
+                    colsum[s * LANES + lane] += (np.int64(Wp[uintp(b)]) + np.int64(Wp[uintp(b + 1)])
+                                                 + np.int64(Wp[uintp(b + 2)]) + np.int64(Wp[uintp(b + 3)]))
+    colsum[colsum.size - 1] = 1
+
+
+@njit(cache=True, boundscheck=False)
+def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C, Wp, colsum, reuse, a_bytes, w_bytes):
     """C (m x n, rows rounded up to 4 and columns to 16) += A @ W.T for operands of at most 8 bits
     on u8 x s8 panels with the AVX512-VNNI tiles.
 
     A is packed as unsigned bytes A' = a + sa (sa = 128 when signed), W as signed bytes
     W' = w - tw (tw = 128 when unsigned; ``_pack_weights``, skipped when ``reuse`` says Wp and
-    colsum hold this operand already); with ca = a_zp + sa and cw = w_zp - tw,
+    colsum hold this operand already: the row sums, when this GEMM needs them and they are not
+    there, are read back from the strips) and A and W from ``a_bytes`` and ``w_bytes`` (the low
+    bytes of their words) instead of INP and WGT when those are not empty; with ca = a_zp + sa and
+    cw = w_zp - tw,
     sum (a - a_zp)(w - w_zp) = sum A'W' - ca sum_k W' - cw sum_k A' + K ca cw, the correction taken
     out per row and column at the end (every exact result fits int32).  The extra rows and columns
     of a tile (whatever the panels hold there) land outside m x n."""
@@ -205,8 +249,10 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C, Wp, colsum, reuse):
     sa = 128 if a_signed else 0
     tw = 0 if w_signed else 128
     ca, cw = a_zp + sa, w_zp - tw
-    if not reuse or (ca != 0 and colsum[colsum.size - 1] == 0):
-        _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, ca != 0)
+    if not reuse:
+        _pack_weights(mem, cfg, wgt_at, n, k, Wp, colsum, ca != 0, w_bytes)
+    elif ca != 0 and colsum[colsum.size - 1] == 0:
+        _strip_sums(Wp, n, k, colsum)
     kc_max = _chunk(k, KC)  # balanced chunks of at most KC (1152 = 2 x 576)
     m_pad = _ceil(m, MR)
     strip_bytes = kc_max // QUAD * STRIP_STEP
@@ -216,7 +262,10 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C, Wp, colsum, reuse):
     for k0 in range(0, k, kc_max):
         kc = min(kc_max, k - k0)
         steps = _ceil(kc, QUAD) // QUAD
-        _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, np.int64(-sa), Ap)
+        if a_bytes.size:
+            _pack_bytes(a_bytes, m, k, k0, kc, a_bits, a_signed, np.int64(sa), Ap)
+        else:
+            _pack(mem, inp_at, m, k, k0, kc, a_bits, a_signed, np.int64(-sa), Ap)
         if cw != 0:
             _row_sums(Ap, m, kc, rowsum, np.int64(0))
         for j0 in range(0, n, NC):
@@ -326,29 +375,33 @@ def _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, acc_type,
 
 
 @njit(cache=True, inline="always", boundscheck=False)
-def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse):
+def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes):
     """GEMM of operands of at most 8 bits: the u8 x s8 tiles with AVX512-VNNI, else the int16 panels."""
     m_pad = _ceil(m, MR)
     if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's path
         C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
-        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32, Wp, colsum, reuse)
+        _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32, Wp, colsum, reuse, a_bytes, w_bytes)
         return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
     else:
         return _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.int32, np.int16, False)
 
 
 @njit(cache=True, boundscheck=False)
-def gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse):
+def gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes):
     """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
 
     ``Wp`` and ``colsum`` are the byte path's weight workspace (at least ``weight_workspace(n, k)``);
     ``reuse``: they hold this instruction's weight operand, packed by an earlier GEMM (the value
-    loop knows from the lowering, accelsim.chip.lowering).  Returns the number of accumulators
+    loop knows from the lowering, accelsim.chip.lowering).  ``a_bytes`` and ``w_bytes``, when not
+    empty, hold the low bytes of the activation words (m x k) and weight words (n x k) in place of
+    INP and WGT: only the VNNI byte path takes them (the value loop gives them to no other).
+    Returns the number of accumulators
     whose exact value did not fit acc_bits (they wrapped).
     """
     a_bits, w_bits, w_signed, w_zp = cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
     if uses_int16_panels(a_bits, w_bits):  # operands of at most 8 bits
-        return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse)
+        return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes,
+                           w_bytes)
     m_pad = _ceil(m, MR)
     if HAS_VNNI and uses_wide16(a_bits, w_bits, w_signed, w_zp):
         C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
@@ -362,14 +415,14 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """``gemm_into`` on a workspace of its own (one instruction by itself)."""
     nbytes, words = weight_workspace(n, k)
     return gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.empty(nbytes, np.int8),
-                     np.zeros(words, np.int64), False)
+                     np.zeros(words, np.int64), False, np.empty(0, np.uint8), np.empty(0, np.uint8))
 
 
 @njit(cache=True, boundscheck=False)
-def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse):
+def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes):
     """``gemm_into`` for a CONFIG whose operands have at most 8 bits, without its wider paths: the
     value loop of a program whose every CONFIG is so links this one (less to compile)."""
-    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse)
+    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes)
 
 
 @njit(cache=True, boundscheck=False)

@@ -42,7 +42,7 @@ def _compile_all() -> dict:
     cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_ACC_BITS] = 8, 8, 1, 32
     nbytes, words = mac.weight_workspace(4, 64)
     mac._gemm_vnni(mem, cfg, 0, 512, 4, 4, 64, np.zeros((4, 16), np.int32), np.zeros(nbytes, np.int8),
-                   np.zeros(words, np.int64), False)
+                   np.zeros(words, np.int64), False, np.empty(0, np.uint8), np.empty(0, np.uint8))
     mac._gemm_wide16(mem, cfg, 0, 512, 4, 4, 64, np.zeros((4, 16), np.int64))
     mac._micro_i64(np.zeros((8, 64), np.int32), np.zeros((8, 64), np.int32), np.zeros((8, 8), np.int64),
                    0, 0, 0, 64)

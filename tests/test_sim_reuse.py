@@ -9,7 +9,7 @@ import pytest
 
 from accelsim import zoo
 from accelsim.chip import Simulator
-from accelsim.chip.rows import OP
+from accelsim.chip.rows import OP, ROW
 from accelsim.compiler import ModelCompiler, compile_model
 from accelsim.evaluate import evaluate
 from accelsim.quant import QuantConfig, quantize_model
@@ -128,6 +128,43 @@ def test_conv_programs_run_the_smaller_loop_with_the_same_values(models):
         fixed = low.cfgs.copy()
         fixed[-1, CFG_MODE] = MODE_FIXED_DOUBLE  # one fixed-point CONFIG: and REQUANT's fixed modes
         assert value_loop(low.rows, fixed) is loop
-    rows = np.zeros((2, 14), np.int64)
+    rows = np.zeros((2, ROW), np.int64)
     rows[0, 0] = OP["DWCONV"]  # only the full loop runs it
     assert value_loop(rows) is run_values
+
+
+def test_programs_sharing_an_image_restore_only_what_each_run_wrote():
+    """Value runs restore only the DRAM ranges the last run could write (its STOREs, its tensors;
+    everything after a HOST step) when the image is the same: any order of programs sharing one
+    image, with and without HOST, leaves the DRAM a new simulator's."""
+    import isa
+    from accelsim.chip import Program, TensorRef
+    from isa import Instruction as I
+
+    from .sim_programs import SMALL_CHIP
+
+    image = np.arange(4096, dtype=np.uint8) * np.uint8(37)
+
+    def store_at(at: int) -> list:
+        return [I("LOAD", buf="INP", dtype="u8", dram=3000, sram=0, x=64, y=1, y_stride=0),
+                I("VADD", a_buf="INP", a=0, b_buf="INP", b=0, dst_buf="OUT", dst=0, n=64, bn=0, prm=0),
+                I("STORE", buf="OUT", dtype="u8", dram=at, sram=0, x=64, y=1, y_stride=0), I("HALT")]
+
+    def host(call: int, dram: np.ndarray) -> None:
+        dram[100 + call:300] ^= np.uint8(0x5A)
+        dram[9000:9010] = 1
+
+    first = Program(isa.encode_program(store_at(500)), image,
+                    {"x": TensorRef(3000, (64,), "u8", "input")})
+    second = Program(isa.encode_program(store_at(5000)), first.dram_image)
+    third = Program(isa.encode_program([I("HOST", call=2)] + store_at(2000)), first.dram_image)
+    shared = Simulator(SMALL_CHIP)
+    rng = np.random.default_rng(0)
+    for p in [first, second, third, first, third, second, first, first]:
+        feed = {"x": rng.integers(0, 256, 64).astype(np.uint8)} if p is first else None
+        shared.run(p, feed, host=host)
+        fresh = Simulator(SMALL_CHIP)
+        fresh.run(p, feed, host=host)
+        np.testing.assert_array_equal(shared.last_dram, fresh.last_dram)
+    with pytest.raises(ValueError):
+        first.dram_image[0] = 1  # read-only: what the partial restore relies on

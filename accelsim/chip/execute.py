@@ -11,6 +11,7 @@ from numba import njit
 import kernels as K
 from kernels.clock import ticks
 from kernels.state import CFG_A_BITS, CFG_MODE, CFG_W_BITS, HOST_CALL, MODE_FP32
+from kernels.vnni import HAS_VNNI
 
 from .rows import (OP_AVGPOOL, OP_CONFIG, OP_DWCONV, OP_GEMM, OP_HALT, OP_HOST, OP_LOAD, OP_LOADW, OP_LOADWIN,
                    OP_MAXPOOL, OP_NOP, OP_REQUANT, OP_SETWIN, OP_SHR, OP_STORE, OP_SUMPOOL, OP_VADD, OP_VLUT, OP_VMAX,
@@ -25,27 +26,34 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 
 
 @njit(cache=True, inline="always")
-def _execute(r, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow):
-    """One instruction row by its kernel: (status, overflows).  ``wp`` and ``colsum`` are GEMM's
-    weight workspace (``_workspace``).  ``conv_only`` and ``residual`` (constants at each call site)
+def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow):
+    """Row ``i`` by its kernel: (status, overflows).  ``wp`` and ``colsum`` are GEMM's weight
+    workspace (``_workspace``).  ``conv_only`` and ``residual`` (constants at each call site)
     leave the other kernels out of the compiled loop, ``narrow`` (every CONFIG has operands of at
     most 8 bits and the fp32 requant mode) GEMM's wider paths and REQUANT's fixed-point modes."""
+    r = rows[i]
     op = r[0]
     st = 0
     over = 0
     if op == OP_LOAD:
         st = K.load(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
     elif op == OP_LOADWIN:
-        st = K.loadwin(dram, mem, wins[r[13]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+        if not r[14]:  # a deferred one: its GEMMs gather the windows themselves (_window_bytes)
+            st = K.loadwin(dram, mem, wins[r[13]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
     elif op == OP_LOADW:
-        st = K.loadw(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+        if not r[11]:  # a deferred one: its GEMMs decode the weights themselves (_weight_bytes)
+            st = K.loadw(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
     elif op == OP_STORE:
         st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
     elif op == OP_GEMM:
+        a_bytes = _window_bytes(rows, r, wins, dram, mem)
+        w_bytes = _weight_bytes(rows, r, dram, mem)
         if narrow:
-            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11])
+            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11], a_bytes,
+                           w_bytes)
         else:
-            over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11])
+            over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11],
+                               a_bytes, w_bytes)
     elif not conv_only and op == OP_DWCONV:
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
     elif op == OP_REQUANT:
@@ -77,6 +85,40 @@ def _execute(r, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow):
 
 
 @njit(cache=True, inline="always")
+def _window_bytes(rows, r, wins, dram, mem):
+    """A GEMM's activations when its row names a deferred LOADWIN (``window``): that LOADWIN's
+    windows gathered from DRAM by its own kernel into a byte array (the words' low bytes, all the
+    byte path reads).  Without VNNI the deferred LOADWIN runs here into INP instead (the same words
+    it would have written: nothing between wrote them or its DRAM bytes).  Otherwise empty."""
+    if r[12] == 0:
+        return np.empty(0, np.uint8)
+    w = rows[r[12] - 1]
+    if HAS_VNNI:
+        a = np.empty(r[6] * r[8], np.uint8)
+        K.loadwin(dram, a, wins[w[13]], w[3], np.int64(0), w[5], w[6], w[7], w[8], w[9], w[10], w[11])
+        return a
+    K.loadwin(dram, mem, wins[w[13]], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11])
+    return np.empty(0, np.uint8)
+
+
+@njit(cache=True, inline="always")
+def _weight_bytes(rows, r, dram, mem):
+    """A GEMM's weights when its row names a deferred (dense) LOADW (``weights``) and the GEMM packs
+    them (not ``reuse``): their low bytes, unpacked by LOADW's dense stream reader
+    (kernels.weights.loadw: unpack_row).  Without VNNI the LOADW runs here into WGT instead.
+    Otherwise empty."""
+    if r[13] == 0 or (r[11] and HAS_VNNI):
+        return np.empty(0, np.uint8)
+    w = rows[r[13] - 1]
+    if HAS_VNNI:
+        b = np.empty(w[5], np.uint8)
+        K.unpack_row(dram, w[4], np.int64(0), w[5], w[7], w[8], b, np.int64(0), np.int64(32))
+        return b
+    K.loadw(dram, mem, w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10])  # dense: cannot fault
+    return np.empty(0, np.uint8)
+
+
+@njit(cache=True, inline="always")
 def _workspace(rows):
     """GEMM's weight workspace for every GEMM of the program (kernels.mac.weight_workspace): packed
     weights that a GEMM whose row says ``reuse`` takes from the GEMM before it."""
@@ -95,7 +137,7 @@ def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual, narrow):
     overflows = 0
     wp, colsum = _workspace(rows)
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow)
+        st, over = _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow)
         overflows += over
         if st != 0:
             return i, st, overflows
@@ -160,7 +202,7 @@ def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
     wp, colsum = _workspace(rows)
     for i in range(start, rows.shape[0]):
         t0 = ticks()
-        st, over = _execute(rows[i], cfgs, wins, dram, mem, wp, colsum, False, False, False)
+        st, over = _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, False, False, False)
         ticks_per_row[i] += ticks() - t0
         overflows += over
         if st != 0:

@@ -27,7 +27,7 @@ from kernels.state import CFG_A_BITS, CFG_W_BITS, CFG_W_SIGNED, WIN_SIZE, config
 from .config import ChipConfig
 from .errors import SimError
 from .execute import value_loop
-from .rows import BUFFER_ID, OP, ROW, WORD_BITS
+from .rows import ARGS, BUFFER_ID, OP, ROW, WORD_BITS
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Lowered:
     sizes: dict[str, int]     # buffer -> words
     instructions: list[Instruction]
     dram_end: int = 0         # one past the last DRAM byte the program reads or writes
+    dram_writes: tuple[tuple[int, int], ...] = ()  # the DRAM byte ranges its instructions may write
+    has_host: bool = False    # a HOST step may write any DRAM byte
 
     @property
     def total_words(self) -> int:
@@ -235,6 +237,98 @@ def _no_args(w: _Walk, a: dict) -> list[int]:
     return []
 
 
+#: how far past a deferred load the walk looks for the write that replaces its words
+DEFER_HORIZON = 256
+_LOADWIN_DEFERRED = 3 + ARGS["LOADWIN"].index("deferred")
+_LOADW_DEFERRED = 3 + ARGS["LOADW"].index("deferred")
+_GEMM_WINDOW = 3 + ARGS["GEMM"].index("window")
+_GEMM_WEIGHTS = 3 + ARGS["GEMM"].index("weights")
+
+
+def _overlaps(b: Block, block: Block) -> bool:
+    return b.buf == block.buf and b.start < block.end and block.start < b.end
+
+
+def _same(b: Block, block: Block) -> bool:
+    return (b.buf, b.start, b.size) == (block.buf, block.start, block.size)
+
+
+def _byte_gemm_reading(ins: Instruction, spans: list[Block], block: Block, cfg: np.ndarray) -> bool:
+    """A GEMM on the byte path (operands of at most 8 bits) that reads all of ``block`` as one
+    operand and no other word of it."""
+    reads = [b for b in spans if b.access == "read" and _overlaps(b, block)]
+    return (ins.op == "GEMM" and cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+            and len(reads) == 1 and _same(reads[0], block))
+
+
+def _subtract(parts: list[tuple[int, int]], b: Block) -> list[tuple[int, int]]:
+    """The word ranges of ``parts`` that block ``b`` does not cover."""
+    out = []
+    for lo, hi in parts:
+        if b.end <= lo or hi <= b.start:
+            out.append((lo, hi))
+            continue
+        if lo < b.start:
+            out.append((lo, b.start))
+        if b.end < hi:
+            out.append((b.end, hi))
+    return out
+
+
+def _unseen_until_replaced(i: int, instructions: list[Instruction], spans: list[list[Block]],
+                           row_cfgs: list[np.ndarray], buf: str, consumer) -> list[int] | None:
+    """The instructions that read load ``i``'s words (``buf``) before later writes have replaced all
+    of them, when each is a ``consumer(ins, spans, block, cfg)`` reading them before any is
+    replaced, nothing else reads any of them, nothing writes the DRAM bytes they come from, and no
+    HOST or HALT comes first; None otherwise.  Then no instruction sees load i's words, and those
+    consumers can read them from DRAM themselves."""
+    block = next((b for b in spans[i] if b.access == "write"), None)
+    source = next((b for b in spans[i] if b.access == "read"), None)
+    if block is None or source is None or block.buf != buf or source.buf != "DRAM":
+        return None
+    consumers, left = [], [(block.start, block.end)]
+    for j in range(i + 1, min(len(instructions), i + 1 + DEFER_HORIZON)):
+        ins, sp = instructions[j], spans[j]
+        if ins.op in ("HOST", "HALT"):
+            return None
+        whole = len(left) == 1 and left[0] == (block.start, block.end)
+        if whole and consumer(ins, sp, block, row_cfgs[j]):
+            consumers.append(j)
+        elif any(b.access == "read" and b.buf == buf and b.start < hi and lo < b.end for b in sp for lo, hi in left):
+            return None
+        writes = [b for b in sp if b.access == "write"]
+        if any(_overlaps(b, source) for b in writes):
+            return None
+        for b in writes:
+            if b.buf == buf:
+                left = _subtract(left, b)
+        if not left:
+            return consumers
+    return None
+
+
+def defer_loads(rows: np.ndarray, instructions: list[Instruction], spans: list[list[Block]],
+                row_cfgs: list[np.ndarray]) -> None:
+    """Mark ``deferred`` each LOADWIN into INP and each dense LOADW whose words no instruction sees
+    but GEMMs on the byte path (``_unseen_until_replaced``), and those GEMMs' ``window`` /
+    ``weights`` (1 + the load's row): the value loop skips the load and the GEMMs gather those
+    operands from DRAM themselves, as bytes, with the load's own kernel.  Every buffer word after
+    the program and every DRAM byte are the same as without (a dense LOADW cannot fault)."""
+    for i, ins in enumerate(instructions[:len(rows)]):
+        if ins.op == "LOADWIN":
+            npix = ins.args["npix"]
+            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "INP", lambda x, sp, blk, cfg:
+                                         _byte_gemm_reading(x, sp, blk, cfg) and x.args["m"] == npix)
+            if got is not None:
+                rows[i, _LOADWIN_DEFERRED] = 1
+                rows[got, _GEMM_WINDOW] = i + 1
+        elif ins.op == "LOADW" and ins.args["format"] == "dense":
+            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "WGT", _byte_gemm_reading)
+            if got is not None:
+                rows[i, _LOADW_DEFERRED] = 1
+                rows[got, _GEMM_WEIGHTS] = i + 1
+
+
 _BUILDERS: dict[str, Callable[[_Walk, dict], list[int]]] = {
     "NOP": _no_args, "HALT": _no_args, "CONFIG": _config, "SETWIN": _setwin, "LOAD": _load, "STORE": _store,
     "LOADWIN": _loadwin, "LOADW": _loadw, "GEMM": _gemm, "DWCONV": _dwconv, "REQUANT": _requant, "VADD": _rescaled,
@@ -268,17 +362,32 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
     sizes = chip.buffer_words()
     walk = _Walk(sizes, _buffer_layout(sizes), set(chip["array"]["operand_bits"]), chip["array"]["max_acc_bits"],
                  dram_size, cfgs=[config_register(dict(RESET_CONFIG))])
-    rows = []
+    rows, spans, row_cfgs = [], [], []
     for index, ins in enumerate(instructions):
         walk.index, walk.text = index, format_instruction(ins)
-        spans = walk.check_spans(ins)
+        spans.append(walk.check_spans(ins))
         row = _header(ins) + _BUILDERS[ins.op](walk, ins.args)
-        walk.packed.after(ins, spans)
+        walk.packed.after(ins, spans[-1])
         rows.append(row + [0] * (ROW - len(row)))
+        row_cfgs.append(walk.cfgs[-1])
         if ins.op == "HALT":
             break
     table = np.array(rows, dtype=np.int64).reshape(-1, ROW)
+    defer_loads(table, instructions, spans, row_cfgs)
     win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, WIN_SIZE) if walk.wins else \
         np.zeros((1, WIN_SIZE), np.int64)
     return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)],
-                   min(walk.dram_end, dram_size))
+                   min(walk.dram_end, dram_size), merged_ranges([(b.start, b.end) for sp in spans for b in sp
+                                                                 if b.access == "write" and b.buf == "DRAM"]),
+                   any(ins.op == "HOST" for ins in instructions[:len(rows)]))
+
+
+def merged_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted, disjoint [start, end) ranges covering the same bytes as ``ranges``."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(r for r in ranges if r[1] > r[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)

@@ -71,6 +71,16 @@ class TensorRef:
         return unpack_bits(dram[self.addr:self.addr + self.nbytes], self.count, bits, signed).reshape(self.shape)
 
 
+def _read_only_image(image) -> np.ndarray:
+    """The DRAM image as a read-only uint8 vector: one already so is shared, anything else copied.
+    (A simulator restores only the bytes a run may have written when the image is the same.)"""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 1 and not image.flags.writeable:
+        return image
+    out = np.array(image, dtype=np.uint8).ravel()
+    out.setflags(write=False)
+    return out
+
+
 @dataclass
 class Program:
     """Instruction words, the DRAM image, named tensors and free-form metadata."""
@@ -85,7 +95,7 @@ class Program:
         if w.ndim != 2 or w.shape[1] != 2 or w.dtype.kind not in "ui":
             raise ProgramError(f"words must be an (n, 2) integer array, got {w.shape} {w.dtype}")
         self.words = w.astype(WORD_DTYPE)
-        self.dram_image = np.asarray(self.dram_image, dtype=np.uint8).ravel()
+        self.dram_image = _read_only_image(self.dram_image)
         for name, t in self.tensors.items():
             if not isinstance(t, TensorRef):
                 raise ProgramError(f"tensor {name!r} is not a TensorRef")

@@ -4,23 +4,29 @@ Row layout (``ROW`` columns): ``[op, tokens, unit, a0, a1, ...]``; ``op`` indexe
 ``tokens`` packs pop_prev=1, pop_next=2, push_prev=4, push_next=8, ``unit`` indexes
 isa.table.UNITS, and the arguments of each op are listed in :data:`ARGS`.  Addresses are
 absolute word addresses into the flat buffer array (buffer base + address).
+
+Some columns are the lowering's hints to the value loop, not instruction fields (the timing
+model ignores them): GEMM's ``reuse`` (its weights are packed already), ``window`` and
+``weights`` (1 + the row of a deferred LOADWIN / LOADW whose words are its activations /
+weights, or 0), and LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
+DRAM themselves; accelsim.chip.lowering says when that is exact).
 """
 
 from __future__ import annotations
 
 from isa.table import BUFFERS
 
-ROW = 14
+ROW = 15
 OPS = ("NOP", "HALT", "CONFIG", "SETWIN", "LOAD", "LOADWIN", "LOADW", "STORE", "GEMM", "DWCONV",
        "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR", "VLUT", "VMUL", "HOST")
 OP = {name: i for i, name in enumerate(OPS)}
 ARGS = {
     "CONFIG": ("cfg",), "SETWIN": ("win",),
     "LOAD": ("dram", "dst", "x", "y", "y_stride", "bits", "signed", "word_bits", "buf"),
-    "LOADWIN": ("dram", "dst", "pix0", "npix", "c0", "nc", "bits", "signed", "word_bits", "buf", "win"),
-    "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero"),
+    "LOADWIN": ("dram", "dst", "pix0", "npix", "c0", "nc", "bits", "signed", "word_bits", "buf", "win", "deferred"),
+    "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero", "deferred"),
     "STORE": ("src", "dram", "x", "y", "y_stride", "bits", "buf"),
-    "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse"),
+    "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse", "window", "weights"),
     "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg"),
     "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf"),
     "VADD": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),

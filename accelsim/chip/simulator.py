@@ -15,7 +15,7 @@ from .config import ChipConfig
 from .counters import chip_vector
 from .errors import SimError
 from .execute import run_values_profiled
-from .lowering import Lowered, lower
+from .lowering import Lowered, lower, merged_ranges
 from .program import Program, ProgramError
 from .report import RunReport
 from .timing import run_timing
@@ -33,6 +33,7 @@ class Simulator:
         self._timing_dram: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # (program id, image, DRAM)
         self._value_dram: Optional[np.ndarray] = None  # reused by value runs: zero beyond _dirty
         self._dirty = 0
+        self._last_writes: Optional[tuple] = None  # (image, byte ranges) the last value run may have written
 
     def lower(self, program: Program) -> Lowered:
         """Validate and lower (cached per program object while its words are unchanged; the
@@ -104,21 +105,31 @@ class Simulator:
     def _dram_for_values(self, program: Program, low: Lowered, inputs: Optional[Mapping[str, np.ndarray]]
                          ) -> np.ndarray:
         """A DRAM equal to a new one (the image, the inputs, zeros elsewhere), made by resetting the
-        buffer of the previous value run: only the bytes any run may have written are zeroed again,
-        instead of allocating (and page-faulting) a new DRAM each run."""
+        buffer of the previous value run: with the same (read-only) image, only the byte ranges that
+        run may have written (its instructions' DRAM write spans and its tensors) are restored; else
+        the image is copied again and the bytes past it any run may have written are zeroed.  After
+        a program with a HOST step (which may write any byte) the next run takes a new DRAM."""
         size = self.chip.dram_bytes()
         image = program.dram_image
         if image.size > size:
             raise SimError(-1, "", f"DRAM image of {image.size} bytes exceeds the {size}-byte DRAM")
-        dram = self._value_dram
+        dram, last = self._value_dram, self._last_writes
         if dram is None or dram.size != size:
             dram, self._dirty = np.zeros(size, np.uint8), 0
             self._value_dram = dram
-        elif self._dirty > image.size:
-            dram[image.size:self._dirty] = 0
-        dram[:image.size] = image
-        tensors = max((t.addr + t.nbytes for t in program.tensors.values()), default=0)
-        self._dirty = min(size, max(image.size, low.dram_end, tensors))
+            dram[:image.size] = image
+        elif last is not None and last[0] is image:
+            for lo, hi in last[1]:
+                _restore(dram, image, lo, min(hi, size))
+        else:
+            if self._dirty > image.size:
+                dram[image.size:self._dirty] = 0
+            dram[:image.size] = image
+        tensors = [(t.addr, t.addr + t.nbytes) for t in program.tensors.values()]
+        self._dirty = min(size, max(image.size, low.dram_end, max((hi for _, hi in tensors), default=0)))
+        self._last_writes = (image, merged_ranges(list(low.dram_writes) + tensors))
+        if low.has_host:  # a host step may write any byte: the next run takes a new DRAM
+            self._value_dram = None
         self._write_inputs(program, dram, inputs)
         return dram
 
@@ -191,15 +202,19 @@ class Simulator:
         """One report per segment; a segment's cycles run from the end of the previous one to its own."""
         n_seg = counters.shape[0]
         ends = np.zeros(n_seg)
-        for s in range(n_seg):
-            mine = finish[seg == s]
-            ends[s] = mine.max() if mine.size else 0.0
+        np.maximum.at(ends, seg, finish)  # each segment's last finish (0 for an empty one)
         ends = np.maximum.accumulate(ends)
-        reports = []
-        for s in range(n_seg):
-            row = counters[s].copy()
-            row[M.C_CYCLES] = ends[s] - (ends[s - 1] if s else 0.0)
-            row[M.C_INSTRUCTIONS] = int((seg == s).sum())
-            row[M.C_OVERFLOWS] = 0
-            reports.append(RunReport.from_counters(row, self.chip, values))
-        return reports
+        rows = counters.copy()
+        rows[:, M.C_CYCLES] = np.diff(ends, prepend=0.0)
+        rows[:, M.C_INSTRUCTIONS] = np.bincount(seg, minlength=n_seg)
+        rows[:, M.C_OVERFLOWS] = 0
+        return [RunReport.from_counters(row, self.chip, values) for row in rows]
+
+
+def _restore(dram: np.ndarray, image: np.ndarray, lo: int, hi: int) -> None:
+    """dram[lo:hi] as a new DRAM holds it: the image's bytes, zeros past the image."""
+    top = min(hi, image.size)
+    if lo < top:
+        dram[lo:top] = image[lo:top]
+    if max(lo, image.size) < hi:
+        dram[max(lo, image.size):hi] = 0
