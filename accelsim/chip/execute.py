@@ -84,7 +84,7 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, na
     return st, over
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _window_bytes(rows, r, wins, dram, mem):
     """A GEMM's activations when its row names a deferred LOADWIN (``window``): that LOADWIN's
     windows gathered from DRAM by its own kernel into a byte array (the words' low bytes, all the
@@ -101,7 +101,7 @@ def _window_bytes(rows, r, wins, dram, mem):
     return np.empty(0, np.uint8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _weight_bytes(rows, r, dram, mem):
     """A GEMM's weights when its row names a deferred (dense) LOADW (``weights``) and the GEMM packs
     them (not ``reuse``): their low bytes, unpacked by LOADW's dense stream reader
@@ -118,7 +118,7 @@ def _weight_bytes(rows, r, dram, mem):
     return np.empty(0, np.uint8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _workspace(rows):
     """GEMM's weight workspace for every GEMM of the program (kernels.mac.weight_workspace): packed
     weights that a GEMM whose row says ``reuse`` takes from the GEMM before it."""
