@@ -392,7 +392,7 @@ def gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum,
 
     ``Wp`` and ``colsum`` are the byte path's weight workspace (at least ``weight_workspace(n, k)``);
     ``reuse``: they hold this instruction's weight operand, packed by an earlier GEMM (the value
-    loop knows from the lowering, accelsim.chip.lowering).  ``a_bytes`` and ``w_bytes``, when not
+    loop knows from the lowering, accelsim.chip.hints).  ``a_bytes`` and ``w_bytes``, when not
     empty, hold the low bytes of the activation words (m x k) and weight words (n x k) in place of
     INP and WGT: only the VNNI byte path takes them (the value loop gives them to no other).
     Returns the number of accumulators

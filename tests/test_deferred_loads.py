@@ -1,4 +1,4 @@
-"""Deferred loads (accelsim.chip.lowering.defer_loads): a LOADWIN into INP or a dense LOADW whose
+"""Deferred loads (accelsim.chip.hints.defer_loads): a LOADWIN into INP or a dense LOADW whose
 words only byte-path GEMMs read before later writes replace them all is skipped, and those GEMMs
 gather the operand from DRAM themselves.  The flags are set exactly when that is unobservable, and
 every buffer word and DRAM byte equals the golden semantics' whatever the program does between."""
@@ -98,8 +98,9 @@ def test_deferred_loads_equal_the_golden_semantics(kind, seed, a, w, src, wsrc, 
     program = Program(isa.encode_program(prog), image)
     rows = SIM.lower(program).rows
     lw, ld = rows[rows[:, 0] == OP_LOADWIN][0], rows[rows[:, 0] == OP_LOADW][0]
-    assert lw[LOADWIN_DEFERRED] == int(win_ok and replaced), "LOADWIN"
-    assert ld[LOADW_DEFERRED] == int(w_ok and replaced), "LOADW"
+    partial = kind == "partial overwrites first"  # a one-word "partial" write replaces a one-word block
+    assert lw[LOADWIN_DEFERRED] == int(win_ok and (replaced or (partial and npix * k == 1))), "LOADWIN"
+    assert ld[LOADW_DEFERRED] == int(w_ok and (replaced or (partial and n * k == 1))), "LOADW"
     g = rows[rows[:, 0] == OP_GEMM]
     assert (g[:, GEMM_WINDOW] > 0).tolist() == [bool(lw[LOADWIN_DEFERRED])] * 2
     assert (g[:, GEMM_WEIGHTS] > 0).tolist() == [bool(ld[LOADW_DEFERRED])] * 2

@@ -1,5 +1,5 @@
 """GEMM's byte path takes the packed weights of the GEMM before it when its row says ``reuse``
-(accelsim.chip.lowering._PackedWeights): the flag is set exactly when the weight words and their
+(accelsim.chip.hints.PackedWeights): the flag is set exactly when the weight words and their
 type are unchanged since, and the values equal the golden semantics whatever happens between."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Some columns are the lowering's hints to the value loop, not instruction fields 
 model ignores them): GEMM's ``reuse`` (its weights are packed already), ``window`` and
 ``weights`` (1 + the row of a deferred LOADWIN / LOADW whose words are its activations /
 weights, or 0), and LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
-DRAM themselves; accelsim.chip.lowering says when that is exact).
+DRAM themselves; accelsim.chip.hints says when that is exact).
 """
 
 from __future__ import annotations
