@@ -426,28 +426,43 @@ def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reu
 
 
 @njit(cache=True, boundscheck=False)
-def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate):
+def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate, a_bytes, w_bytes):
     """DWCONV: ACC[m,c] (+)= sum_r (INP[m,r,c] - a_zp) * (WGT[r,c] - w_zp); channels vectorize.
 
-    Returns the number of accumulators that wrapped.
+    ``a_bytes`` and ``w_bytes``, when not empty, hold the low bytes of the INP and WGT words
+    (operands of at most 8 bits only: the value loop gives them to no other).  Returns the number
+    of accumulators that wrapped.
     """
     a_bits, w_bits = cfg[CFG_A_BITS], cfg[CFG_W_BITS]
     if a_bits <= 8 and w_bits <= 8:  # |product| <= 65025, r <= 1023 taps: exact int32 lanes (twice as many)
-        return _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, np.empty(r * c, np.int32),
-                        np.empty(c, np.int32))
-    return _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, np.empty(r * c, np.int64),
-                    np.empty(c, np.int64))
+        w = _dw_weights(mem, wgt_at, r * c, cfg, w_bytes, np.empty(r * c, np.int32))
+        if a_bytes.size:
+            return _dw_rows(a_bytes, 0, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
+        return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
+    w = _dw_weights(mem, wgt_at, r * c, cfg, w_bytes, np.empty(r * c, np.int64))
+    return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int64))
 
 
 @njit(cache=True, inline="always", boundscheck=False)
-def _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, w, s):
-    """DWCONV with weights ``w`` and sums ``s`` in the arrays' type (int32 when exact, else int64);
-    unsigned indices, no views: rows of few channels cost no reference counting."""
-    a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
+def _dw_weights(mem, wgt_at, count, cfg, w_bytes, w):
+    """w[q] = operand(WGT[q]) - w_zp (from the words' low bytes ``w_bytes`` when not empty)."""
     w_bits, w_signed, w_zp = cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
+    if w_bytes.size:
+        for q in range(count):
+            w[uintp(q)] = operand(np.int64(w_bytes[uintp(q)]), w_bits, w_signed) - w_zp
+    else:
+        for q in range(count):
+            w[uintp(q)] = operand(mem[uintp(wgt_at + q)], w_bits, w_signed) - w_zp
+    return w
+
+
+@njit(cache=True, inline="always", boundscheck=False)
+def _dw_rows(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
+    """DWCONV over activations src[inp_at:] (INP's words, or their low bytes) with weights ``w`` and
+    sums ``s`` in the arrays' type (int32 when exact, else int64); unsigned indices, no views: rows
+    of few channels cost no reference counting."""
+    a_bits, a_signed, a_zp = cfg[CFG_A_BITS], cfg[CFG_A_SIGNED], cfg[CFG_A_ZP]
     acc_bits = cfg[CFG_ACC_BITS]
-    for q in range(r * c):
-        w[uintp(q)] = operand(mem[uintp(wgt_at + q)], w_bits, w_signed) - w_zp
     overflows = 0
     for i in range(m):
         for ch in range(c):
@@ -455,7 +470,7 @@ def _dw_rows(mem, inp_at, wgt_at, acc_at, m, r, c, accumulate, cfg, w, s):
         for t in range(r):
             row = inp_at + (i * r + t) * c
             for ch in range(c):
-                s[uintp(ch)] += (operand(mem[uintp(row + ch)], a_bits, a_signed) - a_zp) * w[uintp(t * c + ch)]
+                s[uintp(ch)] += (operand(np.int64(src[uintp(row + ch)]), a_bits, a_signed) - a_zp) * w[uintp(t * c + ch)]
         acc = acc_at + i * c
         for ch in range(c):
             v = np.int64(s[uintp(ch)]) + mem[uintp(acc + ch)] if accumulate else np.int64(s[uintp(ch)])

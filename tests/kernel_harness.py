@@ -55,7 +55,7 @@ def run_kernel(state: MachineState, ins: Instruction) -> MachineState:
                     a["k"], a["accumulate"])
     elif op == "DWCONV":
         st = K.dwconv(mem, cfg, ab("INP", a["inp"]), ab("WGT", a["wgt"]), ab("ACC", a["acc"]), a["m"], a["r"],
-                      a["c"], a["accumulate"])
+                      a["c"], a["accumulate"], np.empty(0, np.uint8), np.empty(0, np.uint8))
     elif op == "REQUANT":
         st = K.requant(mem, cfg, ab("ACC", a["src"]), ab(a["dst_buf"], a["dst"]), ab("PRM", a["prm"]), a["m"],
                        a["n"], WORD_BITS[a["dst_buf"]])

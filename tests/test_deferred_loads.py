@@ -1,6 +1,6 @@
 """Deferred loads (accelsim.chip.hints.defer_loads): a LOADWIN into INP or a dense LOADW whose
-words only byte-path GEMMs read before later writes replace them all is skipped, and those GEMMs
-gather the operand from DRAM themselves.  The flags are set exactly when that is unobservable, and
+words only GEMMs and DWCONVs with operands of at most 8 bits read before later writes replace them
+all is skipped, and those instructions gather the operand from DRAM themselves.  The flags are set exactly when that is unobservable, and
 every buffer word and DRAM byte equals the golden semantics' whatever the program does between."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import isa
 from accelsim.chip import Program, Simulator
-from accelsim.chip.rows import ARGS, OP_GEMM, OP_LOADW, OP_LOADWIN
+from accelsim.chip.rows import ARGS, OP, OP_LOADW, OP_LOADWIN
 from isa import Instruction as I
 from isa.semantics import MachineState
 from isa.table import BUFFERS
@@ -21,8 +21,8 @@ from .sim_programs import SIZES, SMALL_CHIP
 SIM = Simulator(SMALL_CHIP)
 LOADWIN_DEFERRED = 3 + ARGS["LOADWIN"].index("deferred")
 LOADW_DEFERRED = 3 + ARGS["LOADW"].index("deferred")
-GEMM_WINDOW = 3 + ARGS["GEMM"].index("window")
-GEMM_WEIGHTS = 3 + ARGS["GEMM"].index("weights")
+WINDOW_COL = {op: 3 + ARGS[op].index("window") for op in ("GEMM", "DWCONV")}
+WEIGHTS_COL = {op: 3 + ARGS[op].index("weights") for op in ("GEMM", "DWCONV")}
 SOURCE, WEIGHTS = 0, 4096  # DRAM bytes of the input image and of the dense weight stream
 WGT_AT = 1000
 
@@ -73,37 +73,42 @@ NARROW = ("u8", "s8", "u4", "s4")
 @given(kind=st.sampled_from(KINDS), seed=st.integers(0, 2**32 - 1),
        a=st.sampled_from(NARROW), w=st.sampled_from(NARROW), src=st.sampled_from(("u8", "s8", "u4", "s16", "u16")),
        wsrc=st.sampled_from(NARROW), k_h=st.integers(1, 3), k_w=st.integers(1, 3), in_c=st.integers(1, 5),
-       pad=st.integers(0, 1), stride=st.integers(1, 2), n=st.integers(1, 20), replaced=st.booleans())
+       pad=st.integers(0, 1), stride=st.integers(1, 2), n=st.integers(1, 20), replaced=st.booleans(),
+       mac=st.sampled_from(("GEMM", "DWCONV")))
 def test_deferred_loads_equal_the_golden_semantics(kind, seed, a, w, src, wsrc, k_h, k_w, in_c, pad, stride, n,
-                                                   replaced):
+                                                   replaced, mac):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, 8192).astype(np.uint8)
     in_h = in_w = 5
     out_w = (in_w + 2 * pad - k_w) // stride + 1
     npix = out_w * ((in_h + 2 * pad - k_h) // stride + 1)
     k = k_h * k_w * in_c
-    n = min(n, 1024 // (2 * npix))  # both GEMMs' accumulators fit the 1024-word ACC
+    n = in_c if mac == "DWCONV" else min(n, 1024 // (2 * npix))  # both results fit the 1024-word ACC
+    count = k_h * k_w * in_c if mac == "DWCONV" else n * k
     window = I("SETWIN", in_h=in_h, in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w, stride_h=stride, stride_w=stride,
                dil_h=1, dil_w=1, pad_top=pad, pad_left=pad, out_w=out_w, pad_value=int(rng.integers(-9, 9)), out_h=0)
     loadwin = I("LOADWIN", buf="INP", dtype=src, dram=SOURCE, sram=0, pix0=0, npix=npix, c0=0, nc=in_c)
-    loadw = I("LOADW", sram=WGT_AT, dram=WEIGHTS, count=n * k, format="dense", dtype=wsrc)
+    loadw = I("LOADW", sram=WGT_AT, dram=WEIGHTS, count=count, format="dense", dtype=wsrc)
     config = I("CONFIG", a=a, w=w, o="s8", acc_bits=32, mode="fp32", a_zp=_zp(rng, a), w_zp=_zp(rng, w), o_zp=0,
                clamp_min=-128, clamp_max=127)
-    gemms = [I("GEMM", inp=0, wgt=WGT_AT, acc=0, m=npix, n=n, k=k, accumulate=0),
-             I("GEMM", inp=0, wgt=WGT_AT, acc=npix * n, m=npix, n=n, k=k, accumulate=0)]
-    extra, win_ok, w_ok = _between(kind, npix * k, n * k)
+    if mac == "GEMM":
+        gemms = [I("GEMM", inp=0, wgt=WGT_AT, acc=acc, m=npix, n=n, k=k, accumulate=0) for acc in (0, npix * n)]
+    else:
+        gemms = [I("DWCONV", inp=0, wgt=WGT_AT, acc=acc, m=npix, r=k_h * k_w, c=in_c, accumulate=1)
+                 for acc in (0, npix * in_c)]
+    extra, win_ok, w_ok = _between(kind, npix * k, count)
     replace = [I("LOADWIN", buf="INP", dtype="u8", dram=SOURCE + 7, sram=0, pix0=1, npix=npix, c0=0, nc=in_c),
-               I("LOADW", sram=WGT_AT, dram=WEIGHTS + 64, count=n * k, format="dense", dtype="s8")]
+               I("LOADW", sram=WGT_AT, dram=WEIGHTS + 64, count=count, format="dense", dtype="s8")]
     prog = [config, window, loadwin, loadw, *gemms, *extra, *(replace if replaced else []), I("HALT")]
     program = Program(isa.encode_program(prog), image)
     rows = SIM.lower(program).rows
     lw, ld = rows[rows[:, 0] == OP_LOADWIN][0], rows[rows[:, 0] == OP_LOADW][0]
     partial = kind == "partial overwrites first"  # a one-word "partial" write replaces a one-word block
     assert lw[LOADWIN_DEFERRED] == int(win_ok and (replaced or (partial and npix * k == 1))), "LOADWIN"
-    assert ld[LOADW_DEFERRED] == int(w_ok and (replaced or (partial and n * k == 1))), "LOADW"
-    g = rows[rows[:, 0] == OP_GEMM]
-    assert (g[:, GEMM_WINDOW] > 0).tolist() == [bool(lw[LOADWIN_DEFERRED])] * 2
-    assert (g[:, GEMM_WEIGHTS] > 0).tolist() == [bool(ld[LOADW_DEFERRED])] * 2
+    assert ld[LOADW_DEFERRED] == int(w_ok and (replaced or (partial and count == 1))), "LOADW"
+    g = rows[rows[:, 0] == OP[mac]]
+    assert (g[:, WINDOW_COL[mac]] > 0).tolist() == [bool(lw[LOADWIN_DEFERRED])] * 2
+    assert (g[:, WEIGHTS_COL[mac]] > 0).tolist() == [bool(ld[LOADW_DEFERRED])] * 2
     golden = _golden(prog, image)
     SIM.run(program, host=_host)
     low = SIM.lower(program)

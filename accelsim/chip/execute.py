@@ -46,8 +46,8 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, na
     elif op == OP_STORE:
         st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
     elif op == OP_GEMM:
-        a_bytes = _window_bytes(rows, r, wins, dram, mem)
-        w_bytes = _weight_bytes(rows, r, dram, mem)
+        a_bytes = _window_bytes(rows, r[12], r[6] * r[8], wins, dram, mem)
+        w_bytes = _weight_bytes(rows, r[13], r[11], dram, mem)
         if narrow:
             over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11], a_bytes,
                            w_bytes)
@@ -55,7 +55,9 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, na
             over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11],
                                a_bytes, w_bytes)
     elif not conv_only and op == OP_DWCONV:
-        over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                        _window_bytes(rows, r[11], r[6] * r[7] * r[8], wins, dram, mem),
+                        _weight_bytes(rows, r[12], 0, dram, mem))
     elif op == OP_REQUANT:
         if narrow:
             st = K.requant_fp32(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
@@ -85,16 +87,17 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, na
 
 
 @njit(cache=True)
-def _window_bytes(rows, r, wins, dram, mem):
-    """A GEMM's activations when its row names a deferred LOADWIN (``window``): that LOADWIN's
-    windows gathered from DRAM by its own kernel into a byte array (the words' low bytes, all the
-    byte path reads).  Without VNNI the deferred LOADWIN runs here into INP instead (the same words
-    it would have written: nothing between wrote them or its DRAM bytes).  Otherwise empty."""
-    if r[12] == 0:
+def _window_bytes(rows, window, size, wins, dram, mem):
+    """A GEMM's or DWCONV's activations (``size`` words) when its row names a deferred LOADWIN
+    (``window``: 1 + its row): that LOADWIN's windows gathered from DRAM by its own kernel into a
+    byte array (the words' low bytes, all the byte path reads).  Without VNNI the deferred LOADWIN
+    runs here into INP instead (the same words it would have written: nothing between wrote them or
+    its DRAM bytes).  Otherwise empty."""
+    if window == 0:
         return np.empty(0, np.uint8)
-    w = rows[r[12] - 1]
+    w = rows[window - 1]
     if HAS_VNNI:
-        a = np.empty(r[6] * r[8], np.uint8)
+        a = np.empty(size, np.uint8)
         K.loadwin(dram, a, wins[w[13]], w[3], np.int64(0), w[5], w[6], w[7], w[8], w[9], w[10], w[11])
         return a
     K.loadwin(dram, mem, wins[w[13]], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11])
@@ -102,14 +105,14 @@ def _window_bytes(rows, r, wins, dram, mem):
 
 
 @njit(cache=True)
-def _weight_bytes(rows, r, dram, mem):
-    """A GEMM's weights when its row names a deferred (dense) LOADW (``weights``) and the GEMM packs
-    them (not ``reuse``): their low bytes, unpacked by LOADW's dense stream reader
-    (kernels.weights.loadw: unpack_row).  Without VNNI the LOADW runs here into WGT instead.
-    Otherwise empty."""
-    if r[13] == 0 or (r[11] and HAS_VNNI):
+def _weight_bytes(rows, weights, reuse, dram, mem):
+    """A GEMM's or DWCONV's weights when its row names a deferred (dense) LOADW (``weights``: 1 + its
+    row) and it does not take packed ones (``reuse``): their low bytes, unpacked by LOADW's dense
+    stream reader (kernels.weights.loadw: unpack_row).  Without VNNI the LOADW runs here into WGT
+    instead.  Otherwise empty."""
+    if weights == 0 or (reuse and HAS_VNNI):
         return np.empty(0, np.uint8)
-    w = rows[r[13] - 1]
+    w = rows[weights - 1]
     if HAS_VNNI:
         b = np.empty(w[5], np.uint8)
         K.unpack_row(dram, w[4], np.int64(0), w[5], w[7], w[8], b, np.int64(0), np.int64(32))

@@ -53,8 +53,9 @@ class PackedWeights:
 DEFER_HORIZON = 256
 _LOADWIN_DEFERRED = 3 + ARGS["LOADWIN"].index("deferred")
 _LOADW_DEFERRED = 3 + ARGS["LOADW"].index("deferred")
-_GEMM_WINDOW = 3 + ARGS["GEMM"].index("window")
-_GEMM_WEIGHTS = 3 + ARGS["GEMM"].index("weights")
+#: the consumers' columns naming a deferred load's row (+ 1)
+_WINDOW = {op: 3 + ARGS[op].index("window") for op in ("GEMM", "DWCONV")}
+_WEIGHTS = {op: 3 + ARGS[op].index("weights") for op in ("GEMM", "DWCONV")}
 
 
 def _overlaps(b: Block, block: Block) -> bool:
@@ -65,11 +66,11 @@ def _same(b: Block, block: Block) -> bool:
     return (b.buf, b.start, b.size) == (block.buf, block.start, block.size)
 
 
-def _byte_gemm_reading(ins: Instruction, spans: list[Block], block: Block, cfg: np.ndarray) -> bool:
-    """A GEMM on the byte path (operands of at most 8 bits) that reads all of ``block`` as one
-    operand and no other word of it."""
+def _byte_mac_reading(ins: Instruction, spans: list[Block], block: Block, cfg: np.ndarray) -> bool:
+    """A GEMM or DWCONV with operands of at most 8 bits that reads all of ``block`` as one operand
+    and no other word of it."""
     reads = [b for b in spans if b.access == "read" and _overlaps(b, block)]
-    return (ins.op == "GEMM" and cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+    return (ins.op in _WINDOW and cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
             and len(reads) == 1 and _same(reads[0], block))
 
 
@@ -122,20 +123,22 @@ def _unseen_until_replaced(i: int, instructions: list[Instruction], spans: list[
 def defer_loads(rows: np.ndarray, instructions: list[Instruction], spans: list[list[Block]],
                 row_cfgs: list[np.ndarray]) -> None:
     """Mark ``deferred`` each LOADWIN into INP and each dense LOADW whose words no instruction sees
-    but GEMMs on the byte path (``_unseen_until_replaced``), and those GEMMs' ``window`` /
-    ``weights`` (1 + the load's row): the value loop skips the load and the GEMMs gather those
+    but GEMMs and DWCONVs with operands of at most 8 bits (``_unseen_until_replaced``), and their
+    ``window`` / ``weights`` (1 + the load's row): the value loop skips the load and they gather those
     operands from DRAM themselves, as bytes, with the load's own kernel.  Every buffer word after
     the program and every DRAM byte are the same as without (a dense LOADW cannot fault)."""
     for i, ins in enumerate(instructions[:len(rows)]):
         if ins.op == "LOADWIN":
             npix = ins.args["npix"]
             got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "INP", lambda x, sp, blk, cfg:
-                                         _byte_gemm_reading(x, sp, blk, cfg) and x.args["m"] == npix)
+                                         _byte_mac_reading(x, sp, blk, cfg) and x.args["m"] == npix)
             if got is not None:
                 rows[i, _LOADWIN_DEFERRED] = 1
-                rows[got, _GEMM_WINDOW] = i + 1
+                for j in got:
+                    rows[j, _WINDOW[instructions[j].op]] = i + 1
         elif ins.op == "LOADW" and ins.args["format"] == "dense":
-            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "WGT", _byte_gemm_reading)
+            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "WGT", _byte_mac_reading)
             if got is not None:
                 rows[i, _LOADW_DEFERRED] = 1
-                rows[got, _GEMM_WEIGHTS] = i + 1
+                for j in got:
+                    rows[j, _WEIGHTS[instructions[j].op]] = i + 1

@@ -6,9 +6,9 @@ isa.table.UNITS, and the arguments of each op are listed in :data:`ARGS`.  Addre
 absolute word addresses into the flat buffer array (buffer base + address).
 
 Some columns are the lowering's hints to the value loop, not instruction fields (the timing
-model ignores them): GEMM's ``reuse`` (its weights are packed already), ``window`` and
-``weights`` (1 + the row of a deferred LOADWIN / LOADW whose words are its activations /
-weights, or 0), and LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
+model ignores them): GEMM's ``reuse`` (its weights are packed already), GEMM's and DWCONV's
+``window`` and ``weights`` (1 + the row of a deferred LOADWIN / LOADW whose words are its
+activations / weights, or 0), and LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
 DRAM themselves; accelsim.chip.hints says when that is exact).
 """
 
@@ -27,7 +27,7 @@ ARGS = {
     "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero", "deferred"),
     "STORE": ("src", "dram", "x", "y", "y_stride", "bits", "buf"),
     "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse", "window", "weights"),
-    "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg"),
+    "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg", "window", "weights"),
     "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf"),
     "VADD": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
     "VMUL": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
