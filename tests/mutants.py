@@ -24,6 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ["tests/test_fuzz.py"]
 TIMING = ["tests/test_timing.py", "tests/test_systolic_model.py"]
+REUSE = ("tests/test_gemm_weight_reuse.py",)
+DEFERRED = ("tests/test_deferred_loads.py",)
+DRAM_RESET = ("tests/test_sim_reuse.py",)
 
 
 @dataclass(frozen=True)
@@ -85,27 +88,26 @@ MUTANTS = [
            ("tests/test_rounding.py", "tests/test_kernels_exact.py")),
     Mutant("GEMM weight reuse ignores writes to the weights", "accelsim/chip/hints.py",
            'if ins.op == "HOST" or any(b.access == "write"', 'if ins.op == "HOST" or False and any(b.access == "write"',
-           ("tests/test_gemm_weight_reuse.py",)),
+           REUSE),
     Mutant("GEMM weight reuse ignores the weight signedness", "accelsim/chip/hints.py",
-           'int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))', 'int(cfg[CFG_W_BITS]))', ("tests/test_gemm_weight_reuse.py",)),
+           'int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))', 'int(cfg[CFG_W_BITS]))', REUSE),
     Mutant("reused GEMM weights without their row sums", "kernels/mac.py",
-           "elif ca != 0 and colsum[colsum.size - 1] == 0:", "elif False:",
-           ("tests/test_gemm_weight_reuse.py",)),
+           "elif ca != 0 and colsum[colsum.size - 1] == 0:", "elif False:", REUSE),
     Mutant("DRAM reset skips the restore of what the last run wrote", "accelsim/chip/simulator.py",
-           "                _restore(dram, image, lo, min(hi, size))", "                pass", ("tests/test_sim_reuse.py",)),
+           "                _restore(dram, image, lo, min(hi, size))", "                pass", DRAM_RESET),
     Mutant("DRAM reset forgets the tensors' bytes", "accelsim/chip/simulator.py",
-           "merged_ranges(list(low.dram_writes) + tensors)", "merged_ranges(list(low.dram_writes))", ("tests/test_sim_reuse.py",)),
+           "merged_ranges(list(low.dram_writes) + tensors)", "merged_ranges(list(low.dram_writes))", DRAM_RESET),
     Mutant("DRAM reused after a HOST step", "accelsim/chip/simulator.py",
-           "        if low.has_host:  # a host step", "        if False:  # a host step", ("tests/test_sim_reuse.py",)),
+           "        if low.has_host:  # a host step", "        if False:  # a host step", DRAM_RESET),
     Mutant("deferred load read by another instruction", "accelsim/chip/hints.py",
            'elif any(b.access == "read" and b.buf == buf and b.start < hi and lo < b.end for b in sp for lo, hi in left):',
-           "elif False:", ("tests/test_deferred_loads.py",)),
+           "elif False:", DEFERRED),
     Mutant("deferred load's DRAM bytes written before its GEMMs", "accelsim/chip/hints.py",
-           "        if any(_overlaps(b, source) for b in writes):", "        if False:", ("tests/test_deferred_loads.py",)),
+           "        if any(_overlaps(b, source) for b in writes):", "        if False:", DEFERRED),
     Mutant("deferred load replaced by a partial write", "accelsim/chip/hints.py",
-           "                left = _subtract(left, b)", "                left = []", ("tests/test_deferred_loads.py",)),
+           "                left = _subtract(left, b)", "                left = []", DEFERRED),
     Mutant("byte operands flipped by signedness, not by the offset", "kernels/mac.py",
-           "flip = np.uint8(128 if sa != 0 else 0)", "flip = np.uint8(128 if signed else 0)", ("tests/test_deferred_loads.py",)),
+           "flip = np.uint8(128 if sa != 0 else 0)", "flip = np.uint8(128 if signed else 0)", DEFERRED),
     Mutant("QLinearAdd FMA nesting swapped (kernel and golden)", "kernels/vector.py",
            "v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))",
            "v = fma_f32(np.float32(b[t]), fb, fma_f32(np.float32(a[j0 + t]), fa, fixed))",

@@ -43,9 +43,8 @@ class PackedWeights:
         """Forget the packed operand when ``ins`` may change its words (a write to them, a HOST step)."""
         if self.key is None:
             return
-        start, end = self.key[0], self.key[0] + self.key[1] * self.key[2]
-        if ins.op == "HOST" or any(b.access == "write" and b.buf == "WGT" and b.start < end and start < b.end
-                                   for b in spans):
+        packed = Block("read", "WGT", self.key[0], self.key[1] * self.key[2])
+        if ins.op == "HOST" or any(b.access == "write" and _overlaps(b, packed) for b in spans):
             self.key = None
 
 
