@@ -39,6 +39,20 @@ def _read(dram: np.ndarray, start: int, count: int, bits: int, signed: bool,
     return unpack_bits(dram[start:end], count, bits, signed, bit_offset)
 
 
+def stream_bytes_bound(fmt: str, count: int, bits: int, param: int = 1) -> int:
+    """The most bytes a stream of ``count`` weights of ``bits`` bits can take in format ``fmt``
+    (exact for dense and codebook; bitmask: every value stored; rle: one entry per weight)."""
+    if fmt == "dense":
+        return _bytes(count * bits)
+    if fmt == "bitmask":
+        return _bytes(count) + _bytes(count * bits)
+    if fmt == "codebook":
+        return _bytes((1 << param) * bits) + _bytes(count * param)
+    if fmt == "rle":
+        return _bytes(count * (param + bits))
+    raise WeightStreamError(f"unknown weight format {fmt!r}")
+
+
 def decode_weights(dram: np.ndarray, addr: int, count: int, fmt: str, bits: int, signed: bool,
                    param: int = 1, zero: int = 0) -> tuple[np.ndarray, int]:
     """Decode ``count`` weights stored at ``addr``; returns (int64 values, bytes read)."""

@@ -10,7 +10,7 @@ written; a malformed run-length stream is decoded into a temporary and refused a
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uintp
 
 from .common import INLINE
 from .dma import unpack_row
@@ -51,6 +51,30 @@ def _popcount_bits(dram, addr, count):
     return n
 
 
+@njit(cache=True, inline="always", boundscheck=False)
+def _codebook(dram, idx_at, count, k, palette, mem, dst_at):
+    """mem[dst_at + j] = palette[index j] for the k-bit indices (k <= 8) packed from byte idx_at
+    (the stream is inside DRAM): eight indices at a time from the k bytes that hold them, then
+    the rest one by one."""
+    mask = (1 << k) - 1
+    groups = count >> 3
+    for g in range(groups):
+        at = idx_at + g * k
+        v = np.int64(0)
+        for t in range(k):
+            v |= np.int64(dram[uintp(at + t)]) << (8 * t)
+        out = dst_at + 8 * g
+        for t in range(8):
+            mem[uintp(out + t)] = palette[uintp((v >> (t * k)) & mask)]
+    for j in range(8 * groups, count):
+        bp = j * k
+        b = idx_at + (bp >> 3)
+        v = np.int64(dram[b])
+        if (bp & 7) + k > 8:  # the index's second byte is inside the stream
+            v |= np.int64(dram[b + 1]) << 8
+        mem[dst_at + j] = palette[(v >> (bp & 7)) & mask]
+
+
 @njit(cache=True, boundscheck=False)
 def loadw(dram, mem, dst_at, dram_addr, count, fmt, bits, signed, param, zero):
     """LOADW: WGT words from a dense, bitmask, run-length or codebook stream; returns a status."""
@@ -84,14 +108,7 @@ def loadw(dram, mem, dst_at, dram_addr, count, fmt, bits, signed, param, zero):
             return ERR_STREAM_PAST_DRAM
         palette = np.empty(palette_n, np.int64)
         unpack_row(dram, dram_addr, np.int64(0), palette_n, bits, signed, palette, np.int64(0), np.int64(64))
-        mask = palette_n - 1
-        for j in range(count):
-            bp = j * k
-            b = idx_at + (bp >> 3)
-            v = np.int64(dram[b])
-            if (bp & 7) + k > 8 and b + 1 < size:
-                v |= np.int64(dram[b + 1]) << 8
-            mem[dst_at + j] = palette[(v >> (bp & 7)) & mask]
+        _codebook(dram, idx_at, count, k, palette, mem, dst_at)
         return OK
     # FMT_RLE: entries of (run: param bits, value: bits bits)
     out = np.empty(count, np.int64)

@@ -27,6 +27,7 @@ TIMING = ["tests/test_timing.py", "tests/test_systolic_model.py"]
 REUSE = ("tests/test_gemm_weight_reuse.py",)
 DEFERRED = ("tests/test_deferred_loads.py",)
 DRAM_RESET = ("tests/test_sim_reuse.py",)
+KEPT = ("tests/test_kept_weights.py",)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ MUTANTS = [
            'if ins.op == "HOST" or any(b.access == "write"', 'if ins.op == "HOST" or False and any(b.access == "write"',
            REUSE),
     Mutant("GEMM weight reuse ignores the weight signedness", "accelsim/chip/hints.py",
-           'int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))', 'int(cfg[CFG_W_BITS]))', REUSE),
+           'a["k"], int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))\n        reuse', 'a["k"], int(cfg[CFG_W_BITS]))\n        reuse',
+           REUSE),
     Mutant("reused GEMM weights without their row sums", "kernels/mac.py",
            "elif ca != 0 and colsum[colsum.size - 1] == 0:", "elif False:", REUSE),
     Mutant("DRAM reset skips the restore of what the last run wrote", "accelsim/chip/simulator.py",
@@ -108,6 +110,28 @@ MUTANTS = [
            "                left = _subtract(left, b)", "                left = []", DEFERRED),
     Mutant("byte operands flipped by signedness, not by the offset", "kernels/mac.py",
            "flip = np.uint8(128 if sa != 0 else 0)", "flip = np.uint8(128 if signed else 0)", DEFERRED),
+    Mutant("kept weights whose DRAM stream an instruction writes", "accelsim/chip/hints.py",
+           "    if any(_overlaps(b, source) for b in dram_writes):", "    if False:", KEPT),
+    Mutant("kept weights after a HOST step", "accelsim/chip/hints.py",
+           'if ins.op == "HOST":\n            break', 'if False:\n            break', KEPT),
+    Mutant("kept weights whose words are overwritten before the GEMM", "accelsim/chip/hints.py",
+           "for j in [j for j, blk in live.items() if any(_overlaps(b, blk) for b in writes)]:", "for j in []:", KEPT),
+    Mutant("kept weights shared across weight types", "accelsim/chip/hints.py",
+           'a["n"], a["k"], int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))\n    if key', 'a["n"], a["k"])\n    if key', KEPT),
+    Mutant("kept weights over an input tensor", "accelsim/chip/simulator.py",
+           "state[(table[:, 4] < hi) & (lo < table[:, 5])] = -1", "pass", KEPT),
+    Mutant("kept weights on a writeable image", "accelsim/chip/simulator.py",
+           "0 if not program.dram_image.flags.writeable else -1", "0", KEPT),
+    Mutant("a LOADW skipped before its readers' slots are filled", "accelsim/chip/execute.py",
+           "if s >= slots.shape[0] or slots[s, 4] != 1:", "if s >= slots.shape[0] or slots[s, 4] < 0:", KEPT),
+    Mutant("a LOADW skipped although a GEMM without a kept slot reads its words", "accelsim/chip/hints.py",
+           'return ins.op == "GEMM" and rows[j, _GEMM_PACKED] > 0 and', 'return ins.op == "GEMM" and', KEPT),
+    Mutant("kept slots marked filled on the portable GEMM path", "accelsim/chip/execute.py",
+           "if HAS_VNNI and slot >= 0 and slots[slot, 4] == 0:", "if slot >= 0 and slots[slot, 4] == 0:",
+           ("tests/test_kernels_portable.py::test_value_loop_hints_hold_compiled_for_avx2",)),
+    Mutant("codebook indices decoded eight at a time from one byte too few", "kernels/weights.py",
+           "        for t in range(k):\n            v |=", "        for t in range(k - 1):\n            v |=",
+           ("tests/test_kernels_exact.py",)),
     Mutant("QLinearAdd FMA nesting swapped (kernel and golden)", "kernels/vector.py",
            "v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))",
            "v = fma_f32(np.float32(b[t]), fb, fma_f32(np.float32(a[j0 + t]), fa, fixed))",

@@ -447,8 +447,9 @@ def test_loadwin_whole_pixel_runs(data):
     npix = data.draw(st.integers(1, 40))
     taps = win.args["k_h"] * win.args["k_w"]
     buf = data.draw(st.sampled_from(["INP", "ACC", "OUT"]))
-    assume(npix * taps * in_c <= SIZES[buf])
-    dram = data.draw(st.integers(0, DRAM - 4 * in_h * in_w * in_c * int(dtype[1:]) // 8 - 1))
+    images = 4 * in_h * in_w * in_c * int(dtype[1:]) // 8  # pix0 reaches into the fourth image
+    assume(npix * taps * in_c <= SIZES[buf] and images < DRAM)
+    dram = data.draw(st.integers(0, DRAM - images - 1))
     check(s, Instruction("LOADWIN", buf=buf, dtype=dtype, dram=dram, sram=_addr(data.draw, buf, npix * taps * in_c),
                          pix0=data.draw(st.integers(0, 3 * in_h * in_w)), npix=npix, c0=0, nc=in_c))
 

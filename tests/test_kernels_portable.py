@@ -22,3 +22,15 @@ def test_kernel_properties_hold_compiled_for_avx2(tmp_path):
                            cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert probe.stdout.strip() == "False", probe.stderr[-2000:]  # the VNNI tiles are really off
     run_kernel_properties(env, "-k", "gemm or loadwin or dwconv or load_and_store")
+
+
+#: the value loop's hints, whose byte-path shortcuts fall back to the buffers without VNNI
+HINTS = ("tests/test_gemm_weight_reuse.py", "tests/test_deferred_loads.py", "tests/test_kept_weights.py")
+
+
+@pytest.mark.skipif(not _has_avx2(), reason=NO_AVX2)
+def test_value_loop_hints_hold_compiled_for_avx2(tmp_path):
+    """Packed-weight reuse, deferred loads and kept weights equal the golden semantics on the
+    portable GEMM paths too (where no GEMM packs into the kept slots)."""
+    env = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2, "ACCELSIM_CACHE_DIR": str(tmp_path / "cache")}
+    run_kernel_properties(env, files=HINTS)

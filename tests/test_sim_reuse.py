@@ -9,6 +9,7 @@ import pytest
 
 from accelsim import zoo
 from accelsim.chip import Simulator
+from accelsim.chip.execute import no_kept
 from accelsim.chip.rows import OP, ROW
 from accelsim.compiler import ModelCompiler, compile_model
 from accelsim.evaluate import evaluate
@@ -100,7 +101,7 @@ def _values(loop, compiled, sim, x):
     low = sim.lower(compiled.program)
     dram = sim._dram(compiled.program, compiled.quantize_inputs({"input": x}))
     mem = np.zeros(low.total_words, np.int64)
-    assert loop(low.rows, low.cfgs, low.wins, dram, mem, 0)[0] == -1
+    assert loop(low.rows, low.cfgs, low.wins, dram, mem, no_kept(), 0)[0] == -1
     return dram, mem
 
 

@@ -26,10 +26,10 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 
 
 @njit(cache=True, inline="always")
-def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow):
+def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, conv_only, residual, narrow):
     """Row ``i`` by its kernel: (status, overflows).  ``wp`` and ``colsum`` are GEMM's weight
-    workspace (``_workspace``).  ``conv_only`` and ``residual`` (constants at each call site)
-    leave the other kernels out of the compiled loop, ``narrow`` (every CONFIG has operands of at
+    workspace (``_workspace``), ``kept`` the store of packed weights kept across runs
+    (``_packed``).  ``conv_only`` and ``residual`` (constants at each call site) leave the other kernels out of the compiled loop, ``narrow`` (every CONFIG has operands of at
     most 8 bits and the fp32 requant mode) GEMM's wider paths and REQUANT's fixed-point modes."""
     r = rows[i]
     op = r[0]
@@ -41,19 +41,25 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, na
         if not r[14]:  # a deferred one: its GEMMs gather the windows themselves (_window_bytes)
             st = K.loadwin(dram, mem, wins[r[13]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
     elif op == OP_LOADW:
-        if not r[11]:  # a deferred one: its GEMMs decode the weights themselves (_weight_bytes)
+        # a deferred one: its GEMMs decode the weights themselves (_weight_bytes); its readers' slots filled
+        if not r[11] and not _filled(kept, r[12]):
             st = K.loadw(dram, mem, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
     elif op == OP_STORE:
         st = K.store(mem, dram, r[3], r[4], r[5], r[6], r[7], r[8])
     elif op == OP_GEMM:
+        slots = kept[0]
+        slot = r[14] - 1 if r[14] <= slots.shape[0] else -1  # a store without slots keeps none
+        wq, cq, reuse = _packed(wp, colsum, kept, slot, r[11])
         a_bytes = _window_bytes(rows, r[12], r[6] * r[8], wins, dram, mem)
-        w_bytes = _weight_bytes(rows, r[13], r[11], dram, mem)
+        w_bytes = _weight_bytes(rows, r[13], reuse, dram, mem)
         if narrow:
-            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11], a_bytes,
+            over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wq, cq, reuse, a_bytes,
                            w_bytes)
         else:
-            over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wp, colsum, r[11],
+            over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wq, cq, reuse,
                                a_bytes, w_bytes)
+        if HAS_VNNI and slot >= 0 and slots[slot, 4] == 0:  # only the VNNI byte path packs into slots
+            slots[slot, 4] = 1
     elif not conv_only and op == OP_DWCONV:
         over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                         _window_bytes(rows, r[11], r[6] * r[7] * r[8], wins, dram, mem),
@@ -84,6 +90,33 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, na
     elif op == OP_HOST:
         st = HOST_CALL
     return st, over
+
+
+@njit(cache=True, inline="always")
+def _packed(wp, colsum, kept, slot, reuse):
+    """(weight bytes, row sums, reuse) of a GEMM: its slot in ``kept`` = (slots, bytes, sums) when
+    its row names one (``slot`` >= 0) that the simulator keeps (state, column 4, not -1; only the
+    VNNI byte path packs), with reuse when the slot is filled (state 1) already; else the
+    workspace and the row's own ``reuse``."""
+    slots, kw, ks, _ = kept
+    if HAS_VNNI and slot >= 0 and slots[slot, 4] >= 0:
+        s = slots[slot]
+        return kw[s[0]:s[0] + s[1]], ks[s[2]:s[2] + s[3]], reuse | s[4]
+    return wp[0:], colsum[0:], reuse
+
+
+@njit(cache=True, inline="always")
+def _filled(kept, readers):
+    """Whether every kept slot of a LOADW's record (``readers``: 1 + where it starts in kept[3],
+    accelsim.chip.hints.kept_readers) is filled: then no instruction reads its words."""
+    slots, lists = kept[0], kept[3]
+    if readers == 0 or readers > lists.size:
+        return False
+    for q in range(lists[readers - 1]):
+        s = lists[readers + q]
+        if s >= slots.shape[0] or slots[s, 4] != 1:
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -134,13 +167,13 @@ def _workspace(rows):
 
 
 @njit(cache=True, inline="always")
-def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual, narrow):
+def _loop(rows, cfgs, wins, dram, mem, kept, start, conv_only, residual, narrow):
     """Execute in program order from ``start``; returns (index of the failing or HOST instruction or
     -1, status, overflows)."""
     overflows = 0
     wp, colsum = _workspace(rows)
     for i in range(start, rows.shape[0]):
-        st, over = _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, conv_only, residual, narrow)
+        st, over = _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, conv_only, residual, narrow)
         overflows += over
         if st != 0:
             return i, st, overflows
@@ -148,36 +181,43 @@ def _loop(rows, cfgs, wins, dram, mem, start, conv_only, residual, narrow):
 
 
 @njit(cache=True, nogil=True)
-def run_values(rows, cfgs, wins, dram, mem, start=0):
-    """The value loop over every instruction type (``_loop``).  It releases the GIL: simulators
-    in several threads run at once."""
-    return _loop(rows, cfgs, wins, dram, mem, start, False, False, False)
+def run_values(rows, cfgs, wins, dram, mem, kept, start=0):
+    """The value loop over every instruction type (``_loop``).  ``kept`` = (slots, bytes, sums,
+    readers):
+    the packed weights kept across runs (``_packed``; ``no_kept()`` for none).  It releases the
+    GIL: simulators in several threads run at once."""
+    return _loop(rows, cfgs, wins, dram, mem, kept, start, False, False, False)
 
 
 @njit(cache=True, nogil=True)
-def run_values_residual(rows, cfgs, wins, dram, mem, start=0):
+def run_values_residual(rows, cfgs, wins, dram, mem, kept, start=0):
     """``run_values`` for programs of RESIDUAL_OPS only (the caller checks)."""
-    return _loop(rows, cfgs, wins, dram, mem, start, True, True, False)
+    return _loop(rows, cfgs, wins, dram, mem, kept, start, True, True, False)
 
 
 @njit(cache=True, nogil=True)
-def run_values_residual8(rows, cfgs, wins, dram, mem, start=0):
+def run_values_residual8(rows, cfgs, wins, dram, mem, kept, start=0):
     """``run_values_residual`` for programs whose every CONFIG has operands of at most 8 bits and
     the fp32 requant mode."""
-    return _loop(rows, cfgs, wins, dram, mem, start, True, True, True)
+    return _loop(rows, cfgs, wins, dram, mem, kept, start, True, True, True)
 
 
 @njit(cache=True, nogil=True)
-def run_values_conv(rows, cfgs, wins, dram, mem, start=0):
+def run_values_conv(rows, cfgs, wins, dram, mem, kept, start=0):
     """``run_values`` for programs of CONV_OPS only (the caller checks)."""
-    return _loop(rows, cfgs, wins, dram, mem, start, True, False, False)
+    return _loop(rows, cfgs, wins, dram, mem, kept, start, True, False, False)
 
 
 @njit(cache=True, nogil=True)
-def run_values_conv8(rows, cfgs, wins, dram, mem, start=0):
+def run_values_conv8(rows, cfgs, wins, dram, mem, kept, start=0):
     """``run_values_conv`` for programs whose every CONFIG has operands of at most 8 bits and the
     fp32 requant mode."""
-    return _loop(rows, cfgs, wins, dram, mem, start, True, False, True)
+    return _loop(rows, cfgs, wins, dram, mem, kept, start, True, False, True)
+
+
+def no_kept() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An empty store of kept packed weights (no slot)."""
+    return np.zeros((0, 5), np.int64), np.empty(0, np.int8), np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
 #: and of residual networks (CONV_OPS and the vector unit's Add and Mul)
@@ -198,14 +238,14 @@ def value_loop(rows, cfgs=None):
 
 
 @njit(cache=True, nogil=True)
-def run_values_profiled(rows, cfgs, wins, dram, mem, start, ticks_per_row):
+def run_values_profiled(rows, cfgs, wins, dram, mem, kept, start, ticks_per_row):
     """``run_values`` that also adds each instruction's host cycles (kernels.clock) to
     ``ticks_per_row[i]``: where the simulator's own time goes."""
     overflows = 0
     wp, colsum = _workspace(rows)
     for i in range(start, rows.shape[0]):
         t0 = ticks()
-        st, over = _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, False, False, False)
+        st, over = _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, False, False, False)
         ticks_per_row[i] += ticks() - t0
         overflows += over
         if st != 0:

@@ -3,11 +3,16 @@ fields): work the loop may skip because no instruction could see the difference.
 
 * ``PackedWeights``: a GEMM whose weight words, and their type, are unchanged since the GEMM before
   it packed them takes the packed copy (GEMM's ``reuse``).
+* ``keep_packed``: a GEMM whose weights a dense LOADW decoded from DRAM bytes that no instruction
+  writes packs them once into a slot of the simulator's store, kept across runs on the same DRAM
+  image (GEMM's ``packed``; ONNX Runtime's prepacked weights).
+* ``kept_readers``: a LOADW whose words only GEMMs with kept slots read is skipped once those
+  slots are filled (LOADW's ``readers``).
 * ``defer_loads``: a LOADWIN into INP or a dense LOADW whose words only byte-path GEMMs read before
   later writes replace them all is skipped; those GEMMs gather the operand from DRAM themselves
   (LOADWIN's / LOADW's ``deferred``, GEMM's ``window`` / ``weights``).
 
-Both are static: they follow program order over the instructions' read and write spans
+All are static: they follow program order over the instructions' read and write spans
 (isa.spans), as the lowering walk does.
 """
 
@@ -19,6 +24,9 @@ import numpy as np
 
 from isa.encoding import Instruction
 from isa.spans import Block
+from isa.table import DTYPES
+from isa.weights import stream_bytes_bound
+from kernels.mac import weight_workspace
 from kernels.state import CFG_A_BITS, CFG_W_BITS, CFG_W_SIGNED
 
 from .rows import ARGS
@@ -46,6 +54,102 @@ class PackedWeights:
         packed = Block("read", "WGT", self.key[0], self.key[1] * self.key[2])
         if ins.op == "HOST" or any(b.access == "write" and _overlaps(b, packed) for b in spans):
             self.key = None
+
+
+_GEMM_REUSE = 3 + ARGS["GEMM"].index("reuse")
+_GEMM_PACKED = 3 + ARGS["GEMM"].index("packed")
+_LOADW_READERS = 3 + ARGS["LOADW"].index("readers")
+#: columns of Lowered.kept: a slot's bytes and row-sum words in the store, its DRAM source
+KEPT_COLUMNS = ("byte_at", "nbytes", "sum_at", "words", "src_lo", "src_hi")
+
+
+def _byte_path(cfg: np.ndarray) -> bool:
+    return cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+
+
+def keep_packed(rows: np.ndarray, instructions: list[Instruction], spans: list[list[Block]],
+                row_cfgs: list[np.ndarray]) -> np.ndarray:
+    """Give each byte-path GEMM whose weight words a LOADW wrote (every word as it wrote it) from
+    DRAM bytes no instruction writes (its stream's bytes, at most isa.weights.stream_bytes_bound),
+    before any HOST step, a slot (GEMM's ``packed`` = 1 +
+    slot; a GEMM that ``reuse``s the packed operand takes its packer's slot).  Its packed strips
+    depend only on the DRAM image then (and the simulator keeps a slot only while its source is
+    not an input tensor), so they are packed on a first run and read on every later one.  GEMMs
+    on the same words of the same LOADW arguments share a slot (a batch repeats its layers).
+    Returns the slot table (``KEPT_COLUMNS``)."""
+    dram_writes = [b for sp in spans for b in sp if b.access == "write" and b.buf == "DRAM"]
+    live: dict[int, Block] = {}  # LOADW row -> its WGT block while every word holds what it wrote
+    slots: dict[tuple, int] = {}
+    table: list[list[int]] = []
+    last = 0  # 1 + the slot of the last GEMM that packed its operand
+    for i, ins in enumerate(instructions[:len(rows)]):
+        if ins.op == "HOST":
+            break
+        if ins.op == "GEMM":
+            if rows[i, _GEMM_REUSE]:
+                rows[i, _GEMM_PACKED] = last
+            else:
+                last = _slot(i, ins, spans, row_cfgs[i], live, dram_writes, slots, table, instructions)
+                rows[i, _GEMM_PACKED] = last
+        writes = [b for b in spans[i] if b.access == "write"]
+        for j in [j for j, blk in live.items() if any(_overlaps(b, blk) for b in writes)]:
+            del live[j]
+        if ins.op == "LOADW":
+            live[i] = next(b for b in writes if b.buf == "WGT")
+    return np.array(table, np.int64).reshape(-1, len(KEPT_COLUMNS))
+
+
+def _slot(i: int, ins: Instruction, spans: list[list[Block]], cfg: np.ndarray, live: dict[int, Block],
+          dram_writes: list[Block], slots: dict[tuple, int], table: list[list[int]],
+          instructions: list[Instruction]) -> int:
+    """1 + the slot of GEMM ``i`` (a new one unless its key has one), or 0 when it has none."""
+    if not _byte_path(cfg):
+        return 0
+    read = next(b for b in spans[i] if b.access == "read" and b.buf == "WGT")
+    load = next((j for j, blk in live.items() if blk.start <= read.start and read.end <= blk.end), None)
+    if load is None:
+        return 0
+    la, a = instructions[load].args, ins.args
+    source = Block("read", "DRAM", la["dram"], stream_bytes_bound(la["format"], la["count"], DTYPES[la["dtype"]][0],
+                                                                 la["param"]))
+    if any(_overlaps(b, source) for b in dram_writes):
+        return 0
+    key = (la["dram"], la["count"], la["dtype"], la["format"], la["param"], la["zero"],
+           read.start - live[load].start, a["n"], a["k"], int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))
+    if key not in slots:
+        nbytes, words = (int(x) for x in weight_workspace(a["n"], a["k"]))
+        at = table[-1] if table else [0, 0, 0, 0]
+        table.append([at[0] + at[1], nbytes, at[2] + at[3], words, source.start, source.end])
+        slots[key] = len(slots)
+    return 1 + slots[key]
+
+
+def kept_readers(rows: np.ndarray, instructions: list[Instruction], spans: list[list[Block]],
+                 row_cfgs: list[np.ndarray]) -> np.ndarray:
+    """For each LOADW (not deferred) whose words only GEMMs with a kept slot (``keep_packed``) read
+    before later writes replace them all (``_unseen_until_replaced``), the list of those slots:
+    returns them as one array of [count, slot, ...] records, and sets the LOADW's ``readers`` to 1 +
+    where its record starts.  Once every slot of its record is filled no instruction reads the
+    words it would write: the value loop skips it (its stream decoded without fault when they were
+    filled, and its DRAM bytes are unchanged since)."""
+    lists: list[int] = []
+    for i, ins in enumerate(instructions[:len(rows)]):
+        if ins.op != "LOADW" or rows[i, _LOADW_DEFERRED]:
+            continue
+        got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "WGT", _kept_gemm(rows))
+        if got:
+            rows[i, _LOADW_READERS] = 1 + len(lists)
+            lists += [len(got)] + [int(rows[j, _GEMM_PACKED]) - 1 for j in got]
+    return np.array(lists, np.int64)
+
+
+def _kept_gemm(rows: np.ndarray):
+    """A consumer for _unseen_until_replaced: GEMM j has a kept slot and reads no word of the
+    block but its weights."""
+    def consumer(j: int, ins: Instruction, sp: list[Block], block: Block, cfg: np.ndarray) -> bool:
+        reads = [b for b in sp if b.access == "read" and _overlaps(b, block)]
+        return ins.op == "GEMM" and rows[j, _GEMM_PACKED] > 0 and len(reads) == 1 and reads[0].buf == "WGT"
+    return consumer
 
 
 #: how far past a deferred load the walk looks for the write that replaces its words
@@ -90,7 +194,7 @@ def _subtract(parts: list[tuple[int, int]], b: Block) -> list[tuple[int, int]]:
 def _unseen_until_replaced(i: int, instructions: list[Instruction], spans: list[list[Block]],
                            row_cfgs: list[np.ndarray], buf: str, consumer) -> list[int] | None:
     """The instructions that read load ``i``'s words (``buf``) before later writes have replaced all
-    of them, when each is a ``consumer(ins, spans, block, cfg)`` reading them before any is
+    of them, when each is a ``consumer(j, ins, spans, block, cfg)`` reading them before any is
     replaced, nothing else reads any of them, nothing writes the DRAM bytes they come from, and no
     HOST or HALT comes first; None otherwise.  Then no instruction sees load i's words, and those
     consumers can read them from DRAM themselves."""
@@ -104,7 +208,7 @@ def _unseen_until_replaced(i: int, instructions: list[Instruction], spans: list[
         if ins.op in ("HOST", "HALT"):
             return None
         whole = len(left) == 1 and left[0] == (block.start, block.end)
-        if whole and consumer(ins, sp, block, row_cfgs[j]):
+        if whole and consumer(j, ins, sp, block, row_cfgs[j]):
             consumers.append(j)
         elif any(b.access == "read" and b.buf == buf and b.start < hi and lo < b.end for b in sp for lo, hi in left):
             return None
@@ -129,14 +233,15 @@ def defer_loads(rows: np.ndarray, instructions: list[Instruction], spans: list[l
     for i, ins in enumerate(instructions[:len(rows)]):
         if ins.op == "LOADWIN":
             npix = ins.args["npix"]
-            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "INP", lambda x, sp, blk, cfg:
+            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "INP", lambda j, x, sp, blk, cfg:
                                          _byte_mac_reading(x, sp, blk, cfg) and x.args["m"] == npix)
             if got is not None:
                 rows[i, _LOADWIN_DEFERRED] = 1
                 for j in got:
                     rows[j, _WINDOW[instructions[j].op]] = i + 1
         elif ins.op == "LOADW" and ins.args["format"] == "dense":
-            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "WGT", _byte_mac_reading)
+            got = _unseen_until_replaced(i, instructions, spans, row_cfgs, "WGT",
+                                         lambda j, x, sp, blk, cfg: _byte_mac_reading(x, sp, blk, cfg))
             if got is not None:
                 rows[i, _LOADW_DEFERRED] = 1
                 for j in got:

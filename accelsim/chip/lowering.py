@@ -27,7 +27,7 @@ from kernels.state import WIN_SIZE, config_register, window_register
 from .config import ChipConfig
 from .errors import SimError
 from .execute import value_loop
-from .hints import PackedWeights, defer_loads
+from .hints import KEPT_COLUMNS, PackedWeights, defer_loads, keep_packed, kept_readers
 from .rows import BUFFER_ID, OP, ROW, WORD_BITS
 
 
@@ -44,6 +44,9 @@ class Lowered:
     dram_end: int = 0         # one past the last DRAM byte the program reads or writes
     dram_writes: tuple[tuple[int, int], ...] = ()  # the DRAM byte ranges its instructions may write
     has_host: bool = False    # a HOST step may write any DRAM byte
+    kept: np.ndarray = field(default_factory=lambda: np.zeros((0, len(KEPT_COLUMNS)), np.int64))
+    # the slots of packed weights kept across runs (accelsim.chip.hints.keep_packed)
+    readers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # hints.kept_readers
 
     @property
     def total_words(self) -> int:
@@ -258,12 +261,14 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
             break
     table = np.array(rows, dtype=np.int64).reshape(-1, ROW)
     defer_loads(table, instructions, spans, row_cfgs)
+    kept = keep_packed(table, instructions, spans, row_cfgs)
+    readers = kept_readers(table, instructions, spans, row_cfgs)
     win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, WIN_SIZE) if walk.wins else \
         np.zeros((1, WIN_SIZE), np.int64)
     return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)],
                    min(walk.dram_end, dram_size), merged_ranges([(b.start, b.end) for sp in spans for b in sp
                                                                  if b.access == "write" and b.buf == "DRAM"]),
-                   any(ins.op == "HOST" for ins in instructions[:len(rows)]))
+                   any(ins.op == "HOST" for ins in instructions[:len(rows)]), kept, readers)
 
 
 def merged_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -6,10 +6,12 @@ isa.table.UNITS, and the arguments of each op are listed in :data:`ARGS`.  Addre
 absolute word addresses into the flat buffer array (buffer base + address).
 
 Some columns are the lowering's hints to the value loop, not instruction fields (the timing
-model ignores them): GEMM's ``reuse`` (its weights are packed already), GEMM's and DWCONV's
+model ignores them): GEMM's ``reuse`` (its weights are packed already) and ``packed`` (1 + its
+slot of kept packed weights, or 0), GEMM's and DWCONV's
 ``window`` and ``weights`` (1 + the row of a deferred LOADWIN / LOADW whose words are its
-activations / weights, or 0), and LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
-DRAM themselves; accelsim.chip.hints says when that is exact).
+activations / weights, or 0), LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
+DRAM themselves) and LOADW's ``readers`` (1 + where the list of the kept slots of the GEMMs that
+read its words starts; accelsim.chip.hints says when each is exact).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ ARGS = {
     "CONFIG": ("cfg",), "SETWIN": ("win",),
     "LOAD": ("dram", "dst", "x", "y", "y_stride", "bits", "signed", "word_bits", "buf"),
     "LOADWIN": ("dram", "dst", "pix0", "npix", "c0", "nc", "bits", "signed", "word_bits", "buf", "win", "deferred"),
-    "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero", "deferred"),
+    "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero", "deferred", "readers"),
     "STORE": ("src", "dram", "x", "y", "y_stride", "bits", "buf"),
-    "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse", "window", "weights"),
+    "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse", "window", "weights",
+             "packed"),
     "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg", "window", "weights"),
     "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf"),
     "VADD": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),

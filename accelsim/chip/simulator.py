@@ -14,7 +14,7 @@ from . import counters as M
 from .config import ChipConfig
 from .counters import chip_vector
 from .errors import SimError
-from .execute import run_values_profiled
+from .execute import no_kept, run_values_profiled
 from .lowering import Lowered, lower, merged_ranges
 from .program import Program, ProgramError
 from .report import RunReport
@@ -34,6 +34,7 @@ class Simulator:
         self._value_dram: Optional[np.ndarray] = None  # reused by value runs: zero beyond _dirty
         self._dirty = 0
         self._last_writes: Optional[tuple] = None  # (image, byte ranges) the last value run may have written
+        self._kept: OrderedDict[int, tuple] = OrderedDict()  # id(low) -> (low, image, tensors, store)
 
     def lower(self, program: Program) -> Lowered:
         """Validate and lower (cached per program object while its words are unchanged; the
@@ -63,22 +64,26 @@ class Simulator:
             return refused
         low = lower(program.words[:refused.index], self.chip, self.chip.dram_bytes())
         try:
-            self._values(low, dram, np.zeros(low.total_words, np.int64), None)
+            self._values(low, dram, np.zeros(low.total_words, np.int64), None, kept=no_kept())
         except SimError as e:
             return e
         return refused
 
     def _values(self, low: Lowered, dram: np.ndarray, mem: np.ndarray,
-                host: Optional[Callable[[int, np.ndarray], None]], ticks: Optional[np.ndarray] = None) -> int:
+                host: Optional[Callable[[int, np.ndarray], None]], ticks: Optional[np.ndarray] = None,
+                kept: Optional[tuple] = None) -> int:
         """The value loop, stopping at each HOST instruction for ``host(call, dram)``; returns the
         overflow count or raises SimError at the faulting instruction.  ``ticks`` (one per
-        instruction) collects each instruction's host cycles (the profiled loop)."""
+        instruction) collects each instruction's host cycles (the profiled loop); ``kept`` is the
+        store of packed weights kept across runs (``_kept_store``)."""
         start, overflows = 0, 0
+        kept = no_kept() if kept is None else kept
         while True:
             if ticks is None:
-                index, status, more = low.loop(low.rows, low.cfgs, low.wins, dram, mem, start)
+                index, status, more = low.loop(low.rows, low.cfgs, low.wins, dram, mem, kept, start)
             else:
-                index, status, more = run_values_profiled(low.rows, low.cfgs, low.wins, dram, mem, start, ticks)
+                index, status, more = run_values_profiled(low.rows, low.cfgs, low.wins, dram, mem, kept, start,
+                                                          ticks)
             overflows += more
             if index < 0:
                 return overflows
@@ -90,6 +95,32 @@ class Simulator:
                 raise SimError(int(index), text, f"HOST call {call}: no host is attached to run it")
             host(call, dram)
             start = index + 1
+
+    KEPT_BYTES = 256 << 20  # packed weights kept across runs, all programs together (at least the last)
+
+    def _kept_store(self, program: Program, low: Lowered) -> tuple:
+        """The store of packed weights kept for ``low`` on this program's DRAM image: (slots, bytes,
+        sums, readers: low.readers), slots = low.kept's offsets and a state (0 empty, 1 filled, -1 not kept: its source
+        overlaps a tensor, which a run's inputs may change).  Made empty for a new image; the
+        stores of the programs run least recently are dropped past CACHED programs or KEPT_BYTES.
+        A writeable image (one assigned to the program after it was made) keeps nothing."""
+        tensors = tuple((t.addr, t.addr + t.nbytes) for t in program.tensors.values())
+        hit = self._kept.get(id(low))
+        if hit is not None and hit[0] is low and hit[1] is program.dram_image and hit[2] == tensors:
+            self._kept.move_to_end(id(low))
+            return hit[3]
+        table = low.kept
+        state = np.full(len(table), 0 if not program.dram_image.flags.writeable else -1, np.int64)
+        for lo, hi in tensors:
+            state[(table[:, 4] < hi) & (lo < table[:, 5])] = -1
+        end = table[-1] if len(table) else np.zeros(4, np.int64)
+        store = (np.concatenate([table[:, :4], state[:, None]], axis=1),
+                 np.empty(int(end[0] + end[1]), np.int8), np.zeros(int(end[2] + end[3]), np.int64), low.readers)
+        self._kept[id(low)] = (low, program.dram_image, tensors, store)
+        while len(self._kept) > self.CACHED or (
+                len(self._kept) > 1 and sum(v[3][1].nbytes for v in self._kept.values()) > self.KEPT_BYTES):
+            self._kept.popitem(last=False)
+        return store
 
     def _dram_for_timing(self, program: Program, inputs: Optional[Mapping[str, np.ndarray]]) -> np.ndarray:
         """The DRAM a timing-only run reads (the timing model never writes it): the last one made
@@ -107,7 +138,8 @@ class Simulator:
         """A DRAM equal to a new one (the image, the inputs, zeros elsewhere), made by resetting the
         buffer of the previous value run: with the same (read-only) image, only the byte ranges that
         run may have written (its instructions' DRAM write spans and its tensors) are restored; else
-        the image is copied again and the bytes past it any run may have written are zeroed.  After
+        (or when the image is writeable: assigned to the program later, it may have changed) the
+        image is copied again and the bytes past it any run may have written are zeroed.  After
         a program with a HOST step (which may write any byte) the next run takes a new DRAM."""
         size = self.chip.dram_bytes()
         image = program.dram_image
@@ -118,7 +150,7 @@ class Simulator:
             dram, self._dirty = np.zeros(size, np.uint8), 0
             self._value_dram = dram
             dram[:image.size] = image
-        elif last is not None and last[0] is image:
+        elif last is not None and last[0] is image and not image.flags.writeable:
             for lo, hi in last[1]:
                 _restore(dram, image, lo, min(hi, size))
         else:
@@ -189,7 +221,8 @@ class Simulator:
         if values:
             mem = np.zeros(low.total_words, np.int64)
             self.last_ticks = np.zeros(n, np.int64) if profile else None
-            counters[0, M.C_OVERFLOWS] = self._values(low, dram, mem, host, self.last_ticks)
+            counters[0, M.C_OVERFLOWS] = self._values(low, dram, mem, host, self.last_ticks,
+                                                      self._kept_store(program, low))
             outputs = {name: ref.read(dram) for name, ref in program.tensors.items() if ref.role == "output"}
             self.last_dram, self.last_mem = dram, mem
         report = RunReport.from_counters(counters.sum(axis=0), self.chip, values)
