@@ -3,8 +3,8 @@ fields): work the loop may skip because no instruction could see the difference.
 
 * ``PackedWeights``: a GEMM whose weight words, and their type, are unchanged since the GEMM before
   it packed them takes the packed copy (GEMM's ``reuse``).
-* ``keep_packed``: a GEMM whose weights a dense LOADW decoded from DRAM bytes that no instruction
-  writes packs them once into a slot of the simulator's store, kept across runs on the same DRAM
+* ``keep_packed``: a GEMM whose weights a LOADW decoded from DRAM bytes that nothing in the
+  program writes packs them once into a slot of the simulator's store, kept across runs on the same DRAM
   image (GEMM's ``packed``; ONNX Runtime's prepacked weights).
 * ``kept_readers``: a LOADW whose words only GEMMs with kept slots read is skipped once those
   slots are filled (LOADW's ``readers``).
@@ -32,6 +32,11 @@ from kernels.state import CFG_A_BITS, CFG_W_BITS, CFG_W_SIGNED
 from .rows import ARGS
 
 
+def _byte_path(cfg: np.ndarray) -> bool:
+    """A CONFIG whose operands have at most 8 bits: GEMM's and DWCONV's byte path."""
+    return cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+
+
 @dataclass
 class PackedWeights:
     """Which weight operand GEMM's byte path (operands of at most 8 bits) packed last, so that the
@@ -41,7 +46,7 @@ class PackedWeights:
 
     def gemm(self, a: dict, cfg: np.ndarray) -> int:
         """A GEMM: 1 if it reads the operand packed last, else 0 (and it packs its own)."""
-        narrow = cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+        narrow = _byte_path(cfg)
         key = (a["wgt"], a["n"], a["k"], int(cfg[CFG_W_BITS]), int(cfg[CFG_W_SIGNED]))
         reuse = int(narrow and key == self.key)
         self.key = key if narrow else None
@@ -63,16 +68,12 @@ _LOADW_READERS = 3 + ARGS["LOADW"].index("readers")
 KEPT_COLUMNS = ("byte_at", "nbytes", "sum_at", "words", "src_lo", "src_hi")
 
 
-def _byte_path(cfg: np.ndarray) -> bool:
-    return cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
-
-
 def keep_packed(rows: np.ndarray, instructions: list[Instruction], spans: list[list[Block]],
                 row_cfgs: list[np.ndarray]) -> np.ndarray:
     """Give each byte-path GEMM whose weight words a LOADW wrote (every word as it wrote it) from
     DRAM bytes no instruction writes (its stream's bytes, at most isa.weights.stream_bytes_bound),
-    before any HOST step, a slot (GEMM's ``packed`` = 1 +
-    slot; a GEMM that ``reuse``s the packed operand takes its packer's slot).  Its packed strips
+    before any HOST step, a slot (GEMM's ``packed`` = 1 + slot; a GEMM that ``reuse``s the
+    packed operand takes its packer's slot).  Its packed strips
     depend only on the DRAM image then (and the simulator keeps a slot only while its source is
     not an input tensor), so they are packed on a first run and read on every later one.  GEMMs
     on the same words of the same LOADW arguments share a slot (a batch repeats its layers).
@@ -173,7 +174,7 @@ def _byte_mac_reading(ins: Instruction, spans: list[Block], block: Block, cfg: n
     """A GEMM or DWCONV with operands of at most 8 bits that reads all of ``block`` as one operand
     and no other word of it."""
     reads = [b for b in spans if b.access == "read" and _overlaps(b, block)]
-    return (ins.op in _WINDOW and cfg[CFG_A_BITS] <= 8 and cfg[CFG_W_BITS] <= 8
+    return (ins.op in _WINDOW and _byte_path(cfg)
             and len(reads) == 1 and _same(reads[0], block))
 
 
