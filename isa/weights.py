@@ -57,7 +57,7 @@ def decode_weights(dram: np.ndarray, addr: int, count: int, fmt: str, bits: int,
                    param: int = 1, zero: int = 0) -> tuple[np.ndarray, int]:
     """Decode ``count`` weights stored at ``addr``; returns (int64 values, bytes read)."""
     if fmt == "dense":
-        return _read(dram, addr, count, bits, signed), _bytes(count * bits)
+        return _read(dram, addr, count, bits, signed), stream_bytes_bound(fmt, count, bits)
     if fmt == "bitmask":
         mask = _read(dram, addr, count, 1, False).astype(bool)
         nnz = int(mask.sum())
@@ -70,7 +70,7 @@ def decode_weights(dram: np.ndarray, addr: int, count: int, fmt: str, bits: int,
         palette = _read(dram, addr, 1 << k, bits, signed)
         idx_at = addr + _bytes((1 << k) * bits)
         idx = _read(dram, idx_at, count, k, False)
-        return palette[idx], _bytes((1 << k) * bits) + _bytes(count * k)
+        return palette[idx], stream_bytes_bound(fmt, count, bits, k)  # exact for a codebook
     if fmt == "rle":
         out = np.empty(count, dtype=np.int64)
         produced, bitpos, entry = 0, 0, param + bits

@@ -29,8 +29,9 @@ CONV_OPS = (OP_NOP, OP_HALT, OP_CONFIG, OP_SETWIN, OP_LOAD, OP_LOADWIN, OP_LOADW
 def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, conv_only, residual, narrow):
     """Row ``i`` by its kernel: (status, overflows).  ``wp`` and ``colsum`` are GEMM's weight
     workspace (``_workspace``), ``kept`` the store of packed weights kept across runs
-    (``_packed``).  ``conv_only`` and ``residual`` (constants at each call site) leave the other kernels out of the compiled loop, ``narrow`` (every CONFIG has operands of at
-    most 8 bits and the fp32 requant mode) GEMM's wider paths and REQUANT's fixed-point modes."""
+    (``_packed``).  ``conv_only`` and ``residual`` (constants at each call site) leave the other
+    kernels out of the compiled loop, ``narrow`` (every CONFIG has operands of at most 8 bits and
+    the fp32 requant mode) GEMM's wider paths and REQUANT's fixed-point modes."""
     r = rows[i]
     op = r[0]
     st = 0
@@ -94,7 +95,7 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, conv_only, residu
 
 @njit(cache=True, inline="always")
 def _packed(wp, colsum, kept, slot, reuse):
-    """(weight bytes, row sums, reuse) of a GEMM: its slot in ``kept`` = (slots, bytes, sums) when
+    """(weight bytes, row sums, reuse) of a GEMM: its slot in ``kept`` = (slots, bytes, sums, _) when
     its row names one (``slot`` >= 0) that the simulator keeps (state, column 4, not -1; only the
     VNNI byte path packs), with reuse when the slot is filled (state 1) already; else the
     workspace and the row's own ``reuse``."""
@@ -102,7 +103,7 @@ def _packed(wp, colsum, kept, slot, reuse):
     if HAS_VNNI and slot >= 0 and slots[slot, 4] >= 0:
         s = slots[slot]
         return kw[s[0]:s[0] + s[1]], ks[s[2]:s[2] + s[3]], reuse | s[4]
-    return wp[0:], colsum[0:], reuse
+    return wp[0:], colsum[0:], reuse  # slices too: one array type for both, one GEMM specialisation
 
 
 @njit(cache=True, inline="always")
@@ -183,9 +184,8 @@ def _loop(rows, cfgs, wins, dram, mem, kept, start, conv_only, residual, narrow)
 @njit(cache=True, nogil=True)
 def run_values(rows, cfgs, wins, dram, mem, kept, start=0):
     """The value loop over every instruction type (``_loop``).  ``kept`` = (slots, bytes, sums,
-    readers):
-    the packed weights kept across runs (``_packed``; ``no_kept()`` for none).  It releases the
-    GIL: simulators in several threads run at once."""
+    readers): the packed weights kept across runs (``_packed``, ``_filled``; ``no_kept()`` for
+    none).  It releases the GIL: simulators in several threads run at once."""
     return _loop(rows, cfgs, wins, dram, mem, kept, start, False, False, False)
 
 
@@ -215,7 +215,7 @@ def run_values_conv8(rows, cfgs, wins, dram, mem, kept, start=0):
     return _loop(rows, cfgs, wins, dram, mem, kept, start, True, False, True)
 
 
-def no_kept() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def no_kept() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """An empty store of kept packed weights (no slot)."""
     return np.zeros((0, 5), np.int64), np.empty(0, np.int8), np.zeros(0, np.int64), np.zeros(0, np.int64)
 

@@ -100,8 +100,8 @@ class Simulator:
 
     def _kept_store(self, program: Program, low: Lowered) -> tuple:
         """The store of packed weights kept for ``low`` on this program's DRAM image: (slots, bytes,
-        sums, readers: low.readers), slots = low.kept's offsets and a state (0 empty, 1 filled, -1 not kept: its source
-        overlaps a tensor, which a run's inputs may change).  Made empty for a new image; the
+        sums, readers: low.readers), slots = low.kept's offsets and a state (0 empty, 1 filled, -1
+        not kept: its source overlaps a tensor, which a run's inputs may change).  Made empty for a new image; the
         stores of the programs run least recently are dropped past CACHED programs or KEPT_BYTES.
         A writeable image (one assigned to the program after it was made) keeps nothing."""
         tensors = tuple((t.addr, t.addr + t.nbytes) for t in program.tensors.values())
