@@ -437,7 +437,7 @@ def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate, a_bytes, w_byt
     if a_bits <= 8 and w_bits <= 8:  # |product| <= 65025, r <= 1023 taps: exact int32 lanes (twice as many)
         w = _dw_weights(mem, wgt_at, r * c, cfg, w_bytes, np.empty(r * c, np.int32))
         if a_bytes.size:
-            return _dw_rows(a_bytes, 0, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
+            return _dw_rows32(a_bytes, 0, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
         return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
     w = _dw_weights(mem, wgt_at, r * c, cfg, w_bytes, np.empty(r * c, np.int64))
     return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int64))
@@ -477,4 +477,75 @@ def _dw_rows(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
             wrapped = wrap(v, acc_bits)
             overflows += wrapped != v
             mem[uintp(acc + ch)] = wrapped
+    return overflows
+
+
+@njit(cache=True, inline="always")
+def _dw_operand32(v, mask, sign, off):
+    """The low bits of a word or byte (``mask``), sign-extended by ``sign`` (the sign bit, or 0 when
+    unsigned), minus ``off`` = sign + zero point; and, xor, subtract: all int32 lanes."""
+    return np.int32(np.int32(np.int32(v) & mask) ^ sign) - off
+
+
+@njit(cache=True, inline="always", boundscheck=False)
+def _dw_taps3(src, row, c, t, w, s, mask, sign, off):
+    """s[ch] += the products of taps t, t+1 and t+2 (rows ``row``, ``row + c``, ``row + 2c``), int32:
+    three taps per pass over ``s`` (a third of its loads and stores)."""
+    for ch in range(c):
+        q = uintp(row + ch)
+        x0 = np.int32(_dw_operand32(src[q], mask, sign, off))
+        x1 = np.int32(_dw_operand32(src[q + c], mask, sign, off))
+        x2 = np.int32(_dw_operand32(src[q + 2 * c], mask, sign, off))
+        p = uintp(t * c + ch)
+        s[uintp(ch)] = np.int32(s[uintp(ch)] + x0 * w[p] + x1 * w[p + c] + x2 * w[p + 2 * c])
+
+
+@njit(cache=True, inline="always", boundscheck=False)
+def _dw_tap(src, row, c, t, w, s, mask, sign, off):
+    """s[ch] += the product of tap t (row ``row``), int32."""
+    for ch in range(c):
+        x = np.int32(_dw_operand32(src[uintp(row + ch)], mask, sign, off))
+        s[uintp(ch)] = np.int32(s[uintp(ch)] + x * w[uintp(t * c + ch)])
+
+
+@njit(cache=True, inline="always", boundscheck=False)
+def _dw_rows32(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
+    """_dw_rows for activations given as bytes (a deferred window) and operands of at most 8 bits:
+    every step in int32 lanes (exact: see dwconv), three taps per pass; a sum written without
+    accumulating to an accumulator of at least 32 bits is its own wrap.  (From int64 words the
+    narrowing loads make LLVM's loops slower than _dw_rows', which those keep.)"""
+    a_bits = cfg[CFG_A_BITS]
+    mask = np.int32((1 << a_bits) - 1)
+    sign = np.int32(1 << (a_bits - 1)) if cfg[CFG_A_SIGNED] else np.int32(0)
+    off = np.int32(sign + cfg[CFG_A_ZP])
+    acc_bits = cfg[CFG_ACC_BITS]
+    overflows = 0
+    for i in range(m):
+        for ch in range(c):
+            s[uintp(ch)] = 0
+        t = 0
+        while t + 3 <= r:
+            _dw_taps3(src, inp_at + (i * r + t) * c, c, t, w, s, mask, sign, off)
+            t += 3
+        while t < r:
+            _dw_tap(src, inp_at + (i * r + t) * c, c, t, w, s, mask, sign, off)
+            t += 1
+        overflows += _dw_write(mem, acc_at + i * c, c, accumulate, acc_bits, s)
+    return overflows
+
+
+@njit(cache=True, inline="always", boundscheck=False)
+def _dw_write(mem, acc, c, accumulate, acc_bits, s):
+    """ACC[acc:acc+c] (+)= the int32 sums ``s``, wrapped to acc_bits; returns how many wrapped (a sum
+    written without accumulating to an accumulator of at least 32 bits is its own wrap)."""
+    if not accumulate and acc_bits >= 32:
+        for ch in range(c):
+            mem[uintp(acc + ch)] = s[uintp(ch)]
+        return 0
+    overflows = 0
+    for ch in range(c):
+        v = np.int64(s[uintp(ch)]) + mem[uintp(acc + ch)] if accumulate else np.int64(s[uintp(ch)])
+        wrapped = wrap(v, acc_bits)
+        overflows += wrapped != v
+        mem[uintp(acc + ch)] = wrapped
     return overflows

@@ -6,7 +6,7 @@ shares.  The mode is chosen once per instruction; the loop over channels then ve
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uintp
 
 from .common import INLINE, type_range, wrap32
 from .state import (CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS, CFG_O_SIGNED,
@@ -103,17 +103,21 @@ def _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, 
     qlo = np.int32(min(max(lo, cmin), hi))
     qhi = np.int32(max(min(hi, cmax), lo))
     zp = np.int32(zp)
+    b32 = bias.astype(np.int32)  # PRM words: int32 already
     for i in range(m):
-        src = mem[src_at + i * n: src_at + (i + 1) * n]  # slices + range: no index wraparound,
-        dst = mem[dst_at + i * n: dst_at + (i + 1) * n]  # so LLVM vectorizes the channel loop
-        if acc_bits <= 32:  # the wrapped sum fits int32: int32 -> float32 (vcvtdq2ps on AVX2)
+        so, do = src_at + i * n, dst_at + i * n  # unsigned indices, no views: rows of few channels
+        if acc_bits == 32:  # wrapping a sum at 32 bits is int32 addition of the low halves
             for c in range(n):
-                x = np.int32(wrap_acc(src[c] + bias[c], acc_bits))
-                dst[c] = _fp32_round(np.float32(x) * scale[c], flo, fhi, zp, qlo, qhi)
+                x = np.int32(np.int32(mem[uintp(so + c)]) + b32[uintp(c)])
+                mem[uintp(do + c)] = _fp32_round(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+        elif acc_bits < 32:  # the wrapped sum fits int32: int32 -> float32 (vcvtdq2ps on AVX2)
+            for c in range(n):
+                x = np.int32(wrap_acc(mem[uintp(so + c)] + bias[uintp(c)], acc_bits))
+                mem[uintp(do + c)] = _fp32_round(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
         else:
             for c in range(n):
-                x = wrap_acc(src[c] + bias[c], acc_bits)
-                dst[c] = _fp32_round(np.float32(x) * scale[c], flo, fhi, zp, qlo, qhi)
+                x = wrap_acc(mem[uintp(so + c)] + bias[uintp(c)], acc_bits)
+                mem[uintp(do + c)] = _fp32_round(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
 
 
 @njit(cache=True, boundscheck=False)

@@ -136,6 +136,16 @@ MUTANTS = [
            "v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))",
            "v = fma_f32(np.float32(b[t]), fb, fma_f32(np.float32(a[j0 + t]), fa, fixed))",
            ("tests/test_rounding.py", "tests/test_requant_vs_ort.py")),
+    Mutant("DWCONV int32 byte path skips the wrap for narrow accumulators", "kernels/mac.py",
+           "    if not accumulate and acc_bits >= 32:", "    if not accumulate:", DEFERRED),
+    Mutant("DWCONV int32 byte path drops the operand's sign", "kernels/mac.py",
+           "    sign = np.int32(1 << (a_bits - 1)) if cfg[CFG_A_SIGNED] else np.int32(0)",
+           "    sign = np.int32(0)", DEFERRED),
+    Mutant("DWCONV int32 byte path drops the last tap", "kernels/mac.py",
+           "        while t < r:\n            _dw_tap(", "        while t < r - 1:\n            _dw_tap(", DEFERRED),
+    Mutant("fp32 requant's int32 path drops the bias", "kernels/requant.py",
+           "x = np.int32(np.int32(mem[uintp(so + c)]) + b32[uintp(c)])", "x = np.int32(mem[uintp(so + c)])",
+           ("tests/test_kernels_exact.py",)),
 ]
 # the golden twin of the nesting swap goes with it, so the kernel-vs-golden tests cannot see it
 EXTRA = {"QLinearAdd FMA nesting swapped (kernel and golden)": (

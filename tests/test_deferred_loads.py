@@ -6,6 +6,7 @@ every buffer word and DRAM byte equals the golden semantics' whatever the progra
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,9 +75,9 @@ NARROW = ("u8", "s8", "u4", "s4")
        a=st.sampled_from(NARROW), w=st.sampled_from(NARROW), src=st.sampled_from(("u8", "s8", "u4", "s16", "u16")),
        wsrc=st.sampled_from(NARROW), k_h=st.integers(1, 3), k_w=st.integers(1, 3), in_c=st.integers(1, 5),
        pad=st.integers(0, 1), stride=st.integers(1, 2), n=st.integers(1, 20), replaced=st.booleans(),
-       mac=st.sampled_from(("GEMM", "DWCONV")))
+       mac=st.sampled_from(("GEMM", "DWCONV")), accumulate=st.booleans(), acc_bits=st.sampled_from((12, 32, 48)))
 def test_deferred_loads_equal_the_golden_semantics(kind, seed, a, w, src, wsrc, k_h, k_w, in_c, pad, stride, n,
-                                                   replaced, mac):
+                                                   replaced, mac, accumulate, acc_bits):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, 8192).astype(np.uint8)
     in_h = in_w = 5
@@ -89,12 +90,12 @@ def test_deferred_loads_equal_the_golden_semantics(kind, seed, a, w, src, wsrc, 
                dil_h=1, dil_w=1, pad_top=pad, pad_left=pad, out_w=out_w, pad_value=int(rng.integers(-9, 9)), out_h=0)
     loadwin = I("LOADWIN", buf="INP", dtype=src, dram=SOURCE, sram=0, pix0=0, npix=npix, c0=0, nc=in_c)
     loadw = I("LOADW", sram=WGT_AT, dram=WEIGHTS, count=count, format="dense", dtype=wsrc)
-    config = I("CONFIG", a=a, w=w, o="s8", acc_bits=32, mode="fp32", a_zp=_zp(rng, a), w_zp=_zp(rng, w), o_zp=0,
+    config = I("CONFIG", a=a, w=w, o="s8", acc_bits=acc_bits, mode="fp32", a_zp=_zp(rng, a), w_zp=_zp(rng, w), o_zp=0,
                clamp_min=-128, clamp_max=127)
     if mac == "GEMM":
         gemms = [I("GEMM", inp=0, wgt=WGT_AT, acc=acc, m=npix, n=n, k=k, accumulate=0) for acc in (0, npix * n)]
     else:
-        gemms = [I("DWCONV", inp=0, wgt=WGT_AT, acc=acc, m=npix, r=k_h * k_w, c=in_c, accumulate=1)
+        gemms = [I("DWCONV", inp=0, wgt=WGT_AT, acc=acc, m=npix, r=k_h * k_w, c=in_c, accumulate=int(accumulate))
                  for acc in (0, npix * in_c)]
     extra, win_ok, w_ok = _between(kind, npix * k, count)
     replace = [I("LOADWIN", buf="INP", dtype="u8", dram=SOURCE + 7, sram=0, pix0=1, npix=npix, c0=0, nc=in_c),
@@ -129,3 +130,41 @@ def test_wide_operands_and_other_buffers_are_not_deferred():
     for prog in (wide, other):
         rows = SIM.lower(Program(isa.encode_program(prog), np.zeros(64, np.uint8))).rows
         assert not rows[rows[:, 0] == OP_LOADWIN][:, LOADWIN_DEFERRED].any()
+
+
+@pytest.mark.parametrize("a", NARROW)
+@pytest.mark.parametrize("acc_bits", (12, 16, 32))
+@pytest.mark.parametrize("accumulate", (0, 1))
+@pytest.mark.parametrize("k_h, k_w, in_h, in_w, in_c, pad", [(3, 3, 1, 2, 19, 1), (2, 2, 2, 3, 23, 0),
+                                                               (1, 5, 1, 5, 17, 0)])
+def test_deferred_dwconv_byte_path_wraps_and_sums_every_tap(a, acc_bits, accumulate, k_h, k_w, in_h, in_w, in_c,
+                                                            pad):
+    """The byte path's DWCONV (int32 lanes, taps three at a time, the sum stored unwrapped when the
+    accumulator has at least 32 bits and nothing accumulates) on windows of many channels: full
+    triples and one or two taps left, pad taps, narrow accumulators that wrap, and accumulating."""
+    rng = np.random.default_rng(acc_bits * 7 + accumulate + in_c)
+    image = rng.integers(0, 256, 8192).astype(np.uint8)
+    out_h, out_w = in_h + 2 * pad - k_h + 1, in_w + 2 * pad - k_w + 1
+    npix, r = out_h * out_w, k_h * k_w
+    window = I("SETWIN", in_h=in_h, in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w, stride_h=1, stride_w=1, dil_h=1,
+               dil_w=1, pad_top=pad, pad_left=pad, out_w=out_w, pad_value=-7, out_h=0)
+    config = I("CONFIG", a=a, w="s8", o="s8", acc_bits=acc_bits, mode="fp32", a_zp=_zp(rng, a), w_zp=1, o_zp=0,
+               clamp_min=-128, clamp_max=127)
+    prog = [config, window,
+            I("LOADWIN", buf="INP", dtype="s8", dram=SOURCE, sram=0, pix0=0, npix=npix, c0=0, nc=in_c),
+            I("LOADW", sram=WGT_AT, dram=WEIGHTS, count=r * in_c, format="dense", dtype="s8"),
+            *[I("DWCONV", inp=0, wgt=WGT_AT, acc=acc, m=npix, r=r, c=in_c, accumulate=accumulate)
+              for acc in (0, 0, npix * in_c)],
+            I("LOADWIN", buf="INP", dtype="u8", dram=SOURCE + 7, sram=0, pix0=0, npix=npix, c0=0, nc=in_c),
+            I("LOADW", sram=WGT_AT, dram=WEIGHTS + 64, count=r * in_c, format="dense", dtype="s8"), I("HALT")]
+    program = Program(isa.encode_program(prog), image)
+    rows = SIM.lower(program).rows
+    assert (rows[rows[:, 0] == OP["DWCONV"]][:, WINDOW_COL["DWCONV"]] > 0).all()
+    golden = _golden(prog, image)
+    SIM.run(program, host=_host)
+    low = SIM.lower(program)
+    acc = golden.buffers["ACC"][:2 * npix * in_c]
+    if acc_bits == 12:
+        assert np.abs(acc).max() >= 1024, "the case should drive the accumulators near their wrap"
+    for b in BUFFERS:
+        assert np.array_equal(SIM.last_mem[low.base[b]:low.base[b] + low.sizes[b]], golden.buffers[b]), b
