@@ -272,12 +272,15 @@ def _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C, Wp, colsum, reuse, a_bytes,
             nc = min(NC, n - j0)
             _tiles(Ap, Wp[k0 // kc_max * chunk_bytes + j0 // LANES * strip_bytes:], C[:, j0:], m_pad,
                    _ceil(nc, LANES) // LANES, steps, strip_bytes)
-    if ca != 0 or cw != 0:  # row by row (contiguous)
-        both = k * ca * cw
+    if ca != 0 or cw != 0:  # row by row (contiguous), in int32 lanes: each result fits int32, so
+        both = k * ca * cw    # its terms may wrap there (arithmetic modulo 2^32)
+        col = np.empty(n, np.int32)
+        for j in range(n):
+            col[uintp(j)] = np.int32(ca * colsum[uintp(j)])
         for i in range(m):
-            row = both - cw * rowsum[uintp(i)]
+            row = np.int32(both - cw * rowsum[uintp(i)])
             for j in range(n):
-                C[uintp(i), uintp(j)] = np.int32(np.int64(C[uintp(i), uintp(j)]) + row - ca * colsum[uintp(j)])
+                C[uintp(i), uintp(j)] = np.int32(np.int32(C[uintp(i), uintp(j)] + row) - col[uintp(j)])
 
 
 @njit(cache=True, inline="always", boundscheck=False)
@@ -327,7 +330,15 @@ def _gemm_wide16(mem, cfg, inp_at, wgt_at, m, n, k, C):
 
 @njit(cache=True, boundscheck=False)
 def _write_acc(mem, acc_at, C, m, n, accumulate, acc_bits):
-    """Store the (exact) sums C[:m, :n] wrapped to acc_bits; returns how many wrapped (overflowed)."""
+    """Store the (exact) sums C[:m, :n] wrapped to acc_bits; returns how many wrapped (overflowed).
+    Exact int32 sums written without accumulating to accumulators of at least 32 bits are their
+    own wrap: copied (sign-extended)."""
+    if C.itemsize == 4 and not accumulate and acc_bits >= 32:
+        for i in range(m):
+            at = acc_at + i * n
+            for j in range(n):
+                mem[uintp(at + j)] = C[uintp(i), uintp(j)]
+        return 0
     overflows = 0
     for i in range(m):
         at = acc_at + i * n

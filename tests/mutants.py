@@ -146,6 +146,12 @@ MUTANTS = [
     Mutant("fp32 requant's int32 path drops the bias", "kernels/requant.py",
            "x = np.int32(np.int32(mem[uintp(so + c)]) + b32[uintp(c)])", "x = np.int32(mem[uintp(so + c)])",
            ("tests/test_kernels_exact.py",)),
+    Mutant("accumulator copy without wrap taken for int64 sums", "kernels/mac.py",
+           "    if C.itemsize == 4 and not accumulate and acc_bits >= 32:", "    if not accumulate and acc_bits >= 32:",
+           ("tests/test_kernels_exact.py",)),
+    Mutant("VNNI zero-point correction's column term taken once too little", "kernels/mac.py",
+           "            col[uintp(j)] = np.int32(ca * colsum[uintp(j)])", "            col[uintp(j)] = np.int32((ca - 1) * colsum[uintp(j)])",
+           ("tests/test_kernels_exact.py",)),
 ]
 # the golden twin of the nesting swap goes with it, so the kernel-vs-golden tests cannot see it
 EXTRA = {"QLinearAdd FMA nesting swapped (kernel and golden)": (
