@@ -87,7 +87,7 @@ def wrap_acc(x, bits):
 
 
 @njit(**INLINE)
-def _fp32_round(v, flo, fhi, zp, qlo, qhi):
+def round_clamp_fp32(v, flo, fhi, zp, qlo, qhi):
     """Clamp (NaN -> flo), round half to even, add zp, clamp; |v| <= 2^17 after the clamp, so the
     float -> int conversion goes through int32 (vcvtps2dq exists on AVX2, the int64 one does not)."""
     v = flo if v != v else (flo if v < flo else (fhi if v > fhi else v))
@@ -109,15 +109,15 @@ def _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, 
         if acc_bits == 32:  # wrapping a sum at 32 bits is int32 addition of the low halves
             for c in range(n):
                 x = np.int32(np.int32(mem[uintp(so + c)]) + b32[uintp(c)])
-                mem[uintp(do + c)] = _fp32_round(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+                mem[uintp(do + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
         elif acc_bits < 32:  # the wrapped sum fits int32: int32 -> float32 (vcvtdq2ps on AVX2)
             for c in range(n):
                 x = np.int32(wrap_acc(mem[uintp(so + c)] + bias[uintp(c)], acc_bits))
-                mem[uintp(do + c)] = _fp32_round(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+                mem[uintp(do + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
         else:
             for c in range(n):
                 x = wrap_acc(mem[uintp(so + c)] + bias[uintp(c)], acc_bits)
-                mem[uintp(do + c)] = _fp32_round(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+                mem[uintp(do + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
 
 
 @njit(cache=True, boundscheck=False)

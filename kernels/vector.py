@@ -10,10 +10,10 @@ the golden result too.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uintp
 
 from .common import INLINE, fma_f32, type_range, wrap, wrap32
-from .requant import check_multipliers, clamp_output, mbqm, round_fp32
+from .requant import check_multipliers, clamp_output, mbqm, round_clamp_fp32, round_fp32
 from .state import (CFG_A_ZP, CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS,
                     CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, MODE_FIXED_SINGLE, MODE_FP32, OK)
 
@@ -50,6 +50,31 @@ def _operands(mem, cfg, a_at, b_at, n, bn):
             mem[a_at:a_at + n], mem[b_at:b_at + period])
 
 
+@njit(**INLINE)
+def _in_place_or_apart(a_at, b_at, dst_at, n, period):
+    """The destination is a itself or apart from it, and b itself (no broadcast) or apart from it:
+    each element is read before it is written, so no temporary is needed."""
+    a_ok = dst_at == a_at or not _overlaps(dst_at, n, a_at, n)
+    b_ok = (dst_at == b_at and period == n) or not _overlaps(dst_at, n, b_at, period)
+    return a_ok and b_ok
+
+
+@njit(cache=True, boundscheck=False)
+def _vadd_fp32(mem, a_at, b_at, dst_at, n, period, fa, fb, fixed, lo, hi, cmin, cmax):
+    """VADD's fp32 mode straight into the destination words: fma(a, fa, fma(b, fb, fixed)), then
+    requant.py's clamp (NaN -> lo), round half to even and output clamp, in int32 lanes; unsigned
+    indices and no views."""
+    flo, fhi = np.float32(lo), np.float32(hi)
+    qlo = np.int32(min(max(lo, cmin), hi))
+    qhi = np.int32(max(min(hi, cmax), lo))
+    zero = np.int32(0)
+    for j0 in range(0, n, period):
+        for t in range(min(period, n - j0)):
+            j = uintp(j0 + t)
+            v = fma_f32(np.float32(mem[uintp(a_at) + j]), fa, fma_f32(np.float32(mem[uintp(b_at + t)]), fb, fixed))
+            mem[uintp(dst_at) + j] = round_clamp_fp32(v, flo, fhi, zero, qlo, qhi)
+
+
 @njit(cache=True, boundscheck=False)
 def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
     """VADD: dst = clamp(rescale(a - a_zp) + rescale(b - b_zp) + o_zp), b[j % bn] if bn > 0; returns a status."""
@@ -59,6 +84,11 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
     a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (rec[0], rec[1], rec[2], rec[3], rec[4],
                                                           rec[5], rec[6], rec[7], rec[8])
     zp, lo, hi, cmin, cmax, period, a, b = _operands(mem, cfg, a_at, b_at, n, bn)
+    if cfg[CFG_MODE] == MODE_FP32 and _in_place_or_apart(a_at, b_at, dst_at, n, period):
+        fa, fb = _f32_bits(a_m), _f32_bits(b_m)
+        fixed = np.float32(np.float32(zp) - fma_f32(fa, np.float32(a_zp), np.float32(fb * np.float32(b_zp))))
+        _vadd_fp32(mem, a_at, b_at, dst_at, n, period, fa, fb, fixed, lo, hi, cmin, cmax)
+        return OK
     out = np.empty(n, np.int64)
     if cfg[CFG_MODE] == MODE_FP32:
         fa, fb = _f32_bits(a_m), _f32_bits(b_m)

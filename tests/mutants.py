@@ -152,6 +152,11 @@ MUTANTS = [
     Mutant("VNNI zero-point correction's column term taken once too little", "kernels/mac.py",
            "            col[uintp(j)] = np.int32(ca * colsum[uintp(j)])", "            col[uintp(j)] = np.int32((ca - 1) * colsum[uintp(j)])",
            ("tests/test_kernels_exact.py",)),
+    Mutant("VADD's direct fp32 path taken over a shifted overlap", "kernels/vector.py",
+           "    return a_ok and b_ok", "    return True", ("tests/test_kernels_exact.py",)),
+    Mutant("VADD's direct fp32 path ignores b's broadcast", "kernels/vector.py",
+           "fma_f32(np.float32(mem[uintp(b_at + t)]), fb, fixed)", "fma_f32(np.float32(mem[uintp(b_at) + j]), fb, fixed)",
+           ("tests/test_kernels_exact.py",)),
 ]
 # the golden twin of the nesting swap goes with it, so the kernel-vs-golden tests cannot see it
 EXTRA = {"QLinearAdd FMA nesting swapped (kernel and golden)": (

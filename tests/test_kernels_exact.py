@@ -507,6 +507,27 @@ def test_loadw_corrupt_streams(data):
     check(s, ins)
 
 
+@pytest.mark.parametrize("mode", ["fp32", "fixed_double"])
+@pytest.mark.parametrize("shift", [-5, -1, 0, 1, 7])
+@pytest.mark.parametrize("b_at, bn", [(200, 0), (100, 0), (103, 0), (101, 3), (300, 3)])
+def test_vadd_overlapping_operands(mode, shift, b_at, bn):
+    """VADD with a, b and dst in one buffer: dst shifted below, onto and above a (and onto and
+    across b, broadcast or not); every element as the golden semantics (which read all first)."""
+    rng = np.random.default_rng(abs(shift) * 31 + b_at + bn)
+    s = MachineState.create(16, sizes=SIZES)
+    step(s, Instruction("CONFIG", a="u8", w="s8", o="u8", mode=mode, o_zp=9, clamp_min=0, clamp_max=255))
+    s.buffers["OUT"][:400] = rng.integers(0, 256, 400)
+    f = np.array([0.7, 0.45], np.float32).view(np.int32)
+    s.buffers["PRM"][:9] = ([3, 7, f[0], 0, f[1], 0, 0, 0, 0] if mode == "fp32" else
+                            [3, 7, 1 << 30, 0, 1 << 30, -1, 1 << 30, -1, 20])
+    a_at, n = 100, 61
+    ins = Instruction("VADD", a_buf="OUT", a=a_at, b_buf="OUT", b=b_at, dst_buf="OUT", dst=a_at + shift, n=n,
+                      bn=bn, prm=0)
+    golden = s.copy()
+    step(golden, ins)
+    assert_same_state(golden, run_kernel(s, ins))
+
+
 @pytest.mark.parametrize("mode", ["fixed_double", "fixed_single"])
 def test_vadd_int32_sum_wraps_like_tflite(mode):
     """(1023 << 20) << 1 scaled by ~1.0 twice sums past 2^31: the int32 sum must wrap (as C++ does)."""
