@@ -10,8 +10,8 @@ from ._cache import install as _install_cache
 _install_cache()  # before any kernel is compiled: kernels._cache
 
 from .dma import load, loadwin, pack_row, store, unpack_row  # noqa: E402
-from .mac import dwconv, gemm, gemm8, gemm_into, weight_workspace  # noqa: E402
-from .requant import requant, requant_fp32  # noqa: E402
+from .mac import dwconv, dwconv_into, gemm, gemm8, gemm_into, weight_workspace  # noqa: E402
+from .requant import requant, requant_fp32, requant_stage  # noqa: E402
 from .vector import avgpool, maxpool, shr, sumpool, vadd, vlut, vmax, vmin, vmul  # noqa: E402
 from .weights import loadw  # noqa: E402
 
@@ -21,5 +21,6 @@ KERNELS = {
     "MAXPOOL": maxpool, "AVGPOOL": avgpool, "SUMPOOL": sumpool, "SHR": shr, "VLUT": vlut, "VMUL": vmul,
 }
 
-__all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "gemm8", "gemm_into", "weight_workspace", "dwconv", "requant", "requant_fp32", "vadd",
+__all__ = ["KERNELS", "load", "loadwin", "loadw", "store", "gemm", "gemm8", "gemm_into", "weight_workspace", "dwconv", "dwconv_into", "requant", "requant_fp32",
+           "requant_stage", "vadd",
            "vmax", "vmin", "maxpool", "avgpool", "sumpool", "shr", "vlut", "vmul", "pack_row", "unpack_row"]

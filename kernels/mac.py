@@ -15,6 +15,11 @@ Exactness: an 8-bit operand minus its zero point lies in [-255, 255], so one pro
 operands give products below 2^34 and sums below 2^48: exact in int64 (the digit path's bounds
 are in _gemm_wide16).  The result is then wrapped to CONFIG.acc_bits, which equals wrapping at
 every step because wrap-around is a ring homomorphism.
+
+Fused requantization: given ``dst`` >= 0 and a REQUANT's fp32 stage (kernels.requant.fp32_stage),
+the VNNI GEMM and DWCONV's byte path requantize their int32 sums straight into dst, as the REQUANT
+after them would from ACC, and leave ACC as it was (the value loop passes them only when the lowering
+found that nothing reads those ACC words before later writes replace them: accelsim.chip.hints).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from numba import njit, uintp
 
 from .common import operand, type_range, wrap
+from .requant import requant_stage, requant_sums
 from .vnni import (HAS_VNNI, LANES, QUAD, STRIP_STEP, tile_4x1, tile_4x2, tile_8x1, tile_8x2, wtile_4x1, wtile_4x2,
                    wtile_8x1, wtile_8x2)
 from .state import (CFG_A_BITS, CFG_A_SIGNED, CFG_A_ZP, CFG_ACC_BITS, CFG_W_BITS, CFG_W_SIGNED,
@@ -386,33 +392,39 @@ def _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, acc_type,
 
 
 @njit(cache=True, inline="always", boundscheck=False)
-def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes):
-    """GEMM of operands of at most 8 bits: the u8 x s8 tiles with AVX512-VNNI, else the int16 panels."""
+def _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes, dst,
+                stage):
+    """GEMM of operands of at most 8 bits: the u8 x s8 tiles with AVX512-VNNI (their sums requantized
+    into ``dst`` by ``stage`` when dst >= 0: the module's fused requantization), else the int16 panels."""
     m_pad = _ceil(m, MR)
     if HAS_VNNI:  # a constant when compiled: Numba compiles only this CPU's path
         C32 = np.zeros((m_pad, _ceil(n, LANES)), np.int32)
         _gemm_vnni(mem, cfg, inp_at, wgt_at, m, n, k, C32, Wp, colsum, reuse, a_bytes, w_bytes)
+        if dst >= 0:
+            requant_sums(C32.reshape(C32.size), np.int64(0), np.int64(C32.shape[1]), mem, dst, m, stage)
+            return 0
         return _write_acc(mem, acc_at, C32, m, n, accumulate, cfg[CFG_ACC_BITS])
     else:
         return _panel_gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.int32, np.int16, False)
 
 
 @njit(cache=True, boundscheck=False)
-def gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes):
+def gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes, dst,
+              stage):
     """GEMM: ACC[m,n] (+)= sum_k (INP[m,k] - a_zp) * (WGT[n,k] - w_zp), wrapped to acc_bits.
 
     ``Wp`` and ``colsum`` are the byte path's weight workspace (at least ``weight_workspace(n, k)``);
     ``reuse``: they hold this instruction's weight operand, packed by an earlier GEMM (the value
     loop knows from the lowering, accelsim.chip.hints).  ``a_bytes`` and ``w_bytes``, when not
     empty, hold the low bytes of the activation words (m x k) and weight words (n x k) in place of
-    INP and WGT: only the VNNI byte path takes them (the value loop gives them to no other).
-    Returns the number of accumulators
+    INP and WGT: only the VNNI byte path takes them (the value loop gives them to no other), as it
+    alone takes ``dst`` >= 0 and ``stage`` (the module's fused requantization; -1: none).  Returns the number of accumulators
     whose exact value did not fit acc_bits (they wrapped).
     """
     a_bits, w_bits, w_signed, w_zp = cfg[CFG_A_BITS], cfg[CFG_W_BITS], cfg[CFG_W_SIGNED], cfg[CFG_W_ZP]
     if uses_int16_panels(a_bits, w_bits):  # operands of at most 8 bits
         return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes,
-                           w_bytes)
+                           w_bytes, dst, stage)
     m_pad = _ceil(m, MR)
     if HAS_VNNI and uses_wide16(a_bits, w_bits, w_signed, w_zp):
         C64 = np.zeros((m_pad, _ceil(n, LANES)), np.int64)
@@ -426,32 +438,44 @@ def gemm(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate):
     """``gemm_into`` on a workspace of its own (one instruction by itself)."""
     nbytes, words = weight_workspace(n, k)
     return gemm_into(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, np.empty(nbytes, np.int8),
-                     np.zeros(words, np.int64), False, np.empty(0, np.uint8), np.empty(0, np.uint8))
+                     np.zeros(words, np.int64), False, np.empty(0, np.uint8), np.empty(0, np.uint8), np.int64(-1),
+                     requant_stage(mem, cfg, 0, 0))
 
 
 @njit(cache=True, boundscheck=False)
-def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes):
+def gemm8(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes, dst, stage):
     """``gemm_into`` for a CONFIG whose operands have at most 8 bits, without its wider paths: the
     value loop of a program whose every CONFIG is so links this one (less to compile)."""
-    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes)
+    return _gemm_bytes(mem, cfg, inp_at, wgt_at, acc_at, m, n, k, accumulate, Wp, colsum, reuse, a_bytes, w_bytes,
+                       dst, stage)
 
 
 @njit(cache=True, boundscheck=False)
-def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate, a_bytes, w_bytes):
+def dwconv_into(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate, a_bytes, w_bytes, dst, stage):
     """DWCONV: ACC[m,c] (+)= sum_r (INP[m,r,c] - a_zp) * (WGT[r,c] - w_zp); channels vectorize.
 
     ``a_bytes`` and ``w_bytes``, when not empty, hold the low bytes of the INP and WGT words
-    (operands of at most 8 bits only: the value loop gives them to no other).  Returns the number
+    (operands of at most 8 bits only: the value loop gives them to no other, as it gives ``dst`` >= 0
+    and ``stage``, the module's fused requantization, to no other; -1: none).  Returns the number
     of accumulators that wrapped.
     """
     a_bits, w_bits = cfg[CFG_A_BITS], cfg[CFG_W_BITS]
     if a_bits <= 8 and w_bits <= 8:  # |product| <= 65025, r <= 1023 taps: exact int32 lanes (twice as many)
         w = _dw_weights(mem, wgt_at, r * c, cfg, w_bytes, np.empty(r * c, np.int32))
         if a_bytes.size:
-            return _dw_rows32(a_bytes, 0, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
-        return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32))
+            return _dw_rows32(a_bytes, 0, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32), dst,
+                              stage)
+        return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int32), dst, stage)
     w = _dw_weights(mem, wgt_at, r * c, cfg, w_bytes, np.empty(r * c, np.int64))
-    return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int64))
+    return _dw_rows(mem, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, np.empty(c, np.int64), np.int64(-1),
+                    stage)
+
+
+@njit(cache=True, boundscheck=False)
+def dwconv(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate, a_bytes, w_bytes):
+    """``dwconv_into`` without fused requantization (one instruction by itself)."""
+    return dwconv_into(mem, cfg, inp_at, wgt_at, acc_at, m, r, c, accumulate, a_bytes, w_bytes, np.int64(-1),
+                       requant_stage(mem, cfg, 0, 0))
 
 
 @njit(cache=True, inline="always", boundscheck=False)
@@ -468,7 +492,7 @@ def _dw_weights(mem, wgt_at, count, cfg, w_bytes, w):
 
 
 @njit(cache=True, inline="always", boundscheck=False)
-def _dw_rows(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
+def _dw_rows(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s, dst, stage):
     """DWCONV over activations src[inp_at:] (INP's words, or their low bytes) with weights ``w`` and
     sums ``s`` in the arrays' type (int32 when exact, else int64); unsigned indices, no views: rows
     of few channels cost no reference counting."""
@@ -482,12 +506,7 @@ def _dw_rows(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
             row = inp_at + (i * r + t) * c
             for ch in range(c):
                 s[uintp(ch)] += (operand(np.int64(src[uintp(row + ch)]), a_bits, a_signed) - a_zp) * w[uintp(t * c + ch)]
-        acc = acc_at + i * c
-        for ch in range(c):
-            v = np.int64(s[uintp(ch)]) + mem[uintp(acc + ch)] if accumulate else np.int64(s[uintp(ch)])
-            wrapped = wrap(v, acc_bits)
-            overflows += wrapped != v
-            mem[uintp(acc + ch)] = wrapped
+        overflows += _dw_out(mem, acc_at + i * c, c, accumulate, acc_bits, s, dst, i, stage)
     return overflows
 
 
@@ -520,7 +539,7 @@ def _dw_tap(src, row, c, t, w, s, mask, sign, off):
 
 
 @njit(cache=True, inline="always", boundscheck=False)
-def _dw_rows32(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
+def _dw_rows32(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s, dst, stage):
     """_dw_rows for activations given as bytes (a deferred window) and operands of at most 8 bits:
     every step in int32 lanes (exact: see dwconv), three taps per pass; a sum written without
     accumulating to an accumulator of at least 32 bits is its own wrap.  (From int64 words the
@@ -541,15 +560,25 @@ def _dw_rows32(src, inp_at, mem, acc_at, m, r, c, accumulate, cfg, w, s):
         while t < r:
             _dw_tap(src, inp_at + (i * r + t) * c, c, t, w, s, mask, sign, off)
             t += 1
-        overflows += _dw_write(mem, acc_at + i * c, c, accumulate, acc_bits, s)
+        overflows += _dw_out(mem, acc_at + i * c, c, accumulate, acc_bits, s, dst, i, stage)
     return overflows
 
 
 @njit(cache=True, inline="always", boundscheck=False)
+def _dw_out(mem, acc, c, accumulate, acc_bits, s, dst, i, stage):
+    """Row i's sums ``s``: requantized into dst's row i when dst >= 0 (fused), else written to ACC
+    (``_dw_write``); returns how many wrapped."""
+    if dst >= 0:
+        requant_sums(s, np.int64(0), c, mem, dst + i * c, np.int64(1), stage)
+        return 0
+    return _dw_write(mem, acc, c, accumulate, acc_bits, s)
+
+
+@njit(cache=True, inline="always", boundscheck=False)
 def _dw_write(mem, acc, c, accumulate, acc_bits, s):
-    """ACC[acc:acc+c] (+)= the int32 sums ``s``, wrapped to acc_bits; returns how many wrapped (a sum
-    written without accumulating to an accumulator of at least 32 bits is its own wrap)."""
-    if not accumulate and acc_bits >= 32:
+    """ACC[acc:acc+c] (+)= the sums ``s``, wrapped to acc_bits; returns how many wrapped (an int32
+    sum written without accumulating to an accumulator of at least 32 bits is its own wrap)."""
+    if s.itemsize == 4 and not accumulate and acc_bits >= 32:
         for ch in range(c):
             mem[uintp(acc + ch)] = s[uintp(ch)]
         return 0

@@ -95,29 +95,50 @@ def round_clamp_fp32(v, flo, fhi, zp, qlo, qhi):
     return np.int64(qlo if y < qlo else (qhi if y > qhi else y))
 
 
-@njit(cache=True, boundscheck=False)
-def _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, cmin, cmax):
-    flo = np.float32(lo - zp)
-    fhi = np.float32(hi - zp)
-    # clamp to [cmin, cmax] then to [lo, hi] == clamp to [qlo, qhi]; all fit int32
+@njit(**INLINE)
+def fp32_stage(bias, scale, acc_bits, zp, lo, hi, cmin, cmax):
+    """What the fp32 requantization of a row needs, computed once per instruction: (bias, bias as
+    int32, scale, acc_bits, float clamp bounds, zp, output bounds).  Clamping to [cmin, cmax] then
+    to [lo, hi] is clamping to [qlo, qhi]; all fit int32."""
     qlo = np.int32(min(max(lo, cmin), hi))
     qhi = np.int32(max(min(hi, cmax), lo))
-    zp = np.int32(zp)
-    b32 = bias.astype(np.int32)  # PRM words: int32 already
+    return (bias, bias.astype(np.int32), scale, acc_bits, np.float32(lo - zp), np.float32(hi - zp), np.int32(zp),
+            qlo, qhi)
+
+
+@njit(**INLINE)
+def fp32_rows(src, so, stride, mem, do, m, stage):
+    """mem[do + i n + c] = the fp32 requantization (``stage``, n channels) of src[so + i stride + c]
+    + bias[c], wrapped to acc_bits, for rows i < m: the accumulators in ACC's words or in a fused
+    MAC's int32 sums.  Unsigned indices, no views: rows of few channels."""
+    bias, b32, scale, acc_bits, flo, fhi, zp, qlo, qhi = stage
+    n = bias.size
     for i in range(m):
-        so, do = src_at + i * n, dst_at + i * n  # unsigned indices, no views: rows of few channels
+        s, d = so + i * stride, do + i * n
         if acc_bits == 32:  # wrapping a sum at 32 bits is int32 addition of the low halves
             for c in range(n):
-                x = np.int32(np.int32(mem[uintp(so + c)]) + b32[uintp(c)])
-                mem[uintp(do + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+                x = np.int32(np.int32(src[uintp(s + c)]) + b32[uintp(c)])
+                mem[uintp(d + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
         elif acc_bits < 32:  # the wrapped sum fits int32: int32 -> float32 (vcvtdq2ps on AVX2)
             for c in range(n):
-                x = np.int32(wrap_acc(mem[uintp(so + c)] + bias[uintp(c)], acc_bits))
-                mem[uintp(do + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+                x = np.int32(wrap_acc(np.int64(src[uintp(s + c)]) + bias[uintp(c)], acc_bits))
+                mem[uintp(d + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
         else:
             for c in range(n):
-                x = wrap_acc(mem[uintp(so + c)] + bias[uintp(c)], acc_bits)
-                mem[uintp(do + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+                x = wrap_acc(np.int64(src[uintp(s + c)]) + bias[uintp(c)], acc_bits)
+                mem[uintp(d + c)] = round_clamp_fp32(np.float32(x) * scale[uintp(c)], flo, fhi, zp, qlo, qhi)
+
+
+@njit(cache=True, boundscheck=False)
+def requant_sums(sums, so, stride, mem, do, m, stage):
+    """``fp32_rows`` from a MAC's int32 sums (the fused requantization, kernels.mac): one compiled
+    function for GEMM's tiles and DWCONV's rows, called, not inlined (less to compile)."""
+    fp32_rows(sums, so, stride, mem, do, m, stage)
+
+
+@njit(cache=True, boundscheck=False)
+def _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, cmin, cmax):
+    fp32_rows(mem, src_at, n, mem, dst_at, m, fp32_stage(bias, scale, acc_bits, zp, lo, hi, cmin, cmax))
 
 
 @njit(cache=True, boundscheck=False)
@@ -144,6 +165,16 @@ def _table(mem, prm_at, n):
         mult[c] = wrap32(mem[prm_at + n + c])
         shift[c] = wrap32(mem[prm_at + 2 * n + c])
     return bias, mult, shift
+
+
+@njit(cache=True, boundscheck=False)
+def requant_stage(mem, cfg, prm_at, n):
+    """The ``fp32_stage`` of a REQUANT in the fp32 mode over n channels of the PRM table at prm_at
+    (n = 0: an empty stage, no channels)."""
+    bias, mult, _ = _table(mem, prm_at, n)
+    lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
+    return fp32_stage(bias, mult.astype(np.int32).view(np.float32), cfg[CFG_ACC_BITS], cfg[CFG_O_ZP], lo, hi,
+                      cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX])
 
 
 @njit(**INLINE)

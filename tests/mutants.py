@@ -28,6 +28,7 @@ REUSE = ("tests/test_gemm_weight_reuse.py",)
 DEFERRED = ("tests/test_deferred_loads.py",)
 DRAM_RESET = ("tests/test_sim_reuse.py",)
 KEPT = ("tests/test_kept_weights.py",)
+FUSED = ("tests/test_fused_requant.py",)
 
 
 @dataclass(frozen=True)
@@ -137,14 +138,15 @@ MUTANTS = [
            "v = fma_f32(np.float32(b[t]), fb, fma_f32(np.float32(a[j0 + t]), fa, fixed))",
            ("tests/test_rounding.py", "tests/test_requant_vs_ort.py")),
     Mutant("DWCONV int32 byte path skips the wrap for narrow accumulators", "kernels/mac.py",
-           "    if not accumulate and acc_bits >= 32:", "    if not accumulate:", DEFERRED),
+           "    if s.itemsize == 4 and not accumulate and acc_bits >= 32:", "    if s.itemsize == 4 and not accumulate:",
+           DEFERRED),
     Mutant("DWCONV int32 byte path drops the operand's sign", "kernels/mac.py",
            "    sign = np.int32(1 << (a_bits - 1)) if cfg[CFG_A_SIGNED] else np.int32(0)",
            "    sign = np.int32(0)", DEFERRED),
     Mutant("DWCONV int32 byte path drops the last tap", "kernels/mac.py",
            "        while t < r:\n            _dw_tap(", "        while t < r - 1:\n            _dw_tap(", DEFERRED),
     Mutant("fp32 requant's int32 path drops the bias", "kernels/requant.py",
-           "x = np.int32(np.int32(mem[uintp(so + c)]) + b32[uintp(c)])", "x = np.int32(mem[uintp(so + c)])",
+           "x = np.int32(np.int32(src[uintp(s + c)]) + b32[uintp(c)])", "x = np.int32(src[uintp(s + c)])",
            ("tests/test_kernels_exact.py",)),
     Mutant("accumulator copy without wrap taken for int64 sums", "kernels/mac.py",
            "    if C.itemsize == 4 and not accumulate and acc_bits >= 32:", "    if not accumulate and acc_bits >= 32:",
@@ -157,6 +159,24 @@ MUTANTS = [
     Mutant("VADD's direct fp32 path ignores b's broadcast", "kernels/vector.py",
            "fma_f32(np.float32(mem[uintp(b_at + t)]), fb, fixed)", "fma_f32(np.float32(mem[uintp(b_at) + j]), fb, fixed)",
            ("tests/test_kernels_exact.py",)),
+    Mutant("fused requant though a later instruction reads the sums", "accelsim/chip/hints.py",
+           'if any(b.access == "read" and b.buf == block.buf and', 'if any(b.access == "read" and b.buf == "" and', FUSED),
+    Mutant("fused requant though the sums are still there at HALT", "accelsim/chip/hints.py",
+           '        if instructions[j].op in ("HOST", "HALT"):\n            return False\n        sp = spans[j]',
+           '        if instructions[j].op == "HOST":\n            return False\n        sp = spans[j]', FUSED),
+    Mutant("fused requant over accumulating MACs", "accelsim/chip/hints.py",
+           ' or ins.args["accumulate"]:\n        return False', ':\n        return False', FUSED),
+    Mutant("fused requant at accumulators narrower than 32 bits", "accelsim/chip/hints.py",
+           "cfg[CFG_ACC_BITS] >= 32 and cfg[CFG_MODE]", "cfg[CFG_ACC_BITS] >= 16 and cfg[CFG_MODE]", FUSED),
+    Mutant("fused requant in a fixed-point mode", "accelsim/chip/hints.py",
+           "and cfg[CFG_MODE] == MODE_FP32):", "):", FUSED),
+    Mutant("fused GEMM requant reads the tile at the output's row stride", "kernels/mac.py",
+           "np.int64(0), np.int64(C32.shape[1]), mem, dst", "np.int64(0), n, mem, dst", FUSED),
+    Mutant("fused DWCONV requant writes every row over the first", "kernels/mac.py",
+           "c, mem, dst + i * c, np.int64(1), stage)", "c, mem, dst, np.int64(1), stage)", FUSED),
+    Mutant("fused REQUANT skipped on the portable path", "accelsim/chip/execute.py",
+           "        if HAS_VNNI and r[11]:", "        if r[11]:",
+           ("tests/test_kernels_portable.py::test_value_loop_hints_hold_compiled_for_avx2",)),
 ]
 # the golden twin of the nesting swap goes with it, so the kernel-vs-golden tests cannot see it
 EXTRA = {"QLinearAdd FMA nesting swapped (kernel and golden)": (

@@ -25,12 +25,13 @@ def test_kernel_properties_hold_compiled_for_avx2(tmp_path):
 
 
 #: the value loop's hints, whose byte-path shortcuts fall back to the buffers without VNNI
-HINTS = ("tests/test_gemm_weight_reuse.py", "tests/test_deferred_loads.py", "tests/test_kept_weights.py")
+HINTS = ("tests/test_gemm_weight_reuse.py", "tests/test_deferred_loads.py", "tests/test_kept_weights.py",
+         "tests/test_fused_requant.py")
 
 
 @pytest.mark.skipif(not _has_avx2(), reason=NO_AVX2)
 def test_value_loop_hints_hold_compiled_for_avx2(tmp_path):
-    """Packed-weight reuse, deferred loads and kept weights equal the golden semantics on the
+    """Packed-weight reuse, deferred loads, kept weights and fused requantization equal the golden semantics on the
     portable GEMM paths too (where no GEMM packs into the kept slots)."""
     env = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2, "ACCELSIM_CACHE_DIR": str(tmp_path / "cache")}
     run_kernel_properties(env, files=HINTS)

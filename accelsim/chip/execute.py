@@ -53,20 +53,24 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, conv_only, residu
         wq, cq, reuse = _packed(wp, colsum, kept, slot, r[11])
         a_bytes = _window_bytes(rows, r[12], r[6] * r[8], wins, dram, mem)
         w_bytes = _weight_bytes(rows, r[13], reuse, dram, mem)
+        dst, stage = _fused(rows, r[15], cfgs, mem)
         if narrow:
             over = K.gemm8(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wq, cq, reuse, a_bytes,
-                           w_bytes)
+                           w_bytes, dst, stage)
         else:
             over = K.gemm_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9], wq, cq, reuse,
-                               a_bytes, w_bytes)
+                               a_bytes, w_bytes, dst, stage)
         if HAS_VNNI and slot >= 0 and slots[slot, 4] == 0:  # only the VNNI byte path packs into slots
             slots[slot, 4] = 1
     elif not conv_only and op == OP_DWCONV:
-        over = K.dwconv(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                        _window_bytes(rows, r[11], r[6] * r[7] * r[8], wins, dram, mem),
-                        _weight_bytes(rows, r[12], 0, dram, mem))
+        dst, stage = _fused(rows, r[13], cfgs, mem)
+        over = K.dwconv_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                             _window_bytes(rows, r[11], r[6] * r[7] * r[8], wins, dram, mem),
+                             _weight_bytes(rows, r[12], 0, dram, mem), dst, stage)
     elif op == OP_REQUANT:
-        if narrow:
+        if HAS_VNNI and r[11]:  # fused: the GEMM or DWCONV before it wrote its destination (_fused)
+            pass
+        elif narrow:
             st = K.requant_fp32(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
         else:
             st = K.requant(mem, cfgs[r[9]], r[3], r[4], r[5], r[6], r[7], r[8])
@@ -104,6 +108,17 @@ def _packed(wp, colsum, kept, slot, reuse):
         s = slots[slot]
         return kw[s[0]:s[0] + s[1]], ks[s[2]:s[2] + s[3]], reuse | s[4]
     return wp[0:], colsum[0:], reuse  # slices too: one array type for both, one GEMM specialisation
+
+
+@njit(cache=True)
+def _fused(rows, requant, cfgs, mem):
+    """(dst, stage) of the REQUANT that a GEMM's or DWCONV's row names (``requant``: 1 + its row;
+    accelsim.chip.hints.fuse_requant) when this CPU fuses it (the VNNI byte path: kernels.mac), else
+    (-1, an empty stage): the REQUANT then runs by itself."""
+    if HAS_VNNI and requant:
+        q = rows[requant - 1]
+        return q[4], K.requant_stage(mem, cfgs[q[9]], q[5], q[7])
+    return np.int64(-1), K.requant_stage(mem, cfgs[0], np.int64(0), np.int64(0))
 
 
 @njit(cache=True, inline="always")

@@ -11,6 +11,9 @@ fields): work the loop may skip because no instruction could see the difference.
 * ``defer_loads``: a LOADWIN into INP or a dense LOADW whose words only byte-path GEMMs read before
   later writes replace them all is skipped; those GEMMs gather the operand from DRAM themselves
   (LOADWIN's / LOADW's ``deferred``, GEMM's ``window`` / ``weights``).
+* ``fuse_requant``: a byte-path GEMM or DWCONV whose sums the REQUANT right after it reads, when
+  nothing else reads them before later writes replace them, requantizes them into that REQUANT's
+  destination itself (GEMM's / DWCONV's ``requant``, REQUANT's ``fused``).
 
 All are static: they follow program order over the instructions' read and write spans
 (isa.spans), as the lowering walk does.
@@ -27,7 +30,7 @@ from isa.spans import Block
 from isa.table import DTYPES
 from isa.weights import stream_bytes_bound
 from kernels.mac import weight_workspace
-from kernels.state import CFG_A_BITS, CFG_W_BITS, CFG_W_SIGNED
+from kernels.state import CFG_A_BITS, CFG_ACC_BITS, CFG_MODE, CFG_W_BITS, CFG_W_SIGNED, MODE_FP32
 
 from .rows import ARGS
 
@@ -247,3 +250,59 @@ def defer_loads(rows: np.ndarray, instructions: list[Instruction], spans: list[l
                 rows[i, _LOADW_DEFERRED] = 1
                 for j in got:
                     rows[j, _WEIGHTS[instructions[j].op]] = i + 1
+
+
+_REQUANT = {op: 3 + ARGS[op].index("requant") for op in ("GEMM", "DWCONV")}
+_FUSED = 3 + ARGS["REQUANT"].index("fused")
+
+
+def _replaced_before_read(block: Block, after: int, instructions: list[Instruction],
+                          spans: list[list[Block]]) -> bool:
+    """Whether writes after instruction ``after`` replace every word of ``block`` before any
+    instruction reads one of them, with no HOST or HALT first (within DEFER_HORIZON)."""
+    left = [(block.start, block.end)]
+    for j in range(after + 1, min(len(instructions), after + 1 + DEFER_HORIZON)):
+        if instructions[j].op in ("HOST", "HALT"):
+            return False
+        sp = spans[j]
+        if any(b.access == "read" and b.buf == block.buf and b.start < hi and lo < b.end for b in sp for lo, hi in left):
+            return False
+        for b in sp:
+            if b.access == "write" and b.buf == block.buf:
+                left = _subtract(left, b)
+        if not left:
+            return True
+    return False
+
+
+def _fusable(i: int, instructions: list[Instruction], spans: list[list[Block]], row_cfgs: list[np.ndarray]) -> bool:
+    """GEMM or DWCONV ``i`` (operands of at most 8 bits, not accumulating, accumulators of at least
+    32 bits: its ACC words are its exact int32 sums; the fp32 requant mode) and the REQUANT right
+    after it, under the same CONFIG, reading exactly those words row by row, when nothing else
+    reads them before later writes replace them all."""
+    ins, cfg = instructions[i], row_cfgs[i]
+    if i + 1 >= len(instructions) or instructions[i + 1].op != "REQUANT" or ins.args["accumulate"]:
+        return False
+    if not (_byte_path(cfg) and cfg[CFG_ACC_BITS] >= 32 and cfg[CFG_MODE] == MODE_FP32):
+        return False
+    rq = instructions[i + 1].args
+    if not np.array_equal(row_cfgs[i + 1], cfg) or rq["m"] != ins.args["m"] or \
+            rq["n"] != ins.args["n" if ins.op == "GEMM" else "c"]:
+        return False
+    acc = next(b for b in spans[i] if b.access == "write")
+    reads = [b for b in spans[i + 1] if b.access == "read" and _overlaps(b, acc)]
+    if len(reads) != 1 or not _same(reads[0], acc):  # (REQUANT writes INP or OUT, never ACC)
+        return False
+    return _replaced_before_read(acc, i + 1, instructions, spans)
+
+
+def fuse_requant(rows: np.ndarray, instructions: list[Instruction], spans: list[list[Block]],
+                 row_cfgs: list[np.ndarray]) -> None:
+    """Set GEMM's / DWCONV's ``requant`` (1 + the REQUANT's row) and that REQUANT's ``fused`` for each
+    pair ``_fusable`` finds: the MAC requantizes its sums into the REQUANT's destination and the
+    REQUANT is skipped (kernels.mac).  No instruction could see the ACC words it no longer writes,
+    so every buffer word after the program and every DRAM byte are the same as without."""
+    for i, ins in enumerate(instructions[:len(rows) - 1]):
+        if ins.op in _REQUANT and _fusable(i, instructions, spans, row_cfgs):
+            rows[i, _REQUANT[ins.op]] = i + 2
+            rows[i + 1, _FUSED] = 1

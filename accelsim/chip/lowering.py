@@ -27,7 +27,7 @@ from kernels.state import WIN_SIZE, config_register, window_register
 from .config import ChipConfig
 from .errors import SimError
 from .execute import value_loop
-from .hints import KEPT_COLUMNS, PackedWeights, defer_loads, keep_packed, kept_readers
+from .hints import KEPT_COLUMNS, PackedWeights, defer_loads, fuse_requant, keep_packed, kept_readers
 from .rows import BUFFER_ID, OP, ROW, WORD_BITS
 
 
@@ -263,6 +263,7 @@ def lower(program_words: np.ndarray, chip: ChipConfig, dram_size: int) -> Lowere
     defer_loads(table, instructions, spans, row_cfgs)
     kept = keep_packed(table, instructions, spans, row_cfgs)
     readers = kept_readers(table, instructions, spans, row_cfgs)
+    fuse_requant(table, instructions, spans, row_cfgs)
     win_table = np.array(walk.wins, dtype=np.int64).reshape(-1, WIN_SIZE) if walk.wins else \
         np.zeros((1, WIN_SIZE), np.int64)
     return Lowered(table, np.array(walk.cfgs, dtype=np.int64), win_table, walk.base, sizes, instructions[:len(rows)],

@@ -10,15 +10,17 @@ model ignores them): GEMM's ``reuse`` (its weights are packed already) and ``pac
 slot of kept packed weights, or 0), GEMM's and DWCONV's
 ``window`` and ``weights`` (1 + the row of a deferred LOADWIN / LOADW whose words are its
 activations / weights, or 0), LOADWIN's and LOADW's ``deferred`` (their consumers read those words from
-DRAM themselves) and LOADW's ``readers`` (1 + where the list of the kept slots of the GEMMs that
-read its words starts; accelsim.chip.hints says when each is exact).
+DRAM themselves), LOADW's ``readers`` (1 + where the list of the kept slots of the GEMMs that
+read its words starts), GEMM's and DWCONV's ``requant`` (1 + the row of the REQUANT after it that
+it may requantize into that REQUANT's destination itself) and REQUANT's ``fused`` (so requantized
+by the MAC before it); accelsim.chip.hints says when each is exact.
 """
 
 from __future__ import annotations
 
 from isa.table import BUFFERS
 
-ROW = 15
+ROW = 16
 OPS = ("NOP", "HALT", "CONFIG", "SETWIN", "LOAD", "LOADWIN", "LOADW", "STORE", "GEMM", "DWCONV",
        "REQUANT", "VADD", "VMAX", "VMIN", "MAXPOOL", "AVGPOOL", "SUMPOOL", "SHR", "VLUT", "VMUL", "HOST")
 OP = {name: i for i, name in enumerate(OPS)}
@@ -29,9 +31,9 @@ ARGS = {
     "LOADW": ("dst", "dram", "count", "format", "bits", "signed", "param", "zero", "deferred", "readers"),
     "STORE": ("src", "dram", "x", "y", "y_stride", "bits", "buf"),
     "GEMM": ("inp", "wgt", "acc", "m", "n", "k", "accumulate", "cfg", "reuse", "window", "weights",
-             "packed"),
-    "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg", "window", "weights"),
-    "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf"),
+             "packed", "requant"),
+    "DWCONV": ("inp", "wgt", "acc", "m", "r", "c", "accumulate", "cfg", "window", "weights", "requant"),
+    "REQUANT": ("src", "dst", "prm", "m", "n", "word_bits", "cfg", "buf", "fused"),
     "VADD": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
     "VMUL": ("a", "b", "dst", "n", "bn", "prm", "word_bits", "cfg"),
     "HOST": ("call",),
