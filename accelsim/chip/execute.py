@@ -66,7 +66,7 @@ def _execute(rows, i, cfgs, wins, dram, mem, wp, colsum, kept, conv_only, residu
         dst, stage = _fused(rows, r[13], cfgs, mem)
         over = K.dwconv_into(mem, cfgs[r[10]], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                              _window_bytes(rows, r[11], r[6] * r[7] * r[8], wins, dram, mem),
-                             _weight_bytes(rows, r[12], 0, dram, mem), dst, stage)
+                             _weight_bytes(rows, r[12], np.int64(0), dram, mem), dst, stage)
     elif op == OP_REQUANT:
         if HAS_VNNI and r[11]:  # fused: the GEMM or DWCONV before it wrote its destination (_fused)
             pass
