@@ -116,6 +116,10 @@ def signature(args: tuple) -> tuple:
 def main() -> int:
     """Compile every entry (or load it from the cache), then leave the mark and drop the lock."""
     try:
+        os.nice(5)  # behind the process it helps and anything else the user runs
+    except (AttributeError, OSError):
+        pass
+    try:
         for disp, args in entries():
             disp.compile(signature(args))
         _mark(DONE).touch()
