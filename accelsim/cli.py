@@ -623,12 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: the commands that run the simulator: on an empty Numba cache they start the warm-up process
-SIMULATING = ("cmd_sim", "cmd_estimate", "cmd_run", "cmd_eval", "cmd_demo", "cmd_codesign", "cmd_qat")
+SIMULATING = (cmd_sim, cmd_estimate, cmd_run, cmd_eval, cmd_demo, cmd_codesign, cmd_qat)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.func.__name__ in SIMULATING:
+    if args.func in SIMULATING:
         from .chip import warm
         warm.start()  # a cold start compiles on both cores (accelsim.chip.warm)
     try:

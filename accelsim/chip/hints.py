@@ -195,6 +195,19 @@ def _subtract(parts: list[tuple[int, int]], b: Block) -> list[tuple[int, int]]:
     return out
 
 
+def _reads_any(spans: list[Block], buf: str, parts: list[tuple[int, int]]) -> bool:
+    """Whether an instruction's ``spans`` read a word of ``buf`` in the ranges ``parts``."""
+    return any(b.access == "read" and b.buf == buf and b.start < hi and lo < b.end for b in spans for lo, hi in parts)
+
+
+def _unwritten(parts: list[tuple[int, int]], spans: list[Block], buf: str) -> list[tuple[int, int]]:
+    """The ranges of ``parts`` (words of ``buf``) that an instruction's ``spans`` do not write."""
+    for b in spans:
+        if b.access == "write" and b.buf == buf:
+            parts = _subtract(parts, b)
+    return parts
+
+
 def _unseen_until_replaced(i: int, instructions: list[Instruction], spans: list[list[Block]],
                            row_cfgs: list[np.ndarray], buf: str, consumer) -> list[int] | None:
     """The instructions that read load ``i``'s words (``buf``) before later writes have replaced all
@@ -214,14 +227,11 @@ def _unseen_until_replaced(i: int, instructions: list[Instruction], spans: list[
         whole = len(left) == 1 and left[0] == (block.start, block.end)
         if whole and consumer(j, ins, sp, block, row_cfgs[j]):
             consumers.append(j)
-        elif any(b.access == "read" and b.buf == buf and b.start < hi and lo < b.end for b in sp for lo, hi in left):
+        elif _reads_any(sp, buf, left):
             return None
-        writes = [b for b in sp if b.access == "write"]
-        if any(_overlaps(b, source) for b in writes):
+        if any(b.access == "write" and _overlaps(b, source) for b in sp):
             return None
-        for b in writes:
-            if b.buf == buf:
-                left = _subtract(left, b)
+        left = _unwritten(left, sp, buf)
         if not left:
             return consumers
     return None
@@ -264,12 +274,9 @@ def _replaced_before_read(block: Block, after: int, instructions: list[Instructi
     for j in range(after + 1, min(len(instructions), after + 1 + DEFER_HORIZON)):
         if instructions[j].op in ("HOST", "HALT"):
             return False
-        sp = spans[j]
-        if any(b.access == "read" and b.buf == block.buf and b.start < hi and lo < b.end for b in sp for lo, hi in left):
+        if _reads_any(spans[j], block.buf, left):
             return False
-        for b in sp:
-            if b.access == "write" and b.buf == block.buf:
-                left = _subtract(left, b)
+        left = _unwritten(left, spans[j], block.buf)
         if not left:
             return True
     return False
