@@ -7,6 +7,13 @@
                     RoundingDivideByPOT, both rounding half away from zero.
 * ``fixed_single``  TFLite built with TFLITE_SINGLE_ROUNDING:
                     ``(int64(x) * M0 + 2^(t-1)) >> t`` with ``t = 31 - shift``.
+* ``fixed_double_up`` LiteRT's optimized built-in kernels (conv, fully connected, depthwise in whole
+                    groups of 8 channels): SaturatingRoundingDoublingHighMul, then a right shift
+                    rounding half toward +infinity, ``(y + 2^(e-1)) >> e``.
+* ``fp64_away``     LiteRT's reference fully connected kernel: ``round(double(x) * multiplier)``,
+                    the multiplier a binary64 (s_in * s_w / s_out in double), ties away from zero;
+                    the PRM table holds its bits, the low word in the multiplier column and the high
+                    word in the shift column.
 
 Integers are int64 numpy arrays; 32-bit operations wrap like two's-complement hardware
 (:func:`wrap`).  Accumulators wider than 32 bits use TFLite's int64 MultiplyByQuantizedMultiplier
@@ -21,7 +28,8 @@ import numpy as np
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
-MODES = ("fp32", "fixed_double", "fixed_single")
+MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away")
+FIXED_MODES = ("fixed_double", "fixed_single", "fixed_double_up")  # M0 and shift in the PRM table
 
 
 def wrap(x: np.ndarray | int, bits: int) -> np.ndarray:
@@ -83,11 +91,21 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndar
     return (x >> e) + (remainder > threshold)
 
 
+def rounding_shift_up(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+    """x / 2^exponent rounded half toward +infinity: ``(x + 2^(e-1)) >> e`` (0 <= e <= 31)."""
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(exponent, dtype=np.int64)
+    return (x + ((np.int64(1) << e) >> 1)) >> e
+
+
 def multiply_by_quantized_multiplier(x: np.ndarray, m0: np.ndarray, shift: np.ndarray,
-                                     *, single_rounding: bool, wide: bool = False) -> np.ndarray:
+                                     *, single_rounding: bool, wide: bool = False,
+                                     shift_up: bool = False) -> np.ndarray:
     """TFLite ``MultiplyByQuantizedMultiplier`` (int32 result, wrapped like C++ int32).
 
-    Double rounding (int32 x): ``RDBPOT(SRDHM(wrap32(x << max(shift, 0)), m0), max(-shift, 0))``.
+    Double rounding (int32 x): ``RDBPOT(SRDHM(wrap32(x << max(shift, 0)), m0), max(-shift, 0))``;
+    ``shift_up`` (LiteRT's optimized kernels) rounds the final shift half up instead
+    (:func:`rounding_shift_up`).
     Single rounding (int32 x): ``(x * m0 + 2^(t-1)) >> t``, ``t = 31 - shift``.
     ``wide`` (int64 x, both builds): m0 reduced to 16 bits, ``rm = m0 < 0x7FFF0000 ?
     (m0 + 2^15) >> 16 : 0x7FFF``; ``(x * rm + 2^(t-1)) >> t`` with ``t = 15 - shift``.
@@ -104,7 +122,38 @@ def multiply_by_quantized_multiplier(x: np.ndarray, m0: np.ndarray, shift: np.nd
         return wrap((x * m0 + (np.int64(1) << (t - 1))) >> t, 32)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    return rounding_divide_by_pot(srdhm(wrap(x << left, 32), m0), right)
+    high = srdhm(wrap(x << left, 32), m0)
+    return rounding_shift_up(high, right) if shift_up else rounding_divide_by_pot(high, right)
+
+
+def fp64_words(multiplier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A binary64 multiplier's bits as the PRM table's (multiplier, shift) words: low, high 32 bits
+    (each as a signed int32 value)."""
+    bits = np.asarray(multiplier, dtype=np.float64).view(np.uint64)
+    low = (bits & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    high = (bits >> np.uint64(32)).astype(np.int64)
+    return wrap(low, 32), wrap(high, 32)
+
+
+def fp64_from_words(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The binary64 multipliers whose bits are (low, high) 32-bit words (``fp64_words``'s inverse)."""
+    lo = np.asarray(low, dtype=np.int64) & 0xFFFFFFFF
+    hi = np.asarray(high, dtype=np.int64) & 0xFFFFFFFF
+    return ((hi << 32) | lo).astype(np.uint64).view(np.float64)
+
+
+def round_half_away(v: np.ndarray) -> np.ndarray:
+    """C's ``round``: to the nearest integer, halves away from zero, exactly (float64 in, out)."""
+    v = np.asarray(v, dtype=np.float64)
+    t = np.trunc(v)
+    return t + np.where(np.abs(v - t) >= 0.5, np.sign(v), 0.0)  # v - t is exact
+
+
+def requant_fp64_away(x: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
+    """LiteRT's reference fully connected: ``round(double(x) * multiplier)`` (ties away from zero),
+    saturated to int32.  x is exact in binary64 (|x| < 2^48)."""
+    v = round_half_away(np.asarray(x, dtype=np.int64).astype(np.float64) * np.asarray(multiplier, np.float64))
+    return np.clip(v, INT32_MIN, INT32_MAX).astype(np.int64)
 
 
 def fma_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -182,13 +231,18 @@ def requantize(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.nd
     """Requantize accumulators (last axis = channel) with per-channel parameters.
 
     ``x = wrap(acc + bias, acc_bits)``; then ``fp32``: :func:`requant_fp32` with ``scale``;
-    fixed modes: ``wrap32(MBQM(x, mult, shift) + zp)`` clamped to [qmin, qmax].
+    fixed modes: ``wrap32(MBQM(x, mult, shift) + zp)`` clamped to [qmin, qmax]; ``fp64_away``:
+    ``wrap32(requant_fp64_away(x, m) + zp)`` clamped, m the binary64 whose bits (low, high) are
+    (mult, shift).
     """
     x = wrap(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64), acc_bits)
     if mode == "fp32":
         return requant_fp32(x, scale, zp, qmin, qmax)
     if mode not in MODES:
         raise ValueError(f"unknown requant mode {mode!r}")
-    y = multiply_by_quantized_multiplier(x, mult, shift, single_rounding=mode == "fixed_single",
-                                         wide=acc_bits > 32)
+    if mode == "fp64_away":
+        y = requant_fp64_away(x, fp64_from_words(mult, shift))
+    else:
+        y = multiply_by_quantized_multiplier(x, mult, shift, single_rounding=mode == "fixed_single",
+                                             wide=acc_bits > 32, shift_up=mode == "fixed_double_up")
     return np.clip(wrap(y + zp, 32), qmin, qmax)

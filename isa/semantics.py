@@ -24,7 +24,8 @@ from .asm import format_instruction
 from .encoding import Instruction, decode_program
 from .errors import ExecError
 from .quant import qrange
-from .requant import add_fp32, mul_fp32, multiply_by_quantized_multiplier, requant_fp32, wrap
+from .requant import (add_fp32, fp64_from_words, mul_fp32, multiply_by_quantized_multiplier, requant_fp32,
+                      requant_fp64_away, wrap)
 from .spans import outside, state_fault
 from .table import ADD_RECORD_WORDS, BUFFERS, DTYPES, LUT_WORDS, MUL_RECORD_WORDS
 from .weights import WeightStreamError, decode_weights
@@ -270,13 +271,28 @@ def requant(s: MachineState, i: Instruction) -> None:
     x = wrap(acc + bias, cfg["acc_bits"])
     if cfg["mode"] == "fp32":
         y = requant_fp32(x, _as_float32(prm[1]), cfg["o_zp"], lo, hi)
+    elif cfg["mode"] == "fp64_away":
+        m = fp64_from_words(mult, shift)
+        bad = ~(np.isfinite(m) & (m >= 0))
+        if bad.any():
+            raise _Fault(f"fp64 multiplier {float(m[bad][0])} is not finite and non-negative")
+        y = wrap(requant_fp64_away(x, m) + cfg["o_zp"], 32)
     else:
         wide = cfg["acc_bits"] > 32
         _check_multipliers(mult, shift, wide)
         y = multiply_by_quantized_multiplier(x, mult, shift, single_rounding=cfg["mode"] == "fixed_single",
-                                             wide=wide)
+                                             wide=wide, shift_up=cfg["mode"] == "fixed_double_up")
         y = wrap(y + cfg["o_zp"], 32)
     write(s, i.dst_buf, i.dst, _clamp_output(y, cfg))
+
+
+VECTOR_MODES = ("fp32", "fixed_double", "fixed_single")
+
+
+def _vector_mode(cfg: dict, op: str) -> None:
+    """VADD and VMUL have the fp32 and the two TFLite fixed-point modes only."""
+    if cfg["mode"] not in VECTOR_MODES:
+        raise _Fault(f"{op} has no requant mode {cfg['mode']} (only {', '.join(VECTOR_MODES)})")
 
 
 def _check_multipliers(mult: np.ndarray, shift: np.ndarray, wide: bool) -> None:
@@ -307,6 +323,7 @@ def vadd(s: MachineState, i: Instruction) -> None:
     rec = wrap(read(s, "PRM", i.prm, ADD_RECORD_WORDS), 32)
     check_span(s, i.dst_buf, i.dst, i.n)
     a_zp, b_zp, a_m, a_sh, b_m, b_sh, o_m, o_sh, left = (int(v) for v in rec)
+    _vector_mode(cfg, "VADD")
     lo, hi = _out_range(cfg)
     if cfg["mode"] == "fp32":
         y = add_fp32(a, b, _as_float32(rec[2]), _as_float32(rec[4]), a_zp, b_zp, cfg["o_zp"], lo, hi)
@@ -335,6 +352,7 @@ def vmul(s: MachineState, i: Instruction) -> None:
     rec = wrap(read(s, "PRM", i.prm, MUL_RECORD_WORDS), 32)
     check_span(s, i.dst_buf, i.dst, i.n)
     a_zp, b_zp, mult, shift = (int(v) for v in rec)
+    _vector_mode(cfg, "VMUL")
     lo, hi = _out_range(cfg)
     if cfg["mode"] == "fp32":
         y = mul_fp32(a, b, _as_float32(rec[2]), a_zp, b_zp, cfg["o_zp"], lo, hi)

@@ -40,7 +40,7 @@ MEM_DTYPES = tuple(DTYPES)
 
 #: On-chip buffers. INP/WGT/OUT/PRM hold 32-bit words, ACC holds 64-bit words.
 BUFFERS = ("INP", "WGT", "ACC", "OUT", "PRM")
-REQUANT_MODES = ("fp32", "fixed_double", "fixed_single")
+REQUANT_MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away")
 ADD_RECORD_WORDS = 9  # VADD: a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift
 MUL_RECORD_WORDS = 4  # VMUL: a_zp, b_zp, mult (fp32 mode: the bits of the float32 ratio), shift
 LUT_WORDS = 256       # VLUT: one table entry per 8-bit code
@@ -268,7 +268,7 @@ OPS: tuple[Op, ...] = (
         _zp("w_zp", "weight zero point"),
         _zp("o_zp", "output zero point"),
         Field("acc_bits", 6, "accumulator width in bits (wrap-around)", lo=8, hi=48, default=32),
-        Field("mode", 2, "requantization mode", kind="e", options=REQUANT_MODES, default="fp32"),
+        Field("mode", 3, "requantization mode", kind="e", options=REQUANT_MODES, default="fp32"),
         Field("clamp_min", 17, "lower clamp of outputs (fused ReLU/ReLU6)", kind="s"),
         Field("clamp_max", 17, "upper clamp of outputs", kind="s"),
     ), checks=(_zp_fits("a_zp", "a"), _zp_fits("w_zp", "w"), _zp_fits("o_zp", "o"),

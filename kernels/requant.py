@@ -10,7 +10,8 @@ from numba import njit, uintp
 
 from .common import INLINE, type_range, wrap32
 from .state import (CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS, CFG_O_SIGNED,
-                    CFG_O_ZP, ERR_NEGATIVE_MULTIPLIER, ERR_SHIFT_RANGE, MODE_FIXED_SINGLE, MODE_FP32, OK)
+                    CFG_O_ZP, ERR_FP64_MULTIPLIER, ERR_NEGATIVE_MULTIPLIER, ERR_SHIFT_RANGE, MODE_FIXED_DOUBLE_UP,
+                    MODE_FIXED_SINGLE, MODE_FP32, MODE_FP64_AWAY, OK)
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -39,8 +40,9 @@ def rounding_divide_by_pot(x, e):
 
 
 @njit(**INLINE)
-def mbqm(x, m0, shift, single, wide):
-    """TFLite MultiplyByQuantizedMultiplier in the double, single or wide (int64 x) form."""
+def mbqm(x, m0, shift, single, wide, shift_up=False):
+    """TFLite MultiplyByQuantizedMultiplier in the double, single or wide (int64 x) form;
+    ``shift_up``: the double form whose last shift rounds half up (``fixed_double_up``)."""
     if wide:
         rm = (m0 + (1 << 15)) >> 16 if m0 < 0x7FFF0000 else np.int64(0x7FFF)
         t = 15 - shift
@@ -50,7 +52,30 @@ def mbqm(x, m0, shift, single, wide):
         return wrap32((x * m0 + (np.int64(1) << (t - 1))) >> t)
     left = shift if shift > 0 else 0
     right = -shift if shift < 0 else 0
-    return rounding_divide_by_pot(srdhm(wrap32(x << left), m0), right)
+    high = srdhm(wrap32(x << left), m0)
+    if shift_up:
+        return (high + ((np.int64(1) << right) >> 1)) >> right
+    return rounding_divide_by_pot(high, right)
+
+
+@njit(**INLINE)
+def fp64_multiplier(low, high):
+    """The binary64 whose bits are the PRM words (low, high): ``fp64_away``'s multiplier."""
+    bits = np.uint64(((high & 0xFFFFFFFF) << 32) | (low & 0xFFFFFFFF))
+    return np.array([bits]).view(np.float64)[0]
+
+
+@njit(**INLINE)
+def round_away_sat32(v):
+    """C's ``round`` (halves away from zero) of a float64, saturated to int32."""
+    t = np.trunc(v)
+    if abs(v - t) >= 0.5:
+        t += 1.0 if v > 0 else -1.0
+    if t >= 2147483647.0:
+        return np.int64(INT32_MAX)
+    if t <= -2147483648.0:
+        return np.int64(INT32_MIN)
+    return np.int64(t)
 
 
 @njit(**INLINE)
@@ -143,15 +168,33 @@ def _requant_fp32(mem, src_at, dst_at, m, n, bias, scale, acc_bits, zp, lo, hi, 
 
 @njit(cache=True, boundscheck=False)
 def _requant_fixed(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax,
-                   single, wide):
+                   single, wide, shift_up):
     qlo = min(max(lo, cmin), hi)
     qhi = max(min(hi, cmax), lo)
     for i in range(m):
         src = mem[src_at + i * n: src_at + (i + 1) * n]
         dst = mem[dst_at + i * n: dst_at + (i + 1) * n]
         for c in range(n):
-            y = wrap32(mbqm(wrap_acc(src[c] + bias[c], acc_bits), mult[c], shift[c], single, wide) + zp)
+            y = wrap32(mbqm(wrap_acc(src[c] + bias[c], acc_bits), mult[c], shift[c], single, wide, shift_up) + zp)
             dst[c] = qlo if y < qlo else (qhi if y > qhi else y)
+
+
+@njit(cache=True, boundscheck=False)
+def _requant_fp64(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax):
+    """``fp64_away``: round(double(x) * multiplier[c]) (ties away), + zp, clamped; a status."""
+    scale = np.empty(n, np.float64)
+    for c in range(n):
+        scale[c] = fp64_multiplier(mult[c], shift[c])
+        if not (scale[c] >= 0.0 and scale[c] < np.inf):
+            return ERR_FP64_MULTIPLIER
+    qlo = min(max(lo, cmin), hi)
+    qhi = max(min(hi, cmax), lo)
+    for i in range(m):
+        for c in range(n):
+            x = wrap_acc(mem[src_at + i * n + c] + bias[c], acc_bits)
+            y = wrap32(round_away_sat32(np.float64(x) * scale[c]) + zp)
+            mem[dst_at + i * n + c] = qlo if y < qlo else (qhi if y > qhi else y)
+    return OK
 
 
 @njit(**INLINE)
@@ -198,12 +241,14 @@ def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
         return _fp32(mem, cfg, src_at, dst_at, m, n, bias, mult)
     lo, hi = type_range(cfg[CFG_O_BITS], cfg[CFG_O_SIGNED])
     cmin, cmax = cfg[CFG_CLAMP_MIN], cfg[CFG_CLAMP_MAX]
+    if mode == MODE_FP64_AWAY:
+        return _requant_fp64(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax)
     wide = acc_bits > 32
     status = check_multipliers(mult, shift, wide)
     if status != OK:
         return status
     _requant_fixed(mem, src_at, dst_at, m, n, bias, mult, shift, acc_bits, zp, lo, hi, cmin, cmax,
-                   mode == MODE_FIXED_SINGLE, wide)
+                   mode == MODE_FIXED_SINGLE, wide, mode == MODE_FIXED_DOUBLE_UP)
     return OK
 
 

@@ -23,7 +23,8 @@ from isa.table import BY_MNEMONIC, DTYPES, REQUANT_MODES
 (CFG_A_BITS, CFG_A_SIGNED, CFG_W_BITS, CFG_W_SIGNED, CFG_O_BITS, CFG_O_SIGNED, CFG_A_ZP, CFG_W_ZP,
  CFG_O_ZP, CFG_ACC_BITS, CFG_MODE, CFG_CLAMP_MIN, CFG_CLAMP_MAX) = range(13)
 CFG_SIZE = 13
-MODE_FP32, MODE_FIXED_DOUBLE, MODE_FIXED_SINGLE = (REQUANT_MODES.index(m) for m in REQUANT_MODES)
+MODE_FP32, MODE_FIXED_DOUBLE, MODE_FIXED_SINGLE, MODE_FIXED_DOUBLE_UP, MODE_FP64_AWAY = (
+    REQUANT_MODES.index(m) for m in REQUANT_MODES)
 
 # SETWIN register layout: the SETWIN fields in table order
 WIN_FIELDS = tuple(f.name for f in BY_MNEMONIC["SETWIN"].fields)
@@ -41,6 +42,8 @@ ERR_RLE_OVERRUN = 2
 ERR_NEGATIVE_MULTIPLIER = 3
 ERR_SHIFT_RANGE = 4
 ERR_LEFT_SHIFT_RANGE = 5
+ERR_FP64_MULTIPLIER = 7
+ERR_VECTOR_MODE = 8
 HOST_CALL = 6  # not a fault: the value loop stops at a HOST instruction for the host to run its step
 ERR_MESSAGES = {
     ERR_STREAM_PAST_DRAM: "compressed weight stream runs past the end of DRAM",
@@ -48,6 +51,8 @@ ERR_MESSAGES = {
     ERR_NEGATIVE_MULTIPLIER: "negative fixed-point multiplier",
     ERR_SHIFT_RANGE: "fixed-point shift out of range",
     ERR_LEFT_SHIFT_RANGE: "VADD left_shift outside 0..30",
+    ERR_FP64_MULTIPLIER: "fp64 multiplier is not finite and non-negative",
+    ERR_VECTOR_MODE: "VADD and VMUL have only the fp32, fixed_double and fixed_single requant modes",
 }
 
 

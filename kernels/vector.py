@@ -15,7 +15,7 @@ from numba import njit, uintp
 from .common import INLINE, fma_f32, type_range, wrap, wrap32
 from .requant import check_multipliers, clamp_output, mbqm, round_clamp_fp32, round_fp32
 from .state import (CFG_A_ZP, CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS,
-                    CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, MODE_FIXED_SINGLE, MODE_FP32, OK)
+                    CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, ERR_VECTOR_MODE, MODE_FIXED_SINGLE, MODE_FP32, OK)
 
 
 @njit(**INLINE)
@@ -98,6 +98,8 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
                 v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))
                 out[j0 + t] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
     else:
+        if cfg[CFG_MODE] > MODE_FIXED_SINGLE:
+            return ERR_VECTOR_MODE
         if left < 0 or left > 30:
             return ERR_LEFT_SHIFT_RANGE
         mults = np.array([a_m, b_m, o_m])
@@ -133,6 +135,8 @@ def vmul(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
                 v = np.float32(np.float32(np.float32(p) * ratio) + fzp)  # two float32 roundings
                 out[j0 + t] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
     else:
+        if cfg[CFG_MODE] > MODE_FIXED_SINGLE:
+            return ERR_VECTOR_MODE
         status = check_multipliers(np.array([mult]), np.array([shift]), False)
         if status != OK:
             return status

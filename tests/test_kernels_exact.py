@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from accelsim.compiler import weights as compression
 from isa import ExecError, Instruction
 from isa.quant import qrange
-from isa.requant import fma_f32, mul_fp32
+from isa.requant import fma_f32, fp64_words, mul_fp32
 from isa.semantics import MachineState, step
 from isa.table import BUFFERS, MAC_DTYPES, MEM_DTYPES, REQUANT_MODES
 
@@ -184,6 +184,13 @@ def _params(draw, rng, n, mode, wide):
             scale = rng.choice(np.array([np.nan, np.inf, 0.0, 1e-38, 3e38, -0.5], np.float32), n)
         mult = scale.view(np.int32).astype(np.int64)
         shift = rng.integers(-100, 100, n)
+    elif mode == "fp64_away":
+        kind = draw(st.sampled_from(["normal", "normal", "special"]))
+        if kind == "normal":
+            real = 2.0 ** rng.uniform(-40, 4, n)
+        else:
+            real = rng.choice(np.array([np.nan, np.inf, 0.0, 5e-324, 1e300, -0.5, -0.0]), n)
+        mult, shift = fp64_words(real)
     else:
         top = 14 if wide else 30
         mult = rng.integers(1 << 30, 1 << 31, n)
@@ -202,6 +209,8 @@ def _tie_params(rng, n, mode, acc, m):
     acc[: m * n] = ((2 * rng.integers(-300, 300, (m, n)) + 1) * (1 << (s - 1)) - bias).ravel()
     if mode == "fp32":
         return bias, (2.0 ** -s).astype(np.float32).view(np.int32).astype(np.int64), np.zeros(n, np.int64)
+    if mode == "fp64_away":
+        return (bias, *fp64_words(2.0 ** -s))
     return bias, np.full(n, 1 << 30, np.int64), 1 - s  # M0 = 0.5, shift 1 - s: 2^-s
 
 

@@ -9,6 +9,8 @@ from isa.quant import pack_int4, unpack_int4
 from isa.requant import (
     INT32_MAX,
     INT32_MIN,
+    fp64_from_words,
+    fp64_words,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     requant_fp32,
@@ -214,3 +216,54 @@ def test_byte_aligned_packing_equals_the_bit_stream():
         expect = np.packbits(planes.astype(np.uint8).ravel(), bitorder="little")
         np.testing.assert_array_equal(pack_bits(v, bits), expect)
         np.testing.assert_array_equal(unpack_bits(pack_bits(v, bits), v.size, bits, True), v)
+
+
+# LiteRT 2.3's kernel sets on a one-input fully connected layer, s_in = s_out = 1, weight 1, bias 0,
+# weight scale 0.5 / 0.25 (multiplier M0 = 2^30 with shift 0 / -1): the codes each kernel set
+# returned for inputs -7, -5, -3, -1, 1, 3, 5, 7 (every product an exact tie at 0.5, or at .25/.75).
+TIE_INPUTS = np.array([-7, -5, -3, -1, 1, 3, 5, 7])
+
+
+@pytest.mark.parametrize("mode, shift, expected", [
+    # BUILTIN_WITHOUT_DEFAULT_DELEGATES (optimized kernels): SRDHM, then the shift rounds half up
+    ("fixed_double_up", 0, [-3, -2, -1, 0, 1, 2, 3, 4]),
+    ("fixed_double_up", -1, [-1, -1, 0, 0, 1, 1, 2, 2]),   # -1.75 -> SRDHM -3 -> (-3 + 1) >> 1 = -1
+    # BUILTIN_REF's conv and depthwise: SRDHM, then RoundingDivideByPOT (half away from zero)
+    ("fixed_double", -1, [-2, -1, -1, 0, 1, 1, 2, 2]),    # 0.25: SRDHM 1 -> 0.5 -> 1 -> RDBPOT 1
+])
+def test_litert_fixed_point_ties(mode, shift, expected):
+    got = requantize(TIE_INPUTS, np.array([0]), np.array([M_HALF]), np.array([shift]), 0, mode=mode,
+                     acc_bits=32, zp=0, qmin=-128, qmax=127)
+    assert got.tolist() == expected
+
+
+@pytest.mark.parametrize("real, expected", [
+    (0.5, [-4, -3, -2, -1, 1, 2, 3, 4]),     # BUILTIN_REF's fully connected: ties away from zero
+    (0.25, [-2, -1, -1, 0, 0, 1, 1, 2]),     # -1.25 -> -1 (one rounding; double rounding gives -2)
+])
+def test_litert_reference_fully_connected_ties(real, expected):
+    low, high = fp64_words(np.array([real]))
+    got = requantize(TIE_INPUTS, np.array([0]), low, high, 0, mode="fp64_away", acc_bits=32, zp=0,
+                     qmin=-128, qmax=127)
+    assert got.tolist() == expected
+
+
+def test_fp64_away_uses_the_double_multiplier_not_m0():
+    """A case where round(acc * real) and TFLite's Q31 multiplier disagree (found by search; LiteRT's
+    reference fully connected returned the double's answer in 25 of 25 such cases)."""
+    real = 3.428080423874833e-05
+    m0, shift = quantize_multiplier(real)
+    acc = np.arange(1, 1 << 24)
+    q31 = (acc * m0 + (1 << (30 - shift))) >> (31 - shift)
+    exact = np.floor(acc * real + 0.5)
+    differ = acc[q31 != exact]
+    assert differ.size  # the two rules do part somewhere in this range
+    low, high = fp64_words(np.array([real]))
+    got = requantize(differ[:5], np.array([0]), low, high, 0, mode="fp64_away", acc_bits=32, zp=0,
+                     qmin=-(1 << 31), qmax=(1 << 31) - 1)
+    assert got.tolist() == exact[q31 != exact][:5].astype(int).tolist()
+
+
+def test_fp64_words_round_trip():
+    v = np.array([0.0, 1.0, 0.3, 1e-300, 2.0**-1074])
+    assert np.array_equal(fp64_from_words(*fp64_words(v)), v)

@@ -1,0 +1,259 @@
+"""Write TFLite flatbuffers for tests through the ``tflite`` schema package's builders.
+
+A model is a list of tensors (shape, type, quantization, optional constant data) and operators
+(builtin code, inputs, outputs, options); ``Model.build()`` gives the file's bytes, which LiteRT's
+interpreter and accelsim's importer both read.  Layer helpers (``conv``, ``depthwise``,
+``fully_connected``, ...) draw random per-channel weights and biases in TFLite's conventions:
+int8 symmetric weights (zero point 0), int32 biases in units of s_in * s_w[c], NHWC activations,
+OHWI convolution weights, 1HW(C*multiplier) depthwise weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import flatbuffers
+import numpy as np
+import tflite
+from tflite.ActivationFunctionType import ActivationFunctionType as Act
+from tflite.BuiltinOperator import BuiltinOperator as Op
+from tflite.BuiltinOptions import BuiltinOptions as Opt
+from tflite.Padding import Padding
+from tflite.TensorType import TensorType
+
+TYPES = {"int8": TensorType.INT8, "uint8": TensorType.UINT8, "int32": TensorType.INT32,
+         "float32": TensorType.FLOAT32, "int16": TensorType.INT16, "int64": TensorType.INT64}
+ACTS = {None: Act.NONE, "relu": Act.RELU, "relu6": Act.RELU6, "relu_n1_to_1": Act.RELU_N1_TO_1}
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple
+    dtype: str
+    scale: Optional[np.ndarray] = None
+    zero_point: Optional[np.ndarray] = None
+    axis: int = 0
+    data: Optional[np.ndarray] = None
+
+
+@dataclass
+class Operator:
+    code: int
+    inputs: list
+    outputs: list
+    options_type: int = 0
+    options: Optional[Callable] = None  # builder -> offset of the options table
+
+
+def _vector(b: flatbuffers.Builder, start: Callable, values: Sequence, prepend: Callable) -> int:
+    start(b, len(values))
+    for v in reversed(list(values)):
+        prepend(v)
+    return b.EndVector()
+
+
+@dataclass
+class Model:
+    tensors: list = field(default_factory=list)
+    operators: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+
+    def tensor(self, name: str, shape, dtype: str, scale=None, zero_point=None, axis: int = 0,
+               data: Optional[np.ndarray] = None) -> int:
+        if scale is not None:
+            scale = np.atleast_1d(np.asarray(scale, np.float32))
+            zero_point = np.atleast_1d(np.asarray(0 if zero_point is None else zero_point, np.int64))
+            if zero_point.size == 1 and scale.size > 1:
+                zero_point = np.zeros(scale.size, np.int64) + zero_point
+        self.tensors.append(Tensor(name, tuple(int(d) for d in shape), dtype, scale, zero_point, axis, data))
+        return len(self.tensors) - 1
+
+    def op(self, code: int, inputs: list, outputs: list, options_type: int = 0,
+           options: Optional[Callable] = None) -> None:
+        self.operators.append(Operator(code, list(inputs), list(outputs), options_type, options))
+
+    def build(self) -> bytes:
+        b = flatbuffers.Builder(1024)
+        codes = sorted({o.code for o in self.operators})
+        # buffers: 0 is the empty sentinel, then one per constant tensor
+        datas = [t.data for t in self.tensors if t.data is not None]
+        buf_offsets = []
+        for d in [None] + datas:
+            data_vec = None
+            if d is not None:
+                raw = np.ascontiguousarray(d).tobytes()
+                b.StartVector(1, len(raw), 16)
+                b.head = b.head - len(raw)
+                b.Bytes[b.head:b.head + len(raw)] = raw
+                data_vec = b.EndVector()
+            tflite.BufferStart(b)
+            if data_vec is not None:
+                tflite.BufferAddData(b, data_vec)
+            buf_offsets.append(tflite.BufferEnd(b))
+        tensor_offsets, next_buffer = [], 1
+        for t in self.tensors:
+            name = b.CreateString(t.name)
+            shape = _vector(b, tflite.TensorStartShapeVector, t.shape, b.PrependInt32)
+            quant = None
+            if t.scale is not None:
+                sc = _vector(b, tflite.QuantizationParametersStartScaleVector, t.scale.tolist(), b.PrependFloat32)
+                zp = _vector(b, tflite.QuantizationParametersStartZeroPointVector, t.zero_point.tolist(),
+                             b.PrependInt64)
+                tflite.QuantizationParametersStart(b)
+                tflite.QuantizationParametersAddScale(b, sc)
+                tflite.QuantizationParametersAddZeroPoint(b, zp)
+                tflite.QuantizationParametersAddQuantizedDimension(b, t.axis)
+                quant = tflite.QuantizationParametersEnd(b)
+            tflite.TensorStart(b)
+            tflite.TensorAddShape(b, shape)
+            tflite.TensorAddType(b, TYPES[t.dtype])
+            if t.data is not None:
+                tflite.TensorAddBuffer(b, next_buffer)
+                next_buffer += 1
+            else:
+                tflite.TensorAddBuffer(b, 0)
+            tflite.TensorAddName(b, name)
+            if quant is not None:
+                tflite.TensorAddQuantization(b, quant)
+            tensor_offsets.append(tflite.TensorEnd(b))
+        op_offsets = []
+        for o in self.operators:
+            opts = o.options(b) if o.options is not None else None
+            ins = _vector(b, tflite.OperatorStartInputsVector, o.inputs, b.PrependInt32)
+            outs = _vector(b, tflite.OperatorStartOutputsVector, o.outputs, b.PrependInt32)
+            tflite.OperatorStart(b)
+            tflite.OperatorAddOpcodeIndex(b, codes.index(o.code))
+            tflite.OperatorAddInputs(b, ins)
+            tflite.OperatorAddOutputs(b, outs)
+            if opts is not None:
+                tflite.OperatorAddBuiltinOptionsType(b, o.options_type)
+                tflite.OperatorAddBuiltinOptions(b, opts)
+            op_offsets.append(tflite.OperatorEnd(b))
+        tensors = _vector(b, tflite.SubGraphStartTensorsVector, tensor_offsets, b.PrependUOffsetTRelative)
+        inputs = _vector(b, tflite.SubGraphStartInputsVector, self.inputs, b.PrependInt32)
+        outputs = _vector(b, tflite.SubGraphStartOutputsVector, self.outputs, b.PrependInt32)
+        ops = _vector(b, tflite.SubGraphStartOperatorsVector, op_offsets, b.PrependUOffsetTRelative)
+        tflite.SubGraphStart(b)
+        tflite.SubGraphAddTensors(b, tensors)
+        tflite.SubGraphAddInputs(b, inputs)
+        tflite.SubGraphAddOutputs(b, outputs)
+        tflite.SubGraphAddOperators(b, ops)
+        subgraph = tflite.SubGraphEnd(b)
+        code_offsets = []
+        for c in codes:
+            tflite.OperatorCodeStart(b)
+            tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(c, 127))
+            tflite.OperatorCodeAddBuiltinCode(b, c)
+            tflite.OperatorCodeAddVersion(b, 1)
+            code_offsets.append(tflite.OperatorCodeEnd(b))
+        code_vec = _vector(b, tflite.ModelStartOperatorCodesVector, code_offsets, b.PrependUOffsetTRelative)
+        subgraphs = _vector(b, tflite.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
+        buffers = _vector(b, tflite.ModelStartBuffersVector, buf_offsets, b.PrependUOffsetTRelative)
+        desc = b.CreateString("accelsim tests")
+        tflite.ModelStart(b)
+        tflite.ModelAddVersion(b, 3)
+        tflite.ModelAddOperatorCodes(b, code_vec)
+        tflite.ModelAddSubgraphs(b, subgraphs)
+        tflite.ModelAddDescription(b, desc)
+        tflite.ModelAddBuffers(b, buffers)
+        b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+# --- options ---------------------------------------------------------------------------------
+
+def conv_options(stride, padding: str, act, dilation=(1, 1)) -> tuple[int, Callable]:
+    def make(b):
+        tflite.Conv2DOptionsStart(b)
+        tflite.Conv2DOptionsAddPadding(b, Padding.SAME if padding == "same" else Padding.VALID)
+        tflite.Conv2DOptionsAddStrideH(b, stride[0])
+        tflite.Conv2DOptionsAddStrideW(b, stride[1])
+        tflite.Conv2DOptionsAddFusedActivationFunction(b, ACTS[act])
+        tflite.Conv2DOptionsAddDilationHFactor(b, dilation[0])
+        tflite.Conv2DOptionsAddDilationWFactor(b, dilation[1])
+        return tflite.Conv2DOptionsEnd(b)
+    return Opt.Conv2DOptions, make
+
+
+def depthwise_options(stride, padding: str, act, multiplier: int, dilation=(1, 1)) -> tuple[int, Callable]:
+    def make(b):
+        tflite.DepthwiseConv2DOptionsStart(b)
+        tflite.DepthwiseConv2DOptionsAddPadding(b, Padding.SAME if padding == "same" else Padding.VALID)
+        tflite.DepthwiseConv2DOptionsAddStrideH(b, stride[0])
+        tflite.DepthwiseConv2DOptionsAddStrideW(b, stride[1])
+        tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, multiplier)
+        tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, ACTS[act])
+        tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, dilation[0])
+        tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, dilation[1])
+        return tflite.DepthwiseConv2DOptionsEnd(b)
+    return Opt.DepthwiseConv2DOptions, make
+
+
+def fc_options(act, keep_num_dims: bool = False) -> tuple[int, Callable]:
+    def make(b):
+        tflite.FullyConnectedOptionsStart(b)
+        tflite.FullyConnectedOptionsAddFusedActivationFunction(b, ACTS[act])
+        tflite.FullyConnectedOptionsAddKeepNumDims(b, keep_num_dims)
+        return tflite.FullyConnectedOptionsEnd(b)
+    return Opt.FullyConnectedOptions, make
+
+
+# --- layers ----------------------------------------------------------------------------------
+
+def _weights(rng, shape, axis_size):
+    w = rng.integers(-127, 128, size=shape).astype(np.int8)
+    w_scale = (rng.uniform(0.002, 0.02, axis_size)).astype(np.float32)
+    return w, w_scale
+
+
+def conv_out(size: int, k: int, stride: int, dilation: int, padding: str) -> int:
+    eff = (k - 1) * dilation + 1
+    return -(-size // stride) if padding == "same" else (size - eff) // stride + 1
+
+
+def single_layer(kind: str, rng: np.random.Generator, *, n=1, h=7, w=9, c=5, out_c=6, k=(3, 3), stride=(1, 1),
+                 padding="same", act=None, dilation=(1, 1), multiplier=1, in_zp=None, out_zp=None,
+                 dtype="int8", out_scale=None) -> bytes:
+    """One conv / depthwise / fully connected layer with random per-channel weights and biases;
+    input and output activations of ``dtype`` (int8, or uint8 for a legacy model)."""
+    m = Model()
+    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+    s_in = np.float32(rng.uniform(0.01, 0.05))
+    zp_in = int(rng.integers(lo, hi + 1)) if in_zp is None else in_zp
+    zp_out = int(rng.integers(lo + 20, hi - 19)) if out_zp is None else out_zp
+    if kind == "fc":
+        x = m.tensor("x", (n, c), dtype, s_in, zp_in)
+        wt, ws = _weights(rng, (out_c, c), out_c)
+        shape_out = (n, out_c)
+        k_total = c
+    else:
+        x = m.tensor("x", (n, h, w, c), dtype, s_in, zp_in)
+        oh = conv_out(h, k[0], stride[0], dilation[0], padding)
+        ow = conv_out(w, k[1], stride[1], dilation[1], padding)
+        if kind == "conv":
+            wt, ws = _weights(rng, (out_c, k[0], k[1], c), out_c)
+            shape_out = (n, oh, ow, out_c)
+        else:
+            out_c = c * multiplier
+            wt, ws = _weights(rng, (1, k[0], k[1], out_c), out_c)
+            shape_out = (n, oh, ow, out_c)
+        k_total = k[0] * k[1] * (c if kind == "conv" else 1)
+    # an output scale that keeps typical outputs inside the range: sums of k_total products
+    typical = float(s_in) * float(ws.mean()) * 60.0 * np.sqrt(k_total) * 3.0
+    s_out = np.float32(out_scale if out_scale is not None else typical / 100.0)
+    w_axis = 0 if kind != "dw" else 3
+    wi = m.tensor("w", wt.shape, "int8", ws, 0, axis=w_axis, data=wt)
+    bias = rng.integers(-4000, 4000, size=out_c).astype(np.int32)
+    bi = m.tensor("b", (out_c,), "int32", (s_in * ws).astype(np.float32), 0, data=bias)
+    y = m.tensor("y", shape_out, dtype, s_out, zp_out)
+    if kind == "conv":
+        m.op(Op.CONV_2D, [x, wi, bi], [y], *conv_options(stride, padding, act, dilation))
+    elif kind == "dw":
+        m.op(Op.DEPTHWISE_CONV_2D, [x, wi, bi], [y], *depthwise_options(stride, padding, act, multiplier, dilation))
+    else:
+        m.op(Op.FULLY_CONNECTED, [x, wi, bi], [y], *fc_options(act))
+    m.inputs, m.outputs = [x], [y]
+    return m.build()
