@@ -17,7 +17,7 @@
 
 Integers are int64 numpy arrays; 32-bit operations wrap like two's-complement hardware
 (:func:`wrap`).  Accumulators wider than 32 bits use TFLite's int64 MultiplyByQuantizedMultiplier
-(16-bit reduced multiplier, one rounding) in both fixed modes.
+(16-bit reduced multiplier, one rounding) in every fixed-point mode.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import numpy as np
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away")
-FIXED_MODES = ("fixed_double", "fixed_single", "fixed_double_up")  # M0 and shift in the PRM table
 
 
 def wrap(x: np.ndarray | int, bits: int) -> np.ndarray:
