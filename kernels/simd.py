@@ -49,7 +49,7 @@ def _compile_all() -> dict:
     mac._pack(mem, 0, 4, 64, 0, 64, 8, True, 0, np.zeros((4, 64), np.int16))
     rq._requant_fp32(mem, 0, 100, 4, 8, bias, np.ones(8, np.float32), 32, 0, -128, 127, -128, 127)
     rq._requant_fixed(mem, 0, 100, 4, 8, bias, bias + (1 << 30), bias - 3, 32, 0, -128, 127, -128, 127,
-                      False, False)
+                      False, False, False)
     dma.unpack_row(dram, 0, 0, 64, 8, True, mem, 0, 32)
     dma.pack_row(mem, 0, 64, dram, 0, 0, 8)
     wt.loadw(dram, mem, 0, 0, 64, 3, 8, True, 2, 0)
