@@ -54,7 +54,9 @@ class QConv:
     """Convolution (or fully connected layer as a 1x1 convolution) with per-channel weights.
 
     ``weight``: int (N, C/group, kh, kw); ``w_scale``: float32 (N,); ``bias``: int32 (N,) in
-    units of s_in * s_w[n]; ``clamp``: the integer output range after any fused activation.
+    units of s_in * s_w[n]; ``clamp``: the integer output range after any fused activation;
+    ``requant``: the REQUANT mode (isa.requant.MODES) of the engine it matches, ``requant_tail``
+    (first channel, mode) for the last channels when that engine rounds them another way.
     """
 
     name: str
@@ -71,6 +73,16 @@ class QConv:
     dilation: tuple[int, int] = (1, 1)
     group: int = 1
     clamp: Optional[tuple[int, int]] = None
+    requant: str = "fp32"
+    requant_tail: Optional[tuple[int, str]] = None
+
+    def mode_runs(self) -> list[tuple[int, int, str]]:
+        """(first channel, end channel, requant mode) of each run of output channels."""
+        n = int(self.weight.shape[0])
+        if self.requant_tail is None or self.requant_tail[0] >= n:
+            return [(0, n, self.requant)]
+        k, tail = self.requant_tail
+        return ([(0, k, self.requant)] if k > 0 else []) + [(k, n, tail)]
 
 
 @dataclass

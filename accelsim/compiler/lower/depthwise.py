@@ -14,8 +14,8 @@ from ..ir import ModelError, QDepthwiseConv
 from ..records import LayerRecord
 from ..tiling import ConvLayer
 from .builder import ProgramBuilder
-from .common import bits_of, dram_types, param_table, slot_credits
-from .gemm import geometry, layer_config, requant_scale
+from .common import bits_of, dram_types, param_table, requant_columns, slot_credits
+from .gemm import geometry, layer_config
 from .registry import lowers
 
 
@@ -49,12 +49,13 @@ def _tile(layer: ConvLayer, slot: int, oslot: int, p0: int, m: int, c0: int, n: 
 
 
 def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: int, *, input_addr: int,
-                   weight_addr: int, param_addr: int, output_addr: int,
-                   credits: bool = True) -> tuple[list[Instruction], list[tuple[int, int, int]], int]:
-    """The instructions of a depthwise layer.
+                   weight_addr: int, param_addr: int, output_addr: int, credits: bool = True,
+                   channels: tuple[int, int] | None = None) -> tuple[list[Instruction], list[tuple[int, int, int]], int]:
+    """The instructions of a depthwise layer (of its ``channels`` [start, end) only, when given).
 
-    Returns them, the weight chunks (dram addr, c0, cc) in stream order, each laid out
-    [k_h][k_w][cc], and the channel chunk size (parameter tables go tile by tile at 12 * c0).
+    Returns them, the weight chunks (dram addr, c0, cc) in stream order from ``weight_addr``, each
+    laid out [k_h][k_w][cc], and the channel chunk size (parameter tables go tile by tile at
+    ``param_addr`` + 12 * c0).
     """
     window = layer.k_h * layer.k_w
     pixels = layer.pixels
@@ -66,9 +67,10 @@ def dwconv_program(layer: ConvLayer, chip: ChipConfig, config: dict, pad_value: 
                         pad_top=layer.pad_top, pad_left=layer.pad_left, out_w=layer.out_w, pad_value=pad_value,
                         out_h=layer.window_rows),
             Instruction("CONFIG", **config)] + (slot_credits() if credits else [])
+    start, end = channels or (0, layer.in_c)
     chunks, at, step = [], weight_addr, 0
-    for ci, c0 in enumerate(range(0, layer.in_c, cc)):
-        n = min(cc, layer.in_c - c0)
+    for ci, c0 in enumerate(range(start, end, cc)):
+        n = min(cc, end - c0)
         chunks.append((at, c0, n))
         prm = (ci % 2) * 3 * cc
         prog.append(Instruction("LOAD", buf="PRM", dtype="s32", dram=param_addr + 12 * c0, sram=prm, x=3 * n, y=1,
@@ -90,17 +92,25 @@ def lower_depthwise(node: QDepthwiseConv, b: ProgramBuilder) -> None:
     w_bits, window = DTYPES[node.w_dtype][0], layer.k_h * layer.k_w
     weight_addr = b.alloc((c * window * w_bits + 7) // 8 + 64)
     param_addr = b.alloc(12 * c)
-    try:
-        body, chunks, cc = dwconv_program(layer, b.chip, layer_config(node, b), x.zero_point,
-                                          input_addr=b.addr(x.name), weight_addr=weight_addr, param_addr=param_addr,
-                                          output_addr=b.addr(y.name))
-    except ValueError as e:
-        raise ModelError(node.name, node.op_type, str(e)) from None
     w_rc = w[:, 0].transpose(1, 2, 0).reshape(window, c)  # (C, 1, kh, kw) -> [kh*kw][C]
-    for addr, c0, n in chunks:
-        b.place(addr, pack_bits(w_rc[:, c0:c0 + n].ravel(), w_bits))
-    b.place_words(param_addr, param_table(requant_scale(x.scale, node.w_scale, y.scale), node.bias, cc))
-    weight_bytes = sum((window * n * w_bits + 7) // 8 for _, _, n in chunks)
-    b.emit(body, LayerRecord(node.name, node.op_type, macs=layer.pixels * c * window,
-                             shape=f"{x.shape}->{y.shape}", bits=f"{node.w_dtype}x{x.dtype}",
-                             weight_bytes=weight_bytes, dense_weight_bytes=weight_bytes, weight_formats=["dense"]))
+    record = LayerRecord(node.name, node.op_type, macs=layer.pixels * c * window, shape=f"{x.shape}->{y.shape}",
+                         bits=f"{node.w_dtype}x{x.dtype}", weight_formats=["dense"])
+    at = weight_addr
+    for start, end, mode in node.mode_runs():  # one program per requant mode (CONFIG holds it)
+        try:
+            body, chunks, cc = dwconv_program(layer, b.chip, layer_config(node, b, mode), x.zero_point,
+                                              input_addr=b.addr(x.name), weight_addr=at, param_addr=param_addr,
+                                              output_addr=b.addr(y.name), channels=(start, end))
+            mult, shift = requant_columns(mode, x.scale, node.w_scale[start:end], y.scale)
+        except ValueError as e:
+            raise ModelError(node.name, node.op_type, str(e)) from None
+        for addr, c0, n in chunks:
+            b.place(addr, pack_bits(w_rc[:, c0:c0 + n].ravel(), w_bits))
+            at = addr + (window * n * w_bits + 7) // 8
+        b.place_words(param_addr + 12 * start, param_table(mult, shift, node.bias[start:end], cc))
+        first, fence = b.emit_body(body, 2)
+        if start == 0:
+            record.first_instruction, record.barrier = first, fence
+    record.weight_bytes = record.dense_weight_bytes = at - weight_addr
+    record.instructions = len(b.instructions) - record.first_instruction
+    b.layers.append(record)

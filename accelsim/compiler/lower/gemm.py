@@ -31,7 +31,7 @@ from ..ir import ModelError, QConv
 from ..records import LayerRecord
 from ..tiling import ConvLayer, Tiling, choose_tiling
 from .builder import ProgramBuilder
-from .common import acc_bits_for, bits_of, dram_types, param_table, slot_credits
+from .common import acc_bits_for, bits_of, dram_types, param_table, requant_columns, slot_credits
 from .registry import lowers
 
 _SIGNED = {4: "s4", 8: "s8", 16: "s16"}
@@ -185,22 +185,17 @@ def weight_streams(w_nhwc: np.ndarray, layer: ConvLayer, tiling: Tiling, dtype: 
     return streams
 
 
-def requant_scale(s_in: np.float32, w_scale: np.ndarray, s_out: np.float32) -> np.ndarray:
-    """Per-channel fp32 requant scale in ONNX Runtime's order: float32(float32(s_in * s_w) / s_out)."""
-    return (np.float32(s_in) * w_scale.astype(np.float32)) / np.float32(s_out)
-
-
-def layer_config(node: QConv, b: ProgramBuilder) -> dict:
+def layer_config(node: QConv, b: ProgramBuilder, mode: str = "fp32") -> dict:
     """The CONFIG fields of a convolution: operand types, zero points, requant mode, clamp."""
     x, y = b.tensor(node.input), b.tensor(node.output)
     return {"a": x.dtype, "w": node.w_dtype, "o": y.dtype, "a_zp": x.zero_point, "w_zp": node.w_zero_point,
-            "o_zp": y.zero_point, "mode": "fp32", "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
+            "o_zp": y.zero_point, "mode": mode, "clamp_min": node.clamp[0], "clamp_max": node.clamp[1],
             "acc_bits": acc_bits_for(DTYPES[x.dtype][0], DTYPES[node.w_dtype][0]),
             "a_mem": b.storage(x.name), "o_mem": b.storage(y.name)}
 
 
 def _lower_group(node: QConv, layer: ConvLayer, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray,
-                 b: ProgramBuilder) -> LayerRecord:
+                 b: ProgramBuilder, mode: str) -> LayerRecord:
     """One GEMM-shaped convolution (or one group of a grouped one): weight streams, parameter table
     and instructions.  Returns its part of the layer record."""
     x, y = b.tensor(node.input), b.tensor(node.output)
@@ -210,7 +205,8 @@ def _lower_group(node: QConv, layer: ConvLayer, w: np.ndarray, w_scale: np.ndarr
                              b.chip)
     weight_addr = b.alloc(sum(st.nbytes for st in streams.values()) + 64)
     param_addr = b.alloc(12 * layer.out_c)
-    lp = conv_program(layer, b.chip, w_bits, a_bits, tiling, config=layer_config(node, b), pad_value=x.zero_point,
+    mult, shift = requant_columns(mode, x.scale, w_scale, y.scale)
+    lp = conv_program(layer, b.chip, w_bits, a_bits, tiling, config=layer_config(node, b, mode), pad_value=x.zero_point,
                       addrs={"input": b.addr(x.name), "weight": weight_addr, "param": param_addr,
                              "output": b.addr(y.name)}, streams=streams)
     end = weight_addr
@@ -220,7 +216,7 @@ def _lower_group(node: QConv, layer: ConvLayer, w: np.ndarray, w_scale: np.ndarr
         end = max(end, addr + data.size)
     if end > param_addr:
         raise AssertionError("weight layout overran its region")
-    b.place_words(param_addr, param_table(requant_scale(x.scale, w_scale, y.scale), bias, lp.tiling.tn))
+    b.place_words(param_addr, param_table(mult, shift, bias, lp.tiling.tn))
     record = LayerRecord(node.name, node.op_type, macs=layer.macs, tiling=lp.tiling, weight_bytes=end - weight_addr,
                          bits=f"{node.w_dtype}x{x.dtype}", weight_formats=sorted({s.format for s in streams.values()}),
                          dense_weight_bytes=sum((tn * layer.k_h * layer.k_w * tc * w_bits + 7) // 8
@@ -259,20 +255,33 @@ def geometry(node: QConv) -> dict:
                 pad_bottom=node.pads[2], pad_right=node.pads[3], dilation=node.dilation[0], dilation_w=node.dilation[1])
 
 
+def _parts(node: QConv, ng: int) -> list[tuple[int, int, int, str]]:
+    """(group, first output channel, end channel, requant mode) of each GEMM the layer runs as:
+    one per group, split where the requant mode changes."""
+    parts = []
+    for g in range(node.group):
+        for r0, r1, mode in node.mode_runs():
+            lo, hi = max(r0, g * ng), min(r1, (g + 1) * ng)
+            if lo < hi:
+                parts.append((g, lo, hi, mode))
+    return parts
+
+
 @lowers(QConv)
 def lower_conv(node: QConv, b: ProgramBuilder) -> None:
-    """One GEMM layer per group: group g reads input channels [g*cg, (g+1)*cg) and writes output
-    channels [g*ng, (g+1)*ng) of the full NHWC tensors."""
+    """One GEMM layer per group (and per run of channels with one requant mode): group g reads
+    input channels [g*cg, (g+1)*cg) and writes output channels [g*ng, (g+1)*ng) of the full
+    NHWC tensors."""
     w, n, c, h, wd = _nhwc_weights(node, b)
     geom = geometry(node)
     cg, ng = c // node.group, w.shape[0] // node.group
     record = None
-    for g in range(node.group):
-        layer = ConvLayer(node.name, h, wd, cg, w.shape[2], w.shape[3], ng, **geom,
-                          in_pitch=c, in_c0=g * cg, out_pitch=w.shape[0], out_c0=g * ng, batch=n)
-        sl = slice(g * ng, (g + 1) * ng)
+    for g, lo, hi, mode in _parts(node, ng):
+        layer = ConvLayer(node.name, h, wd, cg, w.shape[2], w.shape[3], hi - lo, **geom,
+                          in_pitch=c, in_c0=g * cg, out_pitch=w.shape[0], out_c0=lo, batch=n)
+        sl = slice(lo, hi)
         try:
-            part = _lower_group(node, layer, w[sl], node.w_scale[sl], node.bias[sl], b)
+            part = _lower_group(node, layer, w[sl], node.w_scale[sl], node.bias[sl], b, mode)
         except ValueError as e:
             raise ModelError(node.name, node.op_type, str(e)) from None
         if record is None:
