@@ -176,6 +176,8 @@ class QConcat:
     output: str
     clamp: Optional[tuple[int, int]] = None   # a fused Relu / Clip: every input goes through a table
     axis: int = 1
+    tables: Optional[list] = None             # the importer's table per input (None: copied), instead of
+    #                                           ONNX Runtime's requantization
 
     @property
     def input(self) -> str:
@@ -274,6 +276,12 @@ class QGraph:
     input_clips: dict = field(default_factory=dict)         # float graph input -> (min, max) the host clips it to
     input_shapes: dict = field(default_factory=dict)        # float graph input -> the shape compiled for
     constants: dict = field(default_factory=dict)           # quantized constant operand -> its integers (ONNX order)
+    # TFLite models: inputs and outputs in the file's layout (DRAM order, NHWC) and element types
+    file_layout: bool = False
+    code_io: set = field(default_factory=set)               # inputs / outputs given and returned as codes
+    input_quantizers: dict = field(default_factory=dict)    # float input -> fn(x, QTensor) -> codes
+    output_shapes: dict = field(default_factory=dict)       # output -> its shape in the file's layout
+    states: dict = field(default_factory=dict)              # state input -> (state output, initial codes)
 
 
 def node_inputs(node) -> list[str]:

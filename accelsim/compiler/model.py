@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from isa.quant import dequantize, quantize
+from isa.quant import dequantize, qrange, quantize
 
 from ..chip import ChipConfig, Program, RunReport, Simulator, TensorRef
 from .ir import ModelError, QGraph
@@ -29,6 +29,29 @@ def _float_input(name: str, value) -> np.ndarray:
         bad = int((~np.isfinite(x)).sum())
         raise ModelError("", "input", f"input {name!r} holds {bad} NaN or infinite values")
     return x
+
+
+_CODE_TYPES = {"s8": np.int8, "u8": np.uint8, "s16": np.int16, "u16": np.uint16}
+
+
+def _codes(name: str, value: np.ndarray, dtype: str) -> np.ndarray:
+    """An integer input's codes: integers inside the tensor's type (the file's int8 / uint8)."""
+    x = np.asarray(value)
+    if x.dtype.kind not in "iu":
+        raise ModelError("", "input", f"input {name!r} holds {x.dtype} values; this model takes {dtype} codes")
+    lo, hi = qrange(dtype)
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ModelError("", "input", f"input {name!r} holds codes outside {dtype}'s {lo}..{hi}")
+    return x.astype(np.int64)
+
+
+def _file_output(g: QGraph, fname: str, q: np.ndarray) -> np.ndarray:
+    """An output in the file's layout: its codes at the file's type, or dequantized (float32)."""
+    t = g.tensors[g.outputs[fname]]
+    q = np.asarray(q).reshape(g.output_shapes[fname])
+    if fname in g.code_io:
+        return q.astype(_CODE_TYPES[t.dtype])
+    return np.float32(t.scale) * (q.astype(np.int64) - t.zero_point).astype(np.float32)
 
 
 def nchw_to_nhwc(q: np.ndarray) -> np.ndarray:
@@ -86,6 +109,8 @@ class CompiledModel:
 
     def quantize_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Float inputs by graph input name -> the chip's integer input tensors (NHWC)."""
+        if self.graph.file_layout:
+            return self._file_inputs(inputs)
         feeds = {}
         for fname, qname in self.graph.inputs.items():
             if fname not in inputs:
@@ -105,8 +130,34 @@ class CompiledModel:
             feeds[qname] = nchw_to_nhwc(quantize(x, t.scale, t.zero_point, t.dtype))
         return feeds
 
+    def _file_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inputs in the file's layout (a TFLite model): codes of an integer input as they are
+        (checked against its type's range), a float input quantized by its engine's rule; state
+        inputs not given start from their initial codes."""
+        g, feeds = self.graph, {}
+        for fname, qname in g.inputs.items():
+            t = g.tensors[qname]
+            if fname not in inputs:
+                if fname in g.states:
+                    feeds[qname] = np.asarray(g.states[fname][1], np.int64).reshape(t.memory_dims)
+                    continue
+                raise ModelError("", "input", f"missing input {fname!r}")
+            want = tuple(g.input_shapes[fname])
+            x = np.asarray(inputs[fname])
+            if x.shape != want:
+                raise ModelError("", "input", f"input {fname!r} has shape {x.shape}, this program was compiled "
+                                              f"for {want}")
+            if fname in g.code_io:
+                feeds[qname] = _codes(fname, x, t.dtype).reshape(t.memory_dims)
+            else:
+                feeds[qname] = g.input_quantizers[fname](_float_input(fname, x), t).reshape(t.memory_dims)
+        return feeds
+
     def dequantize_outputs(self, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The chip's integer outputs -> float tensors in the model's (NCHW) order."""
+        """The chip's integer outputs -> float tensors in the model's (NCHW) order (a TFLite
+        model: in the file's layout, codes for an integer output)."""
+        if self.graph.file_layout:
+            return {fname: _file_output(self.graph, fname, raw[qname]) for fname, qname in self.graph.outputs.items()}
         outputs = {}
         flattened = self.program.meta.get("flattened", {})
         for fname, qname in self.graph.outputs.items():

@@ -161,7 +161,8 @@ def _concat_table(t: QTensor, y: QTensor, clamp):
 def lower_concat(node: QConcat, b: ProgramBuilder) -> None:
     srcs = [b.tensor(t) for t in node.inputs]
     y = b.tensor(node.output)
-    _emit_pieces(node, b, _slices(node, srcs, [_concat_table(t, y, node.clamp) for t in srcs], b, node.axis), srcs)
+    tables = node.tables if node.tables is not None else [_concat_table(t, y, node.clamp) for t in srcs]
+    _emit_pieces(node, b, _slices(node, srcs, tables, b, node.axis), srcs)
 
 
 def _byte(element: int, bits: int, node) -> int:
