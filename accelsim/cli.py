@@ -148,10 +148,32 @@ def cmd_estimate(args: argparse.Namespace) -> None:
                                                "layers": [asdict(r) for r in rows], "total": total}, indent=1))
 
 
-def _compiler(model_path: str, chip, weights: str = "auto"):
+ENGINES = ("onnxruntime", "litert", "litert-builtin", "litert-ref", "tflm")
+
+
+def is_tflite(path: str) -> bool:
+    """A TFLite flatbuffer (its TFL3 identifier), whatever the file is named."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)[4:8] == b"TFL3"
+    except OSError:
+        return False
+
+
+def _compiler(model_path: str, chip, weights: str = "auto", engine: str | None = None):
+    """The model's compiler: an ONNX model is held to ONNX Runtime, a TFLite model to ``engine``
+    (default litert)."""
     from .compiler import ModelCompiler, ModelError, load_model
 
     try:
+        if is_tflite(model_path):
+            from .compiler.tflite import DEFAULT_ENGINE, TFLiteCompiler, load_tflite
+
+            if engine == "onnxruntime":
+                raise CliError(f"--engine onnxruntime: {model_path} is a TFLite model (engines: {', '.join(ENGINES[1:])})")
+            return TFLiteCompiler(load_tflite(model_path), chip, weights, engine or DEFAULT_ENGINE)
+        if engine not in (None, "onnxruntime"):
+            raise CliError(f"--engine {engine}: {model_path} is an ONNX model, held to onnxruntime")
         return ModelCompiler(load_model(model_path), chip, weights)
     except ModelError as e:
         raise CliError(f"{model_path}: {e}") from None
@@ -186,7 +208,7 @@ def _shapes(specs: list[str], names: list[str]) -> dict[str, tuple]:
 def cmd_compile(args: argparse.Namespace) -> None:
     if args.batch < 1:
         raise CliError(f"--batch {args.batch}: must be at least 1")
-    compiler = _compiler(args.model, _load_chip(args.chip), args.weights)
+    compiler = _compiler(args.model, _load_chip(args.chip), args.weights, args.engine)
     shapes = _shapes(args.shape or [], list(compiler.declared)) or None
     compiled = _compile(compiler, args.model, shapes, batch=args.batch)
     compiled.program.meta.update({"model": args.model, "layers": [layer.to_dict() for layer in compiled.layers]})
@@ -205,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .chip import SimError
     from .compiler import ModelError, format_layers, layer_table, layer_total
 
-    compiler = _compiler(args.model, _load_chip(args.chip), args.weights)
+    compiler = _compiler(args.model, _load_chip(args.chip), args.weights, args.engine)
     names = list(compiler.declared)
     feeds = {}
     for spec in args.input:
@@ -242,7 +264,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .compiler import ModelError
     from .evaluate import evaluate, format_result, load_data
 
-    compiler = _compiler(args.model, _load_chip(args.chip), args.weights)
+    compiler = _compiler(args.model, _load_chip(args.chip), args.weights, args.engine)
     name = next(iter(compiler.declared), None)
     try:
         x, y = load_data(args.data, args.labels, name)
@@ -251,7 +273,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     try:
         if args.workers < 0:
             raise CliError(f"--workers {args.workers}: must be at least 1 (0: one per core)")
-        result = evaluate(compiler.model, x, y, batch=args.batch, chip=compiler.chip, weights=args.weights,
+        result = evaluate(compiler, x, y, batch=args.batch, chip=compiler.chip, weights=args.weights,
                           workers=args.workers or None,
                           compare=not args.no_ort, progress=not args.quiet)
     except (ModelError, SimError, ValueError) as e:
@@ -474,6 +496,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
                                progress=not args.quiet), args.bits))
 
 
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=ENGINES,
+                   help="the engine whose rounding the chip reproduces: onnxruntime for an ONNX model (the only one); "
+                        "for a TFLite model litert (default: LiteRT with XNNPACK), litert-builtin (its optimized "
+                        "built-in kernels), litert-ref (its reference kernels) or tflm (tflite-micro)")
+
+
 def _weights_option(p: argparse.ArgumentParser) -> None:
     from .compiler.weights import WEIGHT_CHOICES
 
@@ -574,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the per-layer figures and the total as JSON")
     p.add_argument("--bits", default="8x8", help="weight x activation widths, e.g. 8x8, 4x4, 8x4 (default 8x8)")
     p.set_defaults(func=cmd_estimate)
-    p = sub.add_parser("compile", help="compile a quantized ONNX model (QDQ or QOperator) to a program file")
+    p = sub.add_parser("compile", help="compile a quantized ONNX (QDQ or QOperator) or full-integer TFLite model to a "
+                                       "program file")
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="program file to write (.axp)")
     p.add_argument("--chip", help="chip configuration (TOML)")
@@ -582,16 +612,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="[NAME=]1x3x48x192",
                    help="an input's shape, for models with free dims (repeat for several inputs)")
     _weights_option(p)
+    _engine_option(p)
     p.set_defaults(func=cmd_compile)
-    p = sub.add_parser("run", help="run a quantized ONNX model on the chip: outputs and per-layer costs")
+    p = sub.add_parser("run", help="run a quantized ONNX or TFLite model on the chip: outputs and per-layer costs")
     p.add_argument("model")
     p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
-                   help="float input (as the ONNX model takes it); repeat for several inputs")
-    p.add_argument("--output", help="write the model's output (float, as ONNX defines it) to this .npy")
+                   help="input as the model takes it (ONNX: float, NCHW; TFLite: the input tensor's codes, or floats "
+                        "when the model quantizes its input, in the file's layout); repeat for several inputs")
+    p.add_argument("--output", help="write the model's output to this .npy (ONNX: float; TFLite: the output tensor "
+                                    "as the file declares it)")
     p.add_argument("--chip", help="chip configuration (TOML)")
     p.add_argument("--report", help="write the per-layer report and total as JSON")
     p.add_argument("--csv", help="write the per-layer table as CSV")
     _weights_option(p)
+    _engine_option(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("eval", help="run a data set on the chip in batches: accuracy, agreement with ONNX Runtime, "
                                     "cost per image")
@@ -607,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ort", action="store_true", help="do not compare with ONNX Runtime")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _weights_option(p)
+    _engine_option(p)
     p.set_defaults(func=cmd_eval)
     _quantization_parsers(sub)
     p = sub.add_parser("demo", help="quantize the bundled digits CNN, run it on the chip, print accuracy and costs")

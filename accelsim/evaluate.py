@@ -127,20 +127,43 @@ def _pool(compiler: ModelCompiler, workers: int) -> ThreadPoolExecutor:
     return pools[workers]
 
 
-def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray] = None, *, batch: int = 32,
+def reference_runner(compiler) -> tuple[str, Optional[Callable[[np.ndarray], list]]]:
+    """The engine a compiled model is held to and a runner of it on a batch (None when it is not
+    installed): ONNX Runtime for an ONNX model, LiteRT in the engine's kernel set for TFLite."""
+    name, dims = next(iter(compiler.declared.items()))
+    if hasattr(compiler, "engine"):  # a TFLite model
+        from .compiler.tflite.runtime import litert_runner
+
+        run = litert_runner(compiler.model, compiler.engine)
+        return compiler.engine, (None if run is None else (lambda x: run(name, x)))
+    ort = _ort_runner(compiler.model, name, dims[0] == 1)
+    return "ORT", (None if ort is None else (lambda x: ort(np.asarray(x, np.float32))))
+
+
+def output_names(compiler) -> list[str]:
+    """The model's outputs, in the file's order."""
+    if hasattr(compiler, "engine"):
+        sg = compiler.model.main
+        return [sg.tensors[i].name for i in sg.outputs]
+    return [o.name for o in compiler.model.graph.output]
+
+
+def evaluate(model, x: np.ndarray, labels: Optional[np.ndarray] = None, *, batch: int = 32,
              chip=None, weights: str = "auto", compare: bool = True, progress: bool = False,
              workers: Optional[int] = None) -> EvalResult:
     """Run ``x`` (N samples) through the chip ``batch`` at a time, ``workers`` batches at once
-    (threads; default: one per core)."""
+    (threads; default: one per core).  ``model``: an ONNX model, or a compiler (ModelCompiler,
+    or accelsim.compiler.tflite.TFLiteCompiler for a TFLite model and its engine); outputs are
+    compared with that model's reference engine."""
     if batch < 1:
         raise ValueError(f"batch {batch}: must be at least 1")
     workers = workers or os.cpu_count() or 1
-    compiler = ModelCompiler(model, chip, weights)
+    compiler = ModelCompiler(model, chip, weights) if isinstance(model, onnx.ModelProto) else model
     if len(compiler.declared) != 1:
         raise ModelError("", "", f"eval takes models with one input; this one has {', '.join(compiler.declared)}")
     name, dims = next(iter(compiler.declared.items()))
-    out_name = model.graph.output[0].name
-    ort = _ort_runner(model, name, dims[0] == 1) if compare else None
+    out_name = output_names(compiler)[0]
+    reference, ort = reference_runner(compiler) if compare else ("", None)
     x = np.asarray(x)
     if x.ndim != len(dims):
         raise ModelError("", "input", f"data of shape {x.shape}: the input {name!r} has rank {len(dims)}")
@@ -161,7 +184,7 @@ def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray]
         if labels is not None:
             correct += int((pred == labels[start:start + batch]).sum())
         if ort is not None:
-            ref = ort(xb.astype(np.float32))
+            ref = ort(xb)
             for o, r in zip(outputs.values(), ref):
                 equal += int((o == r).sum())
                 elements += o.size
@@ -174,7 +197,7 @@ def evaluate(model: onnx.ModelProto, x: np.ndarray, labels: Optional[np.ndarray]
         ort_top1_agreement=agree / n if ort is not None else None,
         cycles_per_image=cycles / n, energy_pj_per_image=energy / n, dram_bytes_per_image=dram / n,
         images_per_s_chip=n / (time_us * 1e-6) if time_us else 0.0, batch=batch, output=out_name,
-        extra=dict(workers=workers))
+        extra=dict(workers=workers, reference=reference))
 
 
 def format_result(r: EvalResult) -> str:
@@ -182,11 +205,12 @@ def format_result(r: EvalResult) -> str:
     def pct(v: Optional[float]) -> str:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
+    ref = r.extra.get("reference") or "ORT"
     return "\n".join([
         f"images              {r.n} (batch {r.batch})",
         f"top-1 accuracy      {pct(r.top1)}" + ("" if r.top1 is not None else " (no labels)"),
-        f"equal to ORT        {pct(r.ort_equal_fraction)} of output elements",
-        f"top-1 same as ORT   {pct(r.ort_top1_agreement)} of images",
+        f"equal to {ref}".ljust(19) + f" {pct(r.ort_equal_fraction)} of output elements",
+        f"top-1 same as {ref}".ljust(19) + f" {pct(r.ort_top1_agreement)} of images",
         f"cycles / image      {r.cycles_per_image:,.0f}",
         f"energy / image      {r.energy_pj_per_image / 1e6:,.3f} uJ",
         f"DRAM bytes / image  {r.dram_bytes_per_image:,.0f}",

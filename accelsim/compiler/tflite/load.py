@@ -67,7 +67,7 @@ class TFLiteFile:
     subgraphs: list[TSubgraph]
     path: str = ""
     description: str = ""
-    signature_inputs: dict = field(default_factory=dict)
+    raw: bytes = field(default=b"", repr=False)   # the file's bytes (what a reference interpreter loads)
 
     @property
     def main(self) -> TSubgraph:
@@ -169,7 +169,7 @@ def parse_tflite(raw: bytes, path: str = "") -> TFLiteFile:
     if not subgraphs:
         raise ModelError("", "", f"{path or 'the model'} has no subgraph")
     desc = model.Description().decode(errors="replace") if model.Description() else ""
-    return TFLiteFile(subgraphs, path, desc)
+    return TFLiteFile(subgraphs, path, desc, raw)
 
 
 def load_tflite(path: str | Path) -> TFLiteFile:

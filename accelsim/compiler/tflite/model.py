@@ -55,7 +55,7 @@ class TFLiteCompiler:
             self._cache.move_to_end(b)
             return hit
         compiled = compile_graph(import_tflite(self.model, self.engine, b), self.chip, self.weights)
-        compiled.recompile = lambda shapes: self.compile(shapes)
+        compiled.recompile = lambda shapes: self.compile({k: v for k, v in shapes.items() if k in self.declared})
         self._cache[b] = compiled
         if len(self._cache) > self.KEEP:
             self._cache.popitem(last=False)
