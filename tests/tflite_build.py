@@ -203,7 +203,10 @@ def fc_options(act, keep_num_dims: bool = False) -> tuple[int, Callable]:
 
 # --- layers ----------------------------------------------------------------------------------
 
-def _weights(rng, shape, axis_size):
+def _weights(rng, shape, axis_size, dtype="int8"):
+    """Random weights: int8 symmetric per channel, or (legacy uint8) uint8 per tensor with a zero point."""
+    if dtype == "uint8":
+        return rng.integers(0, 256, size=shape).astype(np.uint8), np.float32(rng.uniform(0.002, 0.02))
     w = rng.integers(-127, 128, size=shape).astype(np.int8)
     w_scale = (rng.uniform(0.002, 0.02, axis_size)).astype(np.float32)
     return w, w_scale
@@ -226,7 +229,7 @@ def single_layer(kind: str, rng: np.random.Generator, *, n=1, h=7, w=9, c=5, out
     zp_out = int(rng.integers(lo + 20, hi - 19)) if out_zp is None else out_zp
     if kind == "fc":
         x = m.tensor("x", (n, c), dtype, s_in, zp_in)
-        wt, ws = _weights(rng, (out_c, c), out_c)
+        wt, ws = _weights(rng, (out_c, c), out_c, dtype)
         shape_out = (n, out_c)
         k_total = c
     else:
@@ -234,20 +237,22 @@ def single_layer(kind: str, rng: np.random.Generator, *, n=1, h=7, w=9, c=5, out
         oh = conv_out(h, k[0], stride[0], dilation[0], padding)
         ow = conv_out(w, k[1], stride[1], dilation[1], padding)
         if kind == "conv":
-            wt, ws = _weights(rng, (out_c, k[0], k[1], c), out_c)
+            wt, ws = _weights(rng, (out_c, k[0], k[1], c), out_c, dtype)
             shape_out = (n, oh, ow, out_c)
         else:
             out_c = c * multiplier
-            wt, ws = _weights(rng, (1, k[0], k[1], out_c), out_c)
+            wt, ws = _weights(rng, (1, k[0], k[1], out_c), out_c, dtype)
             shape_out = (n, oh, ow, out_c)
         k_total = k[0] * k[1] * (c if kind == "conv" else 1)
     # an output scale that keeps typical outputs inside the range: sums of k_total products
-    typical = float(s_in) * float(ws.mean()) * 60.0 * np.sqrt(k_total) * 3.0
+    typical = float(s_in) * float(np.mean(ws)) * 60.0 * np.sqrt(k_total) * 3.0
     s_out = np.float32(out_scale if out_scale is not None else typical / 100.0)
     w_axis = 0 if kind != "dw" else 3
-    wi = m.tensor("w", wt.shape, "int8", ws, 0, axis=w_axis, data=wt)
+    w_zp = int(rng.integers(100, 156)) if dtype == "uint8" else 0
+    wi = m.tensor("w", wt.shape, dtype, ws, w_zp, axis=w_axis, data=wt)
     bias = rng.integers(-4000, 4000, size=out_c).astype(np.int32)
-    bi = m.tensor("b", (out_c,), "int32", (s_in * ws).astype(np.float32), 0, data=bias)
+    b_scale = np.broadcast_to(np.float32(s_in) * np.asarray(ws, np.float32), (out_c,) if np.ndim(ws) else (1,))
+    bi = m.tensor("b", (out_c,), "int32", b_scale.astype(np.float32), 0, data=bias)
     y = m.tensor("y", shape_out, dtype, s_out, zp_out)
     if kind == "conv":
         m.op(Op.CONV_2D, [x, wi, bi], [y], *conv_options(stride, padding, act, dilation))

@@ -31,31 +31,48 @@ def quantize_away(x: np.ndarray, t) -> np.ndarray:
     return np.clip(r.astype(np.int64) + t.zero_point, *qrange(t.dtype))
 
 
+#: the layer kinds whose requant mode an engine sets, per activation type
+KINDS = ("conv", "depthwise", "fc")
+
+
 @dataclass(frozen=True)
 class Engine:
-    """The requant modes of one engine's kernels."""
+    """The requant modes of one engine's kernels: ``layers[(kind, activation type)]``."""
 
     name: str
-    conv: str
-    depthwise: str
-    fc: str
-    depthwise_tail: Optional[str] = None   # mode of the last C mod 8 depthwise output channels
+    layers: dict
+    depthwise_tail: Optional[str] = None   # int8 depthwise: mode of the last C mod 8 output channels
     binary: str = "fixed_double"           # ADD / MUL
     quantize_input: Callable = quantize_away  # a float input's QUANTIZE
 
-    def depthwise_modes(self, channels: int) -> tuple[str, Optional[tuple[int, str]]]:
+    def mode(self, kind: str, dtype: str) -> str:
+        """The REQUANT mode of a ``kind`` layer on ``dtype`` activations (s8 or u8)."""
+        return self.layers[(kind, dtype)]
+
+    def depthwise_modes(self, channels: int, dtype: str) -> tuple[str, Optional[tuple[int, str]]]:
         """The depthwise mode and the (first channel, mode) of its tail, if it rounds apart."""
-        if self.depthwise_tail is None or channels % 8 == 0:
-            return self.depthwise, None
-        return self.depthwise, (channels - channels % 8, self.depthwise_tail)
+        mode = self.mode("depthwise", dtype)
+        if self.depthwise_tail is None or dtype != "s8" or channels % 8 == 0:
+            return mode, None
+        return mode, (channels - channels % 8, self.depthwise_tail)
 
 
+def _modes(s8: tuple[str, str, str], u8: tuple[str, str, str]) -> dict:
+    """(conv, depthwise, fc) modes on int8 and on uint8 activations."""
+    return {**{(k, "s8"): m for k, m in zip(KINDS, s8)}, **{(k, "u8"): m for k, m in zip(KINDS, u8)}}
+
+
+# Measured on LiteRT 2.3 (tests/test_tflite_layers.py): XNNPACK takes int8 and uint8 conv and fully
+# connected layers and int8 depthwise; a uint8 depthwise stays on the built-in kernel, whose uint8
+# path rounds twice (gemmlowp) with no tail rule.
 ENGINES: dict[str, Engine] = {
-    "litert": Engine("litert", conv="fp32", depthwise="fp32", fc="fp32", binary="fp32"),
-    "litert-builtin": Engine("litert-builtin", conv="fixed_double_up", depthwise="fixed_double_up",
-                             fc="fixed_double_up", depthwise_tail="fixed_double"),
-    "litert-ref": Engine("litert-ref", conv="fixed_double", depthwise="fixed_double", fc="fp64_away"),
-    "tflm": Engine("tflm", conv="fixed_double", depthwise="fixed_double", fc="fixed_double"),
+    "litert": Engine("litert", _modes(("fp32", "fp32", "fp32"), ("fp32", "fixed_double", "fp32")), binary="fp32"),
+    "litert-builtin": Engine("litert-builtin",
+                             _modes(("fixed_double_up",) * 3, ("fixed_double_up", "fixed_double", "fixed_double_up")),
+                             depthwise_tail="fixed_double"),
+    "litert-ref": Engine("litert-ref", _modes(("fixed_double", "fixed_double", "fp64_away"),
+                                              ("fixed_double", "fixed_double", "fp64_away"))),
+    "tflm": Engine("tflm", _modes(("fixed_double",) * 3, ("fixed_double",) * 3)),
 }
 DEFAULT_ENGINE = "litert"
 

@@ -28,6 +28,13 @@ def pads_of(padding: int, hw: tuple, k: tuple, stride: tuple, dil: tuple) -> tup
     return (t, lft, b, r)
 
 
+def _mode(ctx: TFLiteContext, op: TOp, kind: str, x: QTensor) -> str:
+    """The engine's requant mode for this layer; 16-bit activations (16x8 kernels) are not pinned."""
+    if x.dtype not in ("s8", "u8"):
+        raise ctx.fail(op, f"{x.dtype} activations: only int8 and uint8 layers are matched to an engine yet")
+    return ctx.engine.mode(kind, x.dtype)
+
+
 def _weights(ctx: TFLiteContext, op: TOp, n_out: int, axis: int) -> tuple[np.ndarray, str, np.ndarray, int]:
     """Integer weights, their type, float32 scales (one per output channel) and the zero point."""
     w = ctx.const(op, 1, "weight")
@@ -86,7 +93,7 @@ def conv_2d(ctx: TFLiteContext, op: TOp) -> None:
     group = x.shape[1] // cin
     stride, dil = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
     _layer(ctx, op, x, w.transpose(0, 3, 1, 2), w_dtype, ws, wz, stride, dil, group, o.Padding(),
-           o.FusedActivationFunction(), ctx.engine.conv)
+           o.FusedActivationFunction(), _mode(ctx, op, "conv", x))
 
 
 def depthwise_conv_2d(ctx: TFLiteContext, op: TOp) -> None:
@@ -105,8 +112,10 @@ def depthwise_conv_2d(ctx: TFLiteContext, op: TOp) -> None:
         raise ctx.fail(op, f"{n_out} output channels are not a multiple of the input's {c}")
     w, w_dtype, ws, wz = _weights(ctx, op, n_out, 3)
     stride, dil = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
+    _mode(ctx, op, "depthwise", x)
+    mode, tail = ctx.engine.depthwise_modes(n_out, x.dtype)
     _layer(ctx, op, x, w[0].transpose(2, 0, 1)[:, None], w_dtype, ws, wz, stride, dil, c, o.Padding(),
-           o.FusedActivationFunction(), ctx.engine.depthwise, ctx.engine.depthwise_modes(n_out)[1])
+           o.FusedActivationFunction(), mode, tail)
 
 
 def _layer(ctx: TFLiteContext, op: TOp, x: QTensor, w: np.ndarray, w_dtype: str, ws, wz: int, stride, dil,
@@ -158,6 +167,6 @@ def fully_connected(ctx: TFLiteContext, op: TOp) -> None:
         target = QTensor(f"{y.name}:rows", (rows, n_out), y.dtype, y.scale, y.zero_point)
         ctx.graph.tensors[target.name] = target
     ctx.graph.nodes.append(QConv(y.name, op.op, x.name, target.name, w.reshape(n_out, k, 1, 1), w_dtype, ws, wz,
-                                 _bias(ctx, op, n_out), clamp=ctx.clamp(op, y, act), requant=ctx.engine.fc))
+                                 _bias(ctx, op, n_out), clamp=ctx.clamp(op, y, act), requant=_mode(ctx, op, "fc", x)))
     if target is not y:
         ctx.graph.nodes.append(QReshape(y.name + ":view", "RESHAPE", target.name, y.name, nhwc=True))

@@ -1,0 +1,49 @@
+"""Running TFLite models in LiteRT's kernel sets, for the tests that hold accelsim to them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+litert = pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert, a test extra)")
+
+from accelsim.compiler.tflite import TFLiteCompiler, parse_tflite  # noqa: E402
+from accelsim.compiler.tflite.runtime import KERNEL_SETS, interpreter, invoke  # noqa: E402
+
+ENGINES = tuple(KERNEL_SETS)
+
+
+def reference(raw: bytes, feeds: dict, engine: str) -> dict:
+    """LiteRT's outputs (by tensor name) for one invocation in ``engine``'s kernel set."""
+    return invoke(interpreter(parse_tflite(raw), engine), feeds)
+
+
+def chip(raw: bytes, feeds: dict, engine: str) -> dict:
+    """accelsim's outputs for the same model, compiled for ``engine``."""
+    outputs, _ = TFLiteCompiler(parse_tflite(raw), engine=engine).compile().run(feeds)
+    return outputs
+
+
+def random_codes(rng: np.random.Generator, raw: bytes) -> dict:
+    """Uniform random codes for every (integer) input of a model, by name."""
+    f = parse_tflite(raw)
+    feeds = {}
+    for i in f.main.inputs:
+        t = f.main.tensors[i]
+        dt = np.int8 if t.type == "INT8" else np.uint8
+        info = np.iinfo(dt)
+        feeds[t.name] = rng.integers(info.min, info.max + 1, size=t.shape).astype(dt)
+    return feeds
+
+
+def differing(raw: bytes, feeds: dict, engine: str) -> tuple[int, int]:
+    """(codes that differ from LiteRT's, codes compared) over every output."""
+    want, got = reference(raw, feeds, engine), chip(raw, feeds, engine)
+    assert set(want) == set(got)
+    bad = total = 0
+    for name, w in want.items():
+        g = got[name]
+        assert g.shape == w.shape and g.dtype == w.dtype, (name, g.shape, w.shape, g.dtype, w.dtype)
+        bad += int((g.astype(np.int64) != w.astype(np.int64)).sum())
+        total += w.size
+    return bad, total
