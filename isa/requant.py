@@ -14,6 +14,9 @@
                     the multiplier a binary64 (s_in * s_w / s_out in double), ties away from zero;
                     the PRM table holds its bits, the low word in the multiplier column and the high
                     word in the shift column.
+* ``fixed_shared``  VADD only, XNNPACK's qs8 / qu8 add: both inputs scaled by integer multipliers
+                    at one shared shift and rounded once, ``((a - a_zp) * a_m + (b - b_zp) * b_m
+                    + 2^(s-1)) >> s`` (ties toward +infinity); REQUANT and VMUL refuse it.
 
 Integers are int64 numpy arrays; 32-bit operations wrap like two's-complement hardware
 (:func:`wrap`).  Accumulators wider than 32 bits use TFLite's int64 MultiplyByQuantizedMultiplier
@@ -28,7 +31,7 @@ import numpy as np
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
-MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away")
+MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away", "fixed_shared")
 
 
 def wrap(x: np.ndarray | int, bits: int) -> np.ndarray:
@@ -153,6 +156,15 @@ def requant_fp64_away(x: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
     saturated to int32.  x is exact in binary64 (|x| < 2^48)."""
     v = round_half_away(np.asarray(x, dtype=np.int64).astype(np.float64) * np.asarray(multiplier, np.float64))
     return np.clip(v, INT32_MIN, INT32_MAX).astype(np.int64)
+
+
+def add_shared(a: np.ndarray, b: np.ndarray, a_mult: int, b_mult: int, shift: int) -> np.ndarray:
+    """XNNPACK's add (``fixed_shared``) of zero-point-free operands: ``(a * a_mult + b * b_mult +
+    2^(shift-1)) >> shift`` in int32 arithmetic (an arithmetic shift: ties toward +infinity)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    acc = wrap(a * a_mult + b * b_mult + (np.int64(1) << np.int64(shift - 1)), 32)
+    return acc >> np.int64(shift)
 
 
 def fma_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from .asm import format_instruction
 from .encoding import Instruction, decode_program
 from .errors import ExecError
 from .quant import qrange
-from .requant import (add_fp32, fp64_from_words, mul_fp32, multiply_by_quantized_multiplier, requant_fp32,
+from .requant import (add_fp32, add_shared, fp64_from_words, mul_fp32, multiply_by_quantized_multiplier, requant_fp32,
                       requant_fp64_away, wrap)
 from .spans import outside, state_fault
 from .table import ADD_RECORD_WORDS, BUFFERS, DTYPES, LUT_WORDS, MUL_RECORD_WORDS
@@ -269,6 +269,8 @@ def requant(s: MachineState, i: Instruction) -> None:
     bias, mult, shift = wrap(prm[0], 32), wrap(prm[1], 32), wrap(prm[2], 32)
     lo, hi = _out_range(cfg)
     x = wrap(acc + bias, cfg["acc_bits"])
+    if cfg["mode"] == "fixed_shared":
+        raise _Fault("REQUANT has no requant mode fixed_shared (a VADD mode)")
     if cfg["mode"] == "fp32":
         y = requant_fp32(x, _as_float32(prm[1]), cfg["o_zp"], lo, hi)
     elif cfg["mode"] == "fp64_away":
@@ -290,9 +292,10 @@ VECTOR_MODES = ("fp32", "fixed_double", "fixed_single")
 
 
 def _vector_mode(cfg: dict, op: str) -> None:
-    """VADD and VMUL have the fp32 and the two TFLite fixed-point modes only."""
-    if cfg["mode"] not in VECTOR_MODES:
-        raise _Fault(f"{op} has no requant mode {cfg['mode']} (only {', '.join(VECTOR_MODES)})")
+    """VMUL has the fp32 and the two TFLite fixed-point modes only; VADD also fixed_shared."""
+    modes = VECTOR_MODES + (("fixed_shared",) if op == "VADD" else ())
+    if cfg["mode"] not in modes:
+        raise _Fault(f"{op} has no requant mode {cfg['mode']} (only {', '.join(modes)})")
 
 
 def _check_multipliers(mult: np.ndarray, shift: np.ndarray, wide: bool) -> None:
@@ -316,7 +319,8 @@ def vadd(s: MachineState, i: Instruction) -> None:
     record at PRM[prm].
 
     fp32 mode is ONNX Runtime's QLinearAdd (isa.requant.add_fp32): a_mult and b_mult hold the
-    float32 ratios s_a/s_o and s_b/s_o; fixed modes follow TFLite's AddElementwise.
+    float32 ratios s_a/s_o and s_b/s_o; fixed_double / fixed_single follow TFLite's AddElementwise;
+    fixed_shared is XNNPACK's add (isa.requant.add_shared: a_mult, b_mult at the shift in o_shift).
     """
     cfg = s.config
     a, b = _broadcast_operands(s, i)
@@ -327,6 +331,10 @@ def vadd(s: MachineState, i: Instruction) -> None:
     lo, hi = _out_range(cfg)
     if cfg["mode"] == "fp32":
         y = add_fp32(a, b, _as_float32(rec[2]), _as_float32(rec[4]), a_zp, b_zp, cfg["o_zp"], lo, hi)
+    elif cfg["mode"] == "fixed_shared":  # XNNPACK: a_m, b_m at the shared shift o_sh (1..31)
+        if a_m < 0 or b_m < 0 or not 1 <= o_sh <= 31:
+            raise _Fault(f"fixed_shared multipliers {a_m}, {b_m} must be non-negative, shift {o_sh} in 1..31")
+        y = wrap(add_shared(a - a_zp, b - b_zp, a_m, b_m, o_sh) + cfg["o_zp"], 32)
     else:
         if not 0 <= left <= 30:
             raise _Fault(f"left_shift {left} outside 0..30")

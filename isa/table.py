@@ -40,7 +40,7 @@ MEM_DTYPES = tuple(DTYPES)
 
 #: On-chip buffers. INP/WGT/OUT/PRM hold 32-bit words, ACC holds 64-bit words.
 BUFFERS = ("INP", "WGT", "ACC", "OUT", "PRM")
-REQUANT_MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away")
+REQUANT_MODES = ("fp32", "fixed_double", "fixed_single", "fixed_double_up", "fp64_away", "fixed_shared")
 ADD_RECORD_WORDS = 9  # VADD: a_zp, b_zp, a_mult, a_shift, b_mult, b_shift, o_mult, o_shift, left_shift
 MUL_RECORD_WORDS = 4  # VMUL: a_zp, b_zp, mult (fp32 mode: the bits of the float32 ratio), shift
 LUT_WORDS = 256       # VLUT: one table entry per 8-bit code

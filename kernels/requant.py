@@ -10,8 +10,8 @@ from numba import njit, uintp
 
 from .common import INLINE, type_range, wrap32
 from .state import (CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS, CFG_O_SIGNED,
-                    CFG_O_ZP, ERR_FP64_MULTIPLIER, ERR_NEGATIVE_MULTIPLIER, ERR_SHIFT_RANGE, MODE_FIXED_DOUBLE_UP,
-                    MODE_FIXED_SINGLE, MODE_FP32, MODE_FP64_AWAY, OK)
+                    CFG_O_ZP, ERR_FP64_MULTIPLIER, ERR_NEGATIVE_MULTIPLIER, ERR_REQUANT_MODE, ERR_SHIFT_RANGE, MODE_FIXED_DOUBLE_UP,
+                    MODE_FIXED_SHARED, MODE_FIXED_SINGLE, MODE_FP32, MODE_FP64_AWAY, OK)
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -236,6 +236,8 @@ def requant(mem, cfg, src_at, dst_at, prm_at, m, n, word_bits):
     Outputs lie in the output type's range (at most 16 bits), so they fit any buffer word.
     """
     mode, acc_bits, zp = cfg[CFG_MODE], cfg[CFG_ACC_BITS], cfg[CFG_O_ZP]
+    if mode == MODE_FIXED_SHARED:
+        return ERR_REQUANT_MODE
     bias, mult, shift = _table(mem, prm_at, n)
     if mode == MODE_FP32:
         return _fp32(mem, cfg, src_at, dst_at, m, n, bias, mult)

@@ -23,7 +23,7 @@ from isa.table import BY_MNEMONIC, DTYPES, REQUANT_MODES
 (CFG_A_BITS, CFG_A_SIGNED, CFG_W_BITS, CFG_W_SIGNED, CFG_O_BITS, CFG_O_SIGNED, CFG_A_ZP, CFG_W_ZP,
  CFG_O_ZP, CFG_ACC_BITS, CFG_MODE, CFG_CLAMP_MIN, CFG_CLAMP_MAX) = range(13)
 CFG_SIZE = 13
-MODE_FP32, MODE_FIXED_DOUBLE, MODE_FIXED_SINGLE, MODE_FIXED_DOUBLE_UP, MODE_FP64_AWAY = (
+MODE_FP32, MODE_FIXED_DOUBLE, MODE_FIXED_SINGLE, MODE_FIXED_DOUBLE_UP, MODE_FP64_AWAY, MODE_FIXED_SHARED = (
     REQUANT_MODES.index(m) for m in REQUANT_MODES)
 
 # SETWIN register layout: the SETWIN fields in table order
@@ -44,6 +44,8 @@ ERR_SHIFT_RANGE = 4
 ERR_LEFT_SHIFT_RANGE = 5
 ERR_FP64_MULTIPLIER = 7
 ERR_VECTOR_MODE = 8
+ERR_REQUANT_MODE = 9
+ERR_SHARED_PARAMS = 10
 HOST_CALL = 6  # not a fault: the value loop stops at a HOST instruction for the host to run its step
 ERR_MESSAGES = {
     ERR_STREAM_PAST_DRAM: "compressed weight stream runs past the end of DRAM",
@@ -52,7 +54,10 @@ ERR_MESSAGES = {
     ERR_SHIFT_RANGE: "fixed-point shift out of range",
     ERR_LEFT_SHIFT_RANGE: "VADD left_shift outside 0..30",
     ERR_FP64_MULTIPLIER: "fp64 multiplier is not finite and non-negative",
-    ERR_VECTOR_MODE: "VADD and VMUL have only the fp32, fixed_double and fixed_single requant modes",
+    ERR_VECTOR_MODE: "VADD and VMUL have only the fp32, fixed_double and fixed_single requant modes (and VADD "
+                     "fixed_shared)",
+    ERR_REQUANT_MODE: "REQUANT has no requant mode fixed_shared (a VADD mode)",
+    ERR_SHARED_PARAMS: "VADD fixed_shared multipliers must be non-negative and its shift in 1..31",
 }
 
 

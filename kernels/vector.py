@@ -15,7 +15,8 @@ from numba import njit, uintp
 from .common import INLINE, fma_f32, type_range, wrap, wrap32
 from .requant import check_multipliers, clamp_output, mbqm, round_clamp_fp32, round_fp32
 from .state import (CFG_A_ZP, CFG_ACC_BITS, CFG_CLAMP_MAX, CFG_CLAMP_MIN, CFG_MODE, CFG_O_BITS,
-                    CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, ERR_VECTOR_MODE, MODE_FIXED_SINGLE, MODE_FP32, OK)
+                    CFG_O_SIGNED, CFG_O_ZP, ERR_LEFT_SHIFT_RANGE, ERR_SHARED_PARAMS, ERR_VECTOR_MODE, MODE_FIXED_SHARED,
+                    MODE_FIXED_SINGLE, MODE_FP32, OK)
 
 
 @njit(**INLINE)
@@ -97,6 +98,14 @@ def vadd(mem, cfg, a_at, b_at, dst_at, n, bn, prm_at, word_bits):
             for t in range(min(period, n - j0)):
                 v = fma_f32(np.float32(a[j0 + t]), fa, fma_f32(np.float32(b[t]), fb, fixed))
                 out[j0 + t] = clamp_output(round_fp32(v, 0, lo, hi), cmin, cmax, lo, hi)
+    elif cfg[CFG_MODE] == MODE_FIXED_SHARED:  # XNNPACK's add: one rounding at the shared shift o_sh
+        if a_m < 0 or b_m < 0 or o_sh < 1 or o_sh > 31:
+            return ERR_SHARED_PARAMS
+        half = np.int64(1) << (o_sh - 1)
+        for j0 in range(0, n, period):
+            for t in range(min(period, n - j0)):
+                acc = wrap32((a[j0 + t] - a_zp) * a_m + (b[t] - b_zp) * b_m + half)
+                out[j0 + t] = clamp_output(wrap32((acc >> o_sh) + zp), cmin, cmax, lo, hi)
     else:
         if cfg[CFG_MODE] > MODE_FIXED_SINGLE:
             return ERR_VECTOR_MODE

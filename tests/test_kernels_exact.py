@@ -252,6 +252,10 @@ def test_vadd(data):
     if cfg.mode == "fp32":
         f = (2.0 ** rng.uniform(-3, 1, 2)).astype(np.float32).view(np.int32)
         rec = [rng.integers(-128, 128), rng.integers(-128, 128), f[0], 0, f[1], 0, 0, 0, 0]
+    elif cfg.mode == "fixed_shared":  # multipliers near 2^20 at shifts near 20; sometimes out of range
+        shift = data.draw(st.sampled_from([20, 19, 22, 1, 31]) | st.integers(-2, 33))
+        rec = [rng.integers(-128, 128), rng.integers(-128, 128), rng.integers(-10, 1 << 22), 0,
+               rng.integers(0, 1 << 22), 0, 0, shift, 0]
     else:
         rec = [rng.integers(-128, 128), rng.integers(-128, 128), rng.integers(1 << 30, 1 << 31), rng.integers(-8, 1),
                rng.integers(1 << 30, 1 << 31), rng.integers(-8, 1), rng.integers(1 << 30, 1 << 31),

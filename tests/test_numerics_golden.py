@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from isa import Instruction
 from isa.quant import pack_int4, unpack_int4
 from isa.requant import (
     INT32_MAX,
@@ -19,6 +20,9 @@ from isa.requant import (
     srdhm,
     wrap,
 )
+from isa.semantics import MachineState, step
+
+from .kernel_harness import assert_same_state, run_kernel
 
 M_HALF = 1 << 30  # 0.5 in Q31
 
@@ -267,3 +271,24 @@ def test_fp64_away_uses_the_double_multiplier_not_m0():
 def test_fp64_words_round_trip():
     v = np.array([0.0, 1.0, 0.3, 1e-300, 2.0**-1074])
     assert np.array_equal(fp64_from_words(*fp64_words(v)), v)
+
+
+def test_xnnpack_add_rounds_once_ties_up():
+    """VADD fixed_shared is XNNPACK's qs8 add: (a-za)*am + (b-zb)*bm + 2^(s-1), shifted right by s.
+    Hand-checked: am = bm = 2^19 at s = 20 halves the sum, so odd sums are ties and go up
+    ((3 + 0) / 2 = 1.5 -> 2, (-3 + 0) / 2 = -1.5 -> -1); the zero points come off first."""
+    s = MachineState.create(16)
+    step(s, Instruction("CONFIG", a="s8", w="s8", o="s8", mode="fixed_shared", o_zp=-5, clamp_min=-112,
+                        clamp_max=127))
+    s.buffers["INP"][:4] = [13, 7, 10 + 100, 10 - 120]      # a, a_zp = 10
+    s.buffers["OUT"][:4] = [-20, -20, -20 + 100, -20 - 100]  # b, b_zp = -20
+    s.buffers["PRM"][:9] = [10, -20, 1 << 19, 0, 1 << 19, 0, 0, 20, 0]
+    ins = Instruction("VADD", a_buf="INP", a=0, b_buf="OUT", b=0, dst_buf="OUT", dst=8, n=4, prm=0)
+    golden = s.copy()
+    step(golden, ins)
+    # (3 + 0) / 2 -> 2; (-3 + 0) / 2 -> -1; 200 / 2 = 100; -220 / 2 = -110; + o_zp -5; clamp at -112
+    assert golden.buffers["OUT"][8:12].tolist() == [2 - 5, -1 - 5, 100 - 5, -112]
+    assert_same_state(golden, run_kernel(s, ins))
+    with pytest.raises(Exception, match="fixed_shared"):
+        bad = s.copy()
+        step(bad, Instruction("REQUANT", src=0, dst_buf="OUT", dst=0, prm=0, m=1, n=1))

@@ -262,3 +262,50 @@ def single_layer(kind: str, rng: np.random.Generator, *, n=1, h=7, w=9, c=5, out
         m.op(Op.FULLY_CONNECTED, [x, wi, bi], [y], *fc_options(act))
     m.inputs, m.outputs = [x], [y]
     return m.build()
+
+
+def _act_options(start, add_act, end, kind: int, act) -> tuple[int, Callable]:
+    def make(b):
+        start(b)
+        add_act(b, ACTS[act])
+        return end(b)
+
+    return kind, make
+
+
+def add_options(act=None) -> tuple[int, Callable]:
+    return _act_options(tflite.AddOptionsStart, tflite.AddOptionsAddFusedActivationFunction, tflite.AddOptionsEnd,
+                        Opt.AddOptions, act)
+
+
+def mul_options(act=None) -> tuple[int, Callable]:
+    return _act_options(tflite.MulOptionsStart, tflite.MulOptionsAddFusedActivationFunction, tflite.MulOptionsEnd,
+                        Opt.MulOptions, act)
+
+
+def _qparams(rng, dtype: str) -> tuple[np.float32, int]:
+    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+    return np.float32(rng.uniform(0.01, 0.1)), int(rng.integers(lo + 10, hi - 9))
+
+
+def binary_model(op: str, rng: np.random.Generator, shape_a, shape_b, *, act=None, dtype="int8",
+                 const_b: bool = False) -> bytes:
+    """ADD or MUL of two activations (or an activation and a constant), random quantization."""
+    m = Model()
+    (sa, za), (sb, zb) = _qparams(rng, dtype), _qparams(rng, dtype)
+    a = m.tensor("a", shape_a, dtype, sa, za)
+    data = None
+    if const_b:
+        lo, hi = (-128, 128) if dtype == "int8" else (0, 256)
+        data = rng.integers(lo, hi, size=shape_b).astype(dtype)
+    b = m.tensor("b", shape_b, dtype, sb, zb, data=data)
+    out_shape = tuple(np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
+    if op == "ADD":
+        sy = np.float32((sa + sb) * rng.uniform(0.6, 1.6))
+    else:
+        sy = np.float32(sa * sb * 40 * rng.uniform(0.5, 2.0))
+    y = m.tensor("y", out_shape, dtype, sy, _qparams(rng, dtype)[1])
+    code, opts = (Op.ADD, add_options(act)) if op == "ADD" else (Op.MUL, mul_options(act))
+    m.op(code, [a, b], [y], *opts)
+    m.inputs, m.outputs = ([a] if const_b else [a, b]), [y]
+    return m.build()

@@ -139,6 +139,7 @@ class QBinary:
     b: str
     output: str
     clamp: Optional[tuple[int, int]] = None
+    requant: str = "fp32"   # the VADD / VMUL mode: fp32 (ONNX Runtime), fixed_double / fixed_single (TFLite)
 
     @property
     def input(self) -> str:

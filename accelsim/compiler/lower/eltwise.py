@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from isa import Instruction
+from isa.requant import quantize_multiplier
 from isa.table import ADD_RECORD_WORDS, BY_MNEMONIC
 
 from ...chip import ChipConfig
@@ -113,7 +114,36 @@ def mul_record(a_zp: int, b_zp: int, ratio: np.float32) -> np.ndarray:
     return np.array([a_zp, b_zp, _f32_bits(ratio), 0], np.int64)
 
 
+#: TFLite's add: inputs shifted left by 20 bits before their rescale (8-bit operands)
+ADD_LEFT_SHIFT = 20
+
+
+def _multiplier(real: float, mode: str) -> tuple[int, int]:
+    return quantize_multiplier(real, single_rounding=mode == "fixed_single")
+
+
+def fixed_add_record(a_zp: int, b_zp: int, s_a: float, s_b: float, s_y: float, mode: str) -> np.ndarray:
+    """The 9-word VADD record in a fixed mode, as TFLite's add prepares it (doubles): each input
+    rescaled by s_in / (2 max(s_a, s_b)), the sum by 2 max(s_a, s_b) / (2^20 s_y)."""
+    twice_max = 2.0 * max(float(s_a), float(s_b))
+    am, ash = _multiplier(float(s_a) / twice_max, mode)
+    bm, bsh = _multiplier(float(s_b) / twice_max, mode)
+    om, osh = _multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_y)), mode)
+    return np.array([a_zp, b_zp, am, ash, bm, bsh, om, osh, ADD_LEFT_SHIFT], np.int64)
+
+
+def fixed_mul_record(a_zp: int, b_zp: int, s_a: float, s_b: float, s_y: float, mode: str) -> np.ndarray:
+    """The 4-word VMUL record in a fixed mode: QuantizeMultiplier(s_a * s_b / s_y) in doubles."""
+    m, shift = _multiplier(float(s_a) * float(s_b) / float(s_y), mode)
+    return np.array([a_zp, b_zp, m, shift], np.int64)
+
+
 def _record(node: QBinary, a, c, y) -> tuple[str, np.ndarray]:
+    if node.requant != "fp32":
+        scales = (float(a.scale), float(c.scale), float(y.scale), node.requant)
+        if isinstance(node, QMul):
+            return "VMUL", fixed_mul_record(a.zero_point, c.zero_point, *scales)
+        return "VADD", fixed_add_record(a.zero_point, c.zero_point, *scales)
     if isinstance(node, QMul):
         ratio = np.float32(np.float32(a.scale) * np.float32(c.scale)) / np.float32(y.scale)
         return "VMUL", mul_record(a.zero_point, c.zero_point, ratio)
@@ -127,7 +157,7 @@ def lower_binary(node: QBinary, b: ProgramBuilder) -> None:
     op, record = _record(node, a, c, y)
     param_addr = b.alloc(4 * record.size)
     b.place_words(param_addr, record)
-    config = {"a": a.dtype, "w": "s8", "o": y.dtype, "o_zp": y.zero_point, "mode": "fp32",
+    config = {"a": a.dtype, "w": "s8", "o": y.dtype, "o_zp": y.zero_point, "mode": node.requant,
               "a_mem": b.storage(a.name), "o_mem": b.storage(y.name),
               "clamp_min": node.clamp[0], "clamp_max": node.clamp[1]}
     bc = broadcast_of(a.shape, c.shape, a.rowmajor)
