@@ -18,7 +18,7 @@ from isa.table import ADD_RECORD_WORDS, BY_MNEMONIC
 
 from ...chip import ChipConfig
 from ..broadcast import Broadcast, broadcast_of
-from ..ir import QAdd, QBinary, QMul
+from ..ir import ModelError, QAdd, QBinary, QMul
 from ..records import LayerRecord
 from .builder import ProgramBuilder
 from .common import STREAM_TOKENS, bits_of, dram_types, slot_credits
@@ -133,12 +133,28 @@ def fixed_add_record(a_zp: int, b_zp: int, s_a: float, s_b: float, s_y: float, m
 
 
 def fixed_mul_record(a_zp: int, b_zp: int, s_a: float, s_b: float, s_y: float, mode: str) -> np.ndarray:
-    """The 4-word VMUL record in a fixed mode: QuantizeMultiplier(s_a * s_b / s_y) in doubles."""
-    m, shift = _multiplier(float(s_a) * float(s_b) / float(s_y), mode)
+    """The 4-word VMUL record in a fixed mode: QuantizeMultiplier of s_a * s_b / s_y, a float32
+    expression as TFLite's mul evaluates it."""
+    real = np.float32(np.float32(s_a) * np.float32(s_b)) / np.float32(s_y)
+    m, shift = _multiplier(float(real), mode)
     return np.array([a_zp, b_zp, m, shift], np.int64)
 
 
+def shared_add_record(a_zp: int, b_zp: int, s_a: float, s_b: float, s_y: float) -> np.ndarray:
+    """The 9-word VADD record in fixed_shared mode, as XNNPACK prepares its qs8 add: float32
+    ratios r = s_in / s_y, shift = 20 - exponent(max r), multipliers lrintf(r * 2^shift)."""
+    ra, rb = np.float32(s_a) / np.float32(s_y), np.float32(s_b) / np.float32(s_y)
+    exponent = int(np.array(max(ra, rb), np.float32).view(np.uint32) >> 23) - 127
+    shift = 20 - exponent
+    if not 1 <= shift <= 31:
+        raise ValueError(f"input / output scale ratios {float(ra):g}, {float(rb):g} are outside XNNPACK's add range")
+    am, bm = (int(np.rint(np.float32(np.ldexp(r, shift)))) for r in (ra, rb))
+    return np.array([a_zp, b_zp, am, 0, bm, 0, 0, shift, 0], np.int64)
+
+
 def _record(node: QBinary, a, c, y) -> tuple[str, np.ndarray]:
+    if node.requant == "fixed_shared":
+        return "VADD", shared_add_record(a.zero_point, c.zero_point, float(a.scale), float(c.scale), float(y.scale))
     if node.requant != "fp32":
         scales = (float(a.scale), float(c.scale), float(y.scale), node.requant)
         if isinstance(node, QMul):
@@ -154,7 +170,10 @@ def _record(node: QBinary, a, c, y) -> tuple[str, np.ndarray]:
 @lowers(QAdd, QMul)
 def lower_binary(node: QBinary, b: ProgramBuilder) -> None:
     a, c, y = b.tensor(node.a), b.tensor(node.b), b.tensor(node.output)
-    op, record = _record(node, a, c, y)
+    try:
+        op, record = _record(node, a, c, y)
+    except ValueError as e:
+        raise ModelError(node.name, node.op_type, str(e)) from None
     param_addr = b.alloc(4 * record.size)
     b.place_words(param_addr, record)
     config = {"a": a.dtype, "w": "s8", "o": y.dtype, "o_zp": y.zero_point, "mode": node.requant,

@@ -125,9 +125,10 @@ class TFLiteContext:
         return k < len(op.inputs) and op.inputs[k] >= 0
 
     # ---- fused activations
-    def clamp(self, op: TOp, y: QTensor, act: int) -> tuple[int, int]:
-        """The integer output range of a fused activation (TFLite's
-        CalculateActivationRangeQuantized: bounds quantized with round half away)."""
+    def clamp(self, op: TOp, y: QTensor, act: int, delegated: bool = False) -> tuple[int, int]:
+        """The integer output range of a fused activation: TFLite's CalculateActivationRangeQuantized
+        (z + round(f / s), halves away), or for an op the XNNPACK delegate takes (``delegated`` and
+        the engine is litert) XNNPACK's lrintf(f / s + z) (float32, halves to even)."""
         if act not in _ACTIVATIONS:
             raise self.fail(op, f"fused activation {act} is not supported (NONE, RELU, RELU_N1_TO_1, RELU6)")
         lo, hi = qrange(y.dtype)
@@ -135,6 +136,11 @@ class TFLiteContext:
         if bounds is None:
             return lo, hi
         f_lo, f_hi = bounds
+        if delegated and self.engine.xnnpack:
+            def xnn(f: float) -> int:
+                v = np.float32(f) / y.scale + np.float32(y.zero_point)
+                return int(np.rint(np.clip(v, np.float32(lo), np.float32(hi))))
+            return xnn(f_lo), (hi if f_hi is None else xnn(f_hi))
         lo = max(lo, y.zero_point + tflite_round(float(np.float32(f_lo) / y.scale)))
         if f_hi is not None:
             hi = min(hi, y.zero_point + tflite_round(float(np.float32(f_hi) / y.scale)))

@@ -51,8 +51,8 @@ def binary(ctx: TFLiteContext, op: TOp) -> None:
             raise ctx.fail(op, f"operand types {a.dtype}, {b.dtype} -> {y.dtype}: int8 or uint8 throughout")
     act = op.options.FusedActivationFunction() if op.options is not None else 0
     cls = QMul if op.op == "MUL" else QAdd
-    ctx.graph.nodes.append(cls(y.name, op.op, a.name, b.name, y.name, ctx.clamp(op, y, act),
-                               requant=ctx.engine.binary))
+    ctx.graph.nodes.append(cls(y.name, op.op, a.name, b.name, y.name, ctx.clamp(op, y, act, delegated=True),
+                               requant=ctx.engine.mul if op.op == "MUL" else ctx.engine.add))
 
 
 HANDLERS = {"ADD": binary, "MUL": binary}

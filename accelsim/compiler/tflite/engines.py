@@ -42,7 +42,9 @@ class Engine:
     name: str
     layers: dict
     depthwise_tail: Optional[str] = None   # int8 depthwise: mode of the last C mod 8 output channels
-    binary: str = "fixed_double"           # ADD / MUL
+    add: str = "fixed_double"              # ADD (VADD mode)
+    mul: str = "fixed_double"              # MUL (VMUL mode)
+    xnnpack: bool = False                  # the XNNPACK delegate takes the ops it supports
     quantize_input: Callable = quantize_away  # a float input's QUANTIZE
 
     def mode(self, kind: str, dtype: str) -> str:
@@ -66,7 +68,8 @@ def _modes(s8: tuple[str, str, str], u8: tuple[str, str, str]) -> dict:
 # connected layers and int8 depthwise; a uint8 depthwise stays on the built-in kernel, whose uint8
 # path rounds twice (gemmlowp) with no tail rule.
 ENGINES: dict[str, Engine] = {
-    "litert": Engine("litert", _modes(("fp32", "fp32", "fp32"), ("fp32", "fixed_double", "fp32")), binary="fp32"),
+    "litert": Engine("litert", _modes(("fp32", "fp32", "fp32"), ("fp32", "fixed_double", "fp32")), add="fixed_shared",
+                     mul="fp32", xnnpack=True),
     "litert-builtin": Engine("litert-builtin",
                              _modes(("fixed_double_up",) * 3, ("fixed_double_up", "fixed_double", "fixed_double_up")),
                              depthwise_tail="fixed_double"),

@@ -132,8 +132,9 @@ def _layer(ctx: TFLiteContext, op: TOp, x: QTensor, w: np.ndarray, w_dtype: str,
     bias = _bias(ctx, op, n_out)
     depthwise = group > 1 and group == c == n_out
     cls = QDepthwiseConv if depthwise else QConv
+    delegated = x.dtype == "s8" or not depthwise  # XNNPACK leaves a uint8 depthwise to the built-in kernel
     ctx.graph.nodes.append(cls(y.name, op.op, x.name, y.name, w, w_dtype, ws, wz, bias, tuple(stride), pads,
-                               tuple(dil), group, ctx.clamp(op, y, act), requant=mode, requant_tail=tail))
+                               tuple(dil), group, ctx.clamp(op, y, act, delegated), requant=mode, requant_tail=tail))
 
 
 def fully_connected(ctx: TFLiteContext, op: TOp) -> None:
@@ -167,6 +168,7 @@ def fully_connected(ctx: TFLiteContext, op: TOp) -> None:
         target = QTensor(f"{y.name}:rows", (rows, n_out), y.dtype, y.scale, y.zero_point)
         ctx.graph.tensors[target.name] = target
     ctx.graph.nodes.append(QConv(y.name, op.op, x.name, target.name, w.reshape(n_out, k, 1, 1), w_dtype, ws, wz,
-                                 _bias(ctx, op, n_out), clamp=ctx.clamp(op, y, act), requant=_mode(ctx, op, "fc", x)))
+                                 _bias(ctx, op, n_out), clamp=ctx.clamp(op, y, act, delegated=True),
+                                 requant=_mode(ctx, op, "fc", x)))
     if target is not y:
         ctx.graph.nodes.append(QReshape(y.name + ":view", "RESHAPE", target.name, y.name, nhwc=True))
