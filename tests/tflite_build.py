@@ -309,3 +309,52 @@ def binary_model(op: str, rng: np.random.Generator, shape_a, shape_b, *, act=Non
     m.op(code, [a, b], [y], *opts)
     m.inputs, m.outputs = ([a] if const_b else [a, b]), [y]
     return m.build()
+
+
+def pool_options(filt, stride, padding: str, act=None) -> tuple[int, Callable]:
+    def make(b):
+        tflite.Pool2DOptionsStart(b)
+        tflite.Pool2DOptionsAddPadding(b, Padding.SAME if padding == "same" else Padding.VALID)
+        tflite.Pool2DOptionsAddStrideW(b, stride[1])
+        tflite.Pool2DOptionsAddStrideH(b, stride[0])
+        tflite.Pool2DOptionsAddFilterWidth(b, filt[1])
+        tflite.Pool2DOptionsAddFilterHeight(b, filt[0])
+        tflite.Pool2DOptionsAddFusedActivationFunction(b, ACTS[act])
+        return tflite.Pool2DOptionsEnd(b)
+
+    return Opt.Pool2DOptions, make
+
+
+def pool_model(op: str, rng: np.random.Generator, shape, filt, stride, padding="same", *, act=None, dtype="int8",
+               same_quant: bool = True) -> bytes:
+    """AVERAGE_POOL_2D or MAX_POOL_2D of one NHWC activation."""
+    m = Model()
+    s, z = _qparams(rng, dtype)
+    x = m.tensor("x", shape, dtype, s, z)
+    oh, ow = (conv_out(shape[i], filt[i - 1], stride[i - 1], 1, padding) for i in (1, 2))
+    so, zo = (s, z) if same_quant else _qparams(rng, dtype)
+    y = m.tensor("y", (shape[0], oh, ow, shape[3]), dtype, so, zo)
+    m.op(Op.AVERAGE_POOL_2D if op == "avg" else Op.MAX_POOL_2D, [x], [y], *pool_options(filt, stride, padding, act))
+    m.inputs, m.outputs = [x], [y]
+    return m.build()
+
+
+def mean_model(rng: np.random.Generator, shape, axes, keep_dims: bool, *, dtype="int8", same_quant=False) -> bytes:
+    """MEAN over constant axes."""
+    m = Model()
+    s, z = _qparams(rng, dtype)
+    x = m.tensor("x", shape, dtype, s, z)
+    ax = m.tensor("axes", (len(axes),), "int32", data=np.asarray(axes, np.int32))
+    out = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keep_dims else \
+        tuple(d for i, d in enumerate(shape) if i not in axes)
+    so, zo = (s, z) if same_quant else (np.float32(s * rng.uniform(0.3, 1.5)), _qparams(rng, dtype)[1])
+    y = m.tensor("y", out, dtype, so, zo)
+
+    def make(b):
+        tflite.ReducerOptionsStart(b)
+        tflite.ReducerOptionsAddKeepDims(b, keep_dims)
+        return tflite.ReducerOptionsEnd(b)
+
+    m.op(Op.MEAN, [x, ax], [y], Opt.ReducerOptions, make)
+    m.inputs, m.outputs = [x], [y]
+    return m.build()

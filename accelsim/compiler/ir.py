@@ -161,9 +161,13 @@ class QAvgPool(PoolWindow):
     """Average pooling over a window (``count`` = kernel size, or the taps inside the input when
     count_include_pad = 0).  Same quantization in and out: the exact integer mean, ties to even;
     otherwise y = sat(rint(float32(S) * float32(s_in / (s_out * count))) + z_out), S the exact sum
-    of (x - z_in) (docs/numerics.md, section 4)."""
+    of (x - z_in) (docs/numerics.md, section 4).  ``codes``: TFLite's mean of the codes whatever
+    the quantization, ``away``: its ties away from zero, ``clamp``: a fused activation."""
 
     count_include_pad: bool = False
+    codes: bool = False
+    away: bool = False
+    clamp: Optional[tuple[int, int]] = None
 
 
 @dataclass

@@ -183,7 +183,7 @@ def _runs(counts: list[int], p0: int, m: int) -> list[list[int]]:
 
 
 def _avg_runs(runs: list[list[int]], slot: int, a_slot: int, o_slot: int, window: int, n: int, cc: int, prm: int,
-              divide: Optional[tuple[list[int], int]]) -> list[Instruction]:
+              divide: Optional[tuple[list[int], int, int]]) -> list[Instruction]:
     """REQUANT (requantizing) or AVGPOOL (exact mean) per run; the first claims the tile's tokens,
     the last hands them on."""
     prog = []
@@ -195,7 +195,7 @@ def _avg_runs(runs: list[list[int]], slot: int, a_slot: int, o_slot: int, window
         else:
             prog.append(Instruction("AVGPOOL", src_buf="INP", src=slot * a_slot + q0 * window * n,
                                     dst_buf="OUT", dst=slot * o_slot + q0 * n, m=rn, r=window, c=n,
-                                    divisor=divide[0][j], even=1, pop_prev=first, pop_next=first,
+                                    divisor=divide[0][j], even=divide[2], pop_prev=first, pop_next=first,
                                     push_prev=last, push_next=last))
     return prog
 
@@ -213,7 +213,7 @@ def _avg_tile_sizes(layer: PoolLayer, chip: ChipConfig, n_tables: int, requant: 
 
 def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: list[int], *, input_addr: int,
                     param_addr: int, output_addr: int, credits: bool = True,
-                    divide: Optional[tuple[list[int], int]] = None) -> tuple[list[Instruction], int]:
+                    divide: Optional[tuple[list[int], int, int]] = None) -> tuple[list[Instruction], int]:
     """Average pooling, one instruction per run of output pixels that divide by the same count.
 
     Requantizing (``divide`` None): LOADWIN (padding reads the input zero point), SUMPOOL of
@@ -221,8 +221,9 @@ def avgpool_program(layer: PoolLayer, chip: ChipConfig, config: dict, counts: li
     among the parameter tables at ``param_addr``: table j holds, chunk by chunk (at
     12 * c0 + 12 * C * j), bias 0, the fp32 scale s_in / (s_out * divisor_j) and shift 0.
 
-    Same quantization in and out (``divide`` = (divisors, pad value)): LOADWIN, then AVGPOOL of
-    the raw values per run, an exact integer division rounded half to even.
+    Same quantization in and out (``divide`` = (divisors, pad value, even)): LOADWIN, then AVGPOOL
+    of the raw values per run, an exact integer division rounded half to even (``even`` 1) or
+    half away from zero (0).
 
     Returns the instructions and the channel chunk size.
     """
@@ -289,11 +290,12 @@ def lower_avgpool(node: QAvgPool, b: ProgramBuilder) -> None:
     if min(per_pixel) == 0:
         raise ModelError(node.name, node.op_type, "a pooling window lies entirely in the padding")
     divisors = sorted(set(per_pixel))
-    same = (x.scale, x.zero_point, x.dtype) == (y.scale, y.zero_point, y.dtype)
-    divide = (divisors, x.zero_point if node.count_include_pad else 0) if same else None
+    same = (x.scale, x.zero_point, x.dtype) == (y.scale, y.zero_point, y.dtype) or node.codes
+    divide = (divisors, x.zero_point if node.count_include_pad else 0, int(not node.away)) if same else None
     param_addr = b.at if divide is not None else b.alloc(12 * x.shape[1] * len(divisors))
     try:
-        body, cc = avgpool_program(layer, b.chip, _pool_config(x, y, b), [divisors.index(d) for d in per_pixel],
+        body, cc = avgpool_program(layer, b.chip, _pool_config(x, y, b, node.clamp),
+                                   [divisors.index(d) for d in per_pixel],
                                    input_addr=b.addr(x.name), param_addr=param_addr, output_addr=b.addr(y.name),
                                    divide=divide)
     except ValueError as e:

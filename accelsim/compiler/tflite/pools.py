@@ -1,0 +1,84 @@
+"""AVERAGE_POOL_2D and MAX_POOL_2D on the pooling unit, MEAN on the host (reduce.py).
+
+TFLite's int8 average pool divides the sum of the codes in the window's in-image taps by their
+count, ties away from zero, whatever the in and out quantization (only the activation bounds
+come from the output's); no kernel set delegates it.  Max pooling never reads its padding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import QAvgPool, QHost, QLut, QMaxPool, QTensor
+from .context import TFLiteContext
+from .layers import pads_of
+from .load import TOp
+from .reduce import mean
+from .tables import codes_of
+
+#: MEAN: the kernel each engine runs
+_MEAN_KERNEL = {"litert": "xnn", "litert-builtin": "opt", "litert-ref": "ref", "tflm": "ref"}
+
+
+def _window(ctx: TFLiteContext, op: TOp):
+    x = ctx.q(op, 0)
+    o = op.options
+    if len(x.shape) != 4:
+        raise ctx.fail(op, f"input rank {len(x.shape)}: pools take NHWC tensors")
+    k, stride = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
+    if min(k) < 1 or min(stride) < 1:
+        raise ctx.fail(op, f"filter {k} and strides {stride} must be at least 1")
+    pads = pads_of(o.Padding(), x.shape[2:], k, stride, (1, 1))
+    y = ctx.out(op, like=x)
+    oh = (x.shape[2] + pads[0] + pads[2] - k[0]) // stride[0] + 1
+    ow = (x.shape[3] + pads[1] + pads[3] - k[1]) // stride[1] + 1
+    if tuple(y.shape) != (x.shape[0], x.shape[1], oh, ow) or y.dtype != x.dtype:
+        raise ctx.fail(op, f"the output is declared {ctx.tensor(op.outputs[0]).shape}, the pool makes "
+                           f"{(x.shape[0], oh, ow, x.shape[1])} of {x.dtype}")
+    return x, y, k, stride, pads, o.FusedActivationFunction()
+
+
+def average_pool(ctx: TFLiteContext, op: TOp) -> None:
+    x, y, k, stride, pads, act = _window(ctx, op)
+    ctx.graph.nodes.append(QAvgPool(y.name, op.op, x.name, y.name, k, stride, pads, codes=True, away=True,
+                                    clamp=ctx.clamp(op, y, act)))
+
+
+def max_pool(ctx: TFLiteContext, op: TOp) -> None:
+    """The maximum of the in-image taps; a fused activation clamps it after (a table)."""
+    x, y, k, stride, pads, act = _window(ctx, op)
+    if (x.scale, x.zero_point) != (y.scale, y.zero_point) and act:
+        raise ctx.fail(op, "a fused activation with in and out quantization apart")
+    if not act:
+        ctx.graph.nodes.append(QMaxPool(y.name, op.op, x.name, y.name, k, stride, pads))
+        return
+    pooled = QTensor(f"{y.name}:max", y.shape, y.dtype, y.scale, y.zero_point)
+    ctx.graph.tensors[pooled.name] = pooled
+    ctx.graph.nodes.append(QMaxPool(pooled.name, op.op, x.name, pooled.name, k, stride, pads))
+    lo, hi = ctx.clamp(op, y, act, delegated=True)
+    table = np.zeros(256, np.int64)
+    codes = codes_of(y)
+    table[codes & 255] = np.clip(codes, lo, hi)
+    ctx.graph.nodes.append(QLut(y.name, "fused activation", pooled.name, y.name, table))
+
+
+def reduce_mean(ctx: TFLiteContext, op: TOp) -> None:
+    """MEAN over constant axes, on the host in the engine's arithmetic."""
+    x = ctx.q(op, 0)
+    rank = len(x.shape)
+    axes = tuple(sorted({int(a) % rank for a in np.asarray(ctx.const(op, 1, "axes")).ravel()}))
+    keep = bool(op.options.KeepDims()) if op.options is not None else False
+    y = ctx.out(op)
+    kernel = _MEAN_KERNEL[ctx.engine.name] if ctx.engine.name in _MEAN_KERNEL else "ref"
+    xq, yq = x, y
+
+    def fn(ins: list) -> np.ndarray:
+        codes = ins[0].transpose(0, 2, 3, 1) if rank == 4 else ins[0]  # the host gets NCHW; TFLite is NHWC
+        out = mean(kernel, codes, axes, keep, xq, yq).reshape(ctx_shape)
+        return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
+
+    t = ctx.tensor(op.outputs[0])
+    ctx_shape = (t.shape[0] * ctx.batch,) + tuple(t.shape[1:]) if t.shape else ()
+    ctx.graph.nodes.append(QHost(y.name, op.op, (x.name,), y.name, fn))
+
+
+HANDLERS = {"AVERAGE_POOL_2D": average_pool, "MAX_POOL_2D": max_pool, "MEAN": reduce_mean}
