@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from .litert_ref import ENGINES, differing, random_codes
-from .tflite_build import binary_model, mean_model, pool_model
+from .tflite_build import binary_model, concat_model, mean_model, pool_model, unary_model
 
 BINARY = [((2, 9, 7, 13), (2, 9, 7, 13)), ((1, 5, 6, 7), (1, 1, 1, 7)), ((3, 11), (1,)), ((1, 4, 4, 3), (3,))]
 
@@ -62,4 +62,49 @@ def test_mean_matches_litert(engine, dtype):
                 raw = mean_model(rng, shape, axes, keep, dtype=dtype, same_quant=same)
                 d, n = differing(raw, random_codes(rng, raw), engine)
                 bad, total = bad + d, total + n
+    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+def test_logistic_matches_litert(engine, dtype):
+    """Every code of random input quantizations: XNNPACK's table (a double exp, ties even) and the
+    built-in one (expf, ties away)."""
+    rng = np.random.default_rng(len(engine) * 5 + len(dtype))
+    bad = total = 0
+    for _ in range(12):
+        raw = unary_model("LOGISTIC", rng, (1, 16, 16), dtype=dtype)
+        feeds = {"x": np.arange(256).reshape(1, 16, 16).astype(np.int16) + (-128 if dtype == "int8" else 0)}
+        d, n = differing(raw, {"x": feeds["x"].astype(dtype)}, engine)
+        bad, total = bad + d, total + n
+    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("types", [("int8", "int8"), ("int8", "uint8"), ("uint8", "int8"), ("uint8", "uint8")])
+def test_requantize_matches_litert(engine, types):
+    """QUANTIZE of an integer tensor: the optimized kernel rounds its blocks of 16 half up and its
+    tail half away (37 and 45 elements have tails, 32 none), XNNPACK by its own 8-bit multiplier."""
+    rng = np.random.default_rng(len(engine) + len(types[0]) * 3 + len(types[1]))
+    bad = total = 0
+    for shape in [(1, 37), (1, 3, 5, 3), (2, 16), (1, 1, 45)]:
+        for _ in range(4):
+            raw = unary_model("QUANTIZE", rng, shape, dtype=types[0], out_dtype=types[1])
+            d, n = differing(raw, random_codes(rng, raw), engine)
+            bad, total = bad + d, total + n
+    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_concatenation_matches_litert(engine):
+    """Equal quantization: a copy on any axis; uint8 inputs quantized apart: TFLite's float32
+    requantization, ties away (int8 must share the output's quantization: LiteRT refuses others)."""
+    rng = np.random.default_rng(len(engine))
+    bad = total = 0
+    for shapes, axis in [([(1, 4, 5, 3), (1, 4, 5, 7)], 3), ([(1, 2, 5, 3), (1, 3, 5, 3)], 1),
+                         ([(2, 7), (2, 9), (2, 1)], 1), ([(1, 4, 2, 3), (1, 4, 3, 3)], 2)]:
+        for dtype, same in [("int8", True), ("uint8", True), ("uint8", False)]:
+            raw = concat_model(rng, shapes, axis, dtype=dtype, same_quant=same)
+            d, n = differing(raw, random_codes(rng, raw), engine)
+            bad, total = bad + d, total + n
     assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"

@@ -358,3 +358,42 @@ def mean_model(rng: np.random.Generator, shape, axes, keep_dims: bool, *, dtype=
     m.op(Op.MEAN, [x, ax], [y], Opt.ReducerOptions, make)
     m.inputs, m.outputs = [x], [y]
     return m.build()
+
+
+def unary_model(op: str, rng: np.random.Generator, shape, *, dtype="int8", out_dtype=None, out_q=None) -> bytes:
+    """LOGISTIC (output scale 1/256 as TFLite wants it) or QUANTIZE (a requantization to
+    ``out_dtype``) of one activation."""
+    m = Model()
+    s, z = _qparams(rng, dtype)
+    s = np.float32(s * rng.uniform(0.5, 3.0))
+    x = m.tensor("x", shape, dtype, s, z)
+    out_dtype = out_dtype or dtype
+    if out_q is None:
+        if op == "LOGISTIC":
+            out_q = (np.float32(1 / 256), -128 if out_dtype == "int8" else 0)
+        else:
+            out_q = (np.float32(s * rng.uniform(0.3, 3.0)), _qparams(rng, out_dtype)[1])
+    y = m.tensor("y", shape, out_dtype, *out_q)
+    m.op(Op.LOGISTIC if op == "LOGISTIC" else Op.QUANTIZE, [x], [y])
+    m.inputs, m.outputs = [x], [y]
+    return m.build()
+
+
+def concat_model(rng: np.random.Generator, shapes, axis: int, *, dtype="int8", same_quant=True, act=None) -> bytes:
+    """CONCATENATION of activations along ``axis``."""
+    m = Model()
+    q = _qparams(rng, dtype)
+    xs = [m.tensor(f"x{i}", sh, dtype, *(q if same_quant else _qparams(rng, dtype))) for i, sh in enumerate(shapes)]
+    out = list(shapes[0])
+    out[axis] = sum(sh[axis] for sh in shapes)
+    y = m.tensor("y", out, dtype, *q)
+
+    def make(b):
+        tflite.ConcatenationOptionsStart(b)
+        tflite.ConcatenationOptionsAddAxis(b, axis)
+        tflite.ConcatenationOptionsAddFusedActivationFunction(b, ACTS[act])
+        return tflite.ConcatenationOptionsEnd(b)
+
+    m.op(Op.CONCATENATION, xs, [y], Opt.ConcatenationOptions, make)
+    m.inputs, m.outputs = xs, [y]
+    return m.build()

@@ -225,13 +225,16 @@ class QCopy:
 class QLut:
     """An elementwise map of an 8-bit (or 4-bit) tensor given as a 256-entry table indexed by the
     element's code (its low 8 bits): e.g. Q(f(DQ(x))) for a standalone activation f.  A (C, 256)
-    table maps each channel (NCHW axis 1) by its own row (a BatchNormalization)."""
+    table maps each channel (NCHW axis 1) by its own row (a BatchNormalization); ``tail``: the
+    elements from an index on take another table (LiteRT's vector loops round their tail apart)."""
 
     name: str
     op_type: str
     input: str
     output: str
     table: np.ndarray
+    tail: Optional[tuple[int, int, np.ndarray]] = None  # (period, first element, table): element e in DRAM
+    #                                                     order with e % period >= first takes this table
 
 
 @dataclass

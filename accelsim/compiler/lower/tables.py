@@ -146,7 +146,25 @@ def lower_lut(node: QLut, b: ProgramBuilder) -> None:
         _per_channel(node, b)
         return
     x = b.tensor(node.input)
+    if node.tail is not None:
+        _emit_pieces(node, b, _flat_runs(node, x, b), [x])
+        return
     _emit_pieces(node, b, _slices(node, [x], [node.table], b), [x])
+
+
+def _flat_runs(node: QLut, x: QTensor, b: ProgramBuilder) -> list[dict]:
+    """Two runs per period of the DRAM order (one per image): the elements before the tail's first
+    through ``table``, the rest through the tail's (8-bit elements)."""
+    y = b.tensor(node.output)
+    if min(bits_of(b.storage(x.name)), bits_of(b.storage(y.name))) < 8:
+        raise ModelError(node.name, node.op_type, "a table with a tail needs 8-bit elements")
+    period, k, tail = node.tail
+    rows = int(np.prod(y.shape)) // period
+    xb, yb = bits_of(b.storage(x.name)) // 8, bits_of(b.storage(y.name)) // 8
+    runs = [(0, k, _place_table(b, node.table)), (k, period, _place_table(b, tail))]
+    return [{"src": b.addr(x.name) + e0 * xb, "dst": b.addr(y.name) + e0 * yb, "src_type": b.storage(x.name),
+             "dst_type": b.storage(y.name), "rows": rows, "cols": e1 - e0, "src_pitch": period,
+             "dst_pitch": period, "table": table} for e0, e1, table in runs if e1 > e0]
 
 
 def _concat_table(t: QTensor, y: QTensor, clamp):

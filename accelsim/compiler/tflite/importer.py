@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..ir import ModelError, QGraph
-from . import eltwise, io, layers, movement, pools, state
+from . import eltwise, io, layers, movement, pools, state, unary
 from .context import TFLiteContext
 from .engines import DEFAULT_ENGINE, engine as engine_named
 from .load import TFLiteFile, TOp
@@ -26,7 +26,7 @@ HANDLERS: dict[str, Handler] = {
     "RESHAPE": movement.reshape, "SQUEEZE": movement.reshape, "EXPAND_DIMS": movement.reshape,
     "PAD": movement.pad, "PADV2": movement.pad, "STRIDED_SLICE": movement.strided_slice,
     "SPLIT": movement.split, "SPLIT_V": movement.split, "CONCATENATION": movement.concatenation,
-    **eltwise.HANDLERS, **pools.HANDLERS, **io.HANDLERS, **state.HANDLERS,
+    **eltwise.HANDLERS, **pools.HANDLERS, **unary.HANDLERS, **io.HANDLERS, **state.HANDLERS,
 }
 
 

@@ -62,8 +62,8 @@ def graph_outputs(ctx: TFLiteContext) -> None:
 
 def quantize(ctx: TFLiteContext, op: TOp) -> None:
     """QUANTIZE inside the graph: an integer tensor requantized (a table); a float one is refused."""
-    from .tables import requantize_table
     from ..ir import QLut
+    from .tables import requantize_tables
 
     src = ctx.tensor(op.inputs[0])
     if src.type == "FLOAT32":
@@ -72,7 +72,12 @@ def quantize(ctx: TFLiteContext, op: TOp) -> None:
     y = ctx.out(op)
     if x.dtype not in ("s8", "u8") or y.dtype not in ("s8", "u8"):
         raise ctx.fail(op, f"requantizes {x.dtype} to {y.dtype}; the chip's tables take 8-bit codes")
-    ctx.graph.nodes.append(QLut(y.name, op.op, x.name, y.name, requantize_table(ctx.engine, x, y)))
+    period = int(np.prod(y.shape)) // ctx.batch  # LiteRT runs one image per invocation
+    table, tail = requantize_tables(ctx.engine, x, y, period)
+    if tail is not None and tail[0] in (0, period):  # one run: all blocks, or all tail
+        table, tail = (tail[1] if tail[0] == 0 else table), None
+    ctx.graph.nodes.append(QLut(y.name, op.op, x.name, y.name, table,
+                                None if tail is None else (period, tail[0], tail[1])))
 
 
 def dequantize(ctx: TFLiteContext, op: TOp) -> None:
