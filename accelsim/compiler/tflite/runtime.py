@@ -13,14 +13,16 @@ from .load import TFLiteFile
 KERNEL_SETS = {"litert": "AUTO", "litert-builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "litert-ref": "BUILTIN_REF"}
 
 
-def interpreter(model: TFLiteFile, engine: str):
-    """A LiteRT interpreter of the model in ``engine``'s kernel set, tensors allocated.  Raises
-    ImportError without ai-edge-litert, ValueError for an engine LiteRT does not run (tflm)."""
+def interpreter(model: TFLiteFile, engine: str, preserve: bool = False):
+    """A LiteRT interpreter of the model in ``engine``'s kernel set, tensors allocated (every
+    intermediate tensor kept readable with ``preserve``).  Raises ImportError without
+    ai-edge-litert, ValueError for an engine LiteRT does not run (tflm)."""
     if engine not in KERNEL_SETS:
         raise ValueError(f"engine {engine!r} has no LiteRT kernel set (LiteRT runs {', '.join(KERNEL_SETS)})")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=model.raw, experimental_op_resolver_type=getattr(OpResolverType, KERNEL_SETS[engine]))
+    it = Interpreter(model_content=model.raw, experimental_op_resolver_type=getattr(OpResolverType, KERNEL_SETS[engine]),
+                     experimental_preserve_all_tensors=preserve)
     it.allocate_tensors()
     return it
 
