@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .litert_ref import ENGINES, differing, random_codes
-from .tflite_build import binary_model, concat_model, mean_model, pool_model, unary_model
+from accelsim.compiler.tflite import parse_tflite
+
+from .litert_ref import ENGINES, chip, differing, random_codes, reference
+from .tflite_build import binary_model, concat_model, float_io_model, mean_model, pool_model, unary_model
 
 BINARY = [((2, 9, 7, 13), (2, 9, 7, 13)), ((1, 5, 6, 7), (1, 1, 1, 7)), ((3, 11), (1,)), ((1, 4, 4, 3), (3,))]
 
@@ -108,3 +110,19 @@ def test_concatenation_matches_litert(engine):
             d, n = differing(raw, random_codes(rng, raw), engine)
             bad, total = bad + d, total + n
     assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float_input_and_output_match_litert(engine):
+    """A float input quantized by each engine's QUANTIZE (exact ties s * (k + 1/2), values far out
+    of range) and a float output from its DEQUANTIZE: the same float32 values as LiteRT's."""
+    rng = np.random.default_rng(len(engine) + 40)
+    for shape in [(1, 3, 5, 7), (1, 4, 4, 8), (1, 1, 1, 3)]:
+        raw = float_io_model(rng, shape)
+        s = float(parse_tflite(raw).main.tensors[1].scale[0])
+        x = rng.normal(0, 3, size=shape).astype(np.float32)
+        ties = ((rng.integers(-140, 140, size=shape) + 0.5) * s).astype(np.float32)
+        x = np.where(rng.random(shape) < 0.5, ties, x).astype(np.float32)
+        x.flat[0], x.flat[-1] = 1e10, -3e9
+        want, got = reference(raw, {"x": x}, engine)["y"], chip(raw, {"x": x}, engine)["y"]
+        assert got.dtype == np.float32 and np.array_equal(got, want), (engine, shape)

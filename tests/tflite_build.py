@@ -397,3 +397,24 @@ def concat_model(rng: np.random.Generator, shapes, axis: int, *, dtype="int8", s
     m.op(Op.CONCATENATION, xs, [y], Opt.ConcatenationOptions, make)
     m.inputs, m.outputs = xs, [y]
     return m.build()
+
+
+def float_io_model(rng: np.random.Generator, shape, out_c: int = 4) -> bytes:
+    """A float32 input QUANTIZEd to int8, a 1x1 conv, a DEQUANTIZE to a float32 output."""
+    m = Model()
+    n, h, w, c = shape
+    s_in, z_in = _qparams(rng, "int8")
+    xf = m.tensor("x", shape, "float32")
+    xq = m.tensor("xq", shape, "int8", s_in, z_in)
+    wt, ws = _weights(rng, (out_c, 1, 1, c), out_c)
+    wi = m.tensor("w", wt.shape, "int8", ws, 0, data=wt)
+    bi = m.tensor("b", (out_c,), "int32", (s_in * ws).astype(np.float32), 0,
+                  data=rng.integers(-500, 500, out_c).astype(np.int32))
+    s_out = np.float32(float(s_in) * float(ws.mean()) * 60 * np.sqrt(c) * 3 / 100)
+    yq = m.tensor("yq", (n, h, w, out_c), "int8", s_out, int(rng.integers(-20, 20)))
+    yf = m.tensor("y", (n, h, w, out_c), "float32")
+    m.op(Op.QUANTIZE, [xf], [xq])
+    m.op(Op.CONV_2D, [xq, wi, bi], [yq], *conv_options((1, 1), "same", None))
+    m.op(Op.DEQUANTIZE, [yq], [yf])
+    m.inputs, m.outputs = [xf], [yf]
+    return m.build()

@@ -288,6 +288,7 @@ class QGraph:
     file_layout: bool = False
     code_io: set = field(default_factory=set)               # inputs / outputs given and returned as codes
     input_quantizers: dict = field(default_factory=dict)    # float input -> fn(x, QTensor) -> codes
+    output_dequantizers: dict = field(default_factory=dict)  # float output -> fn(codes, QTensor) -> float32
     output_shapes: dict = field(default_factory=dict)       # output -> its shape in the file's layout
     states: dict = field(default_factory=dict)              # state input -> (state output, initial codes)
 

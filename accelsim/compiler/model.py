@@ -51,7 +51,7 @@ def _file_output(g: QGraph, fname: str, q: np.ndarray) -> np.ndarray:
     q = np.asarray(q).reshape(g.output_shapes[fname])
     if fname in g.code_io:
         return q.astype(_CODE_TYPES[t.dtype])
-    return np.float32(t.scale) * (q.astype(np.int64) - t.zero_point).astype(np.float32)
+    return g.output_dequantizers[fname](q, t)
 
 
 def nchw_to_nhwc(q: np.ndarray) -> np.ndarray:

@@ -16,19 +16,7 @@ importer gives every layer the REQUANT mode (isa.requant.MODES) of that engine's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
-
-import numpy as np
-
-from isa.quant import qrange
-
-
-def quantize_away(x: np.ndarray, t) -> np.ndarray:
-    """TFLite's AffineQuantize: round(x / s) with halves away from zero, + z, saturated (float32
-    division)."""
-    v = np.asarray(x, np.float32) / np.float32(t.scale)
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    return np.clip(r.astype(np.int64) + t.zero_point, *qrange(t.dtype))
+from typing import Optional
 
 
 #: the layer kinds whose requant mode an engine sets, per activation type
@@ -45,7 +33,7 @@ class Engine:
     add: str = "fixed_double"              # ADD (VADD mode)
     mul: str = "fixed_double"              # MUL (VMUL mode)
     xnnpack: bool = False                  # the XNNPACK delegate takes the ops it supports
-    quantize_input: Callable = quantize_away  # a float input's QUANTIZE
+    io: str = "ref"                        # the QUANTIZE / DEQUANTIZE kernels at the model's edges
 
     def mode(self, kind: str, dtype: str) -> str:
         """The REQUANT mode of a ``kind`` layer on ``dtype`` activations (s8 or u8)."""
@@ -69,10 +57,10 @@ def _modes(s8: tuple[str, str, str], u8: tuple[str, str, str]) -> dict:
 # path rounds twice (gemmlowp) with no tail rule.
 ENGINES: dict[str, Engine] = {
     "litert": Engine("litert", _modes(("fp32", "fp32", "fp32"), ("fp32", "fixed_double", "fp32")), add="fixed_shared",
-                     mul="fp32", xnnpack=True),
+                     mul="fp32", xnnpack=True, io="xnn"),
     "litert-builtin": Engine("litert-builtin",
                              _modes(("fixed_double_up",) * 3, ("fixed_double_up", "fixed_double", "fixed_double_up")),
-                             depthwise_tail="fixed_double"),
+                             depthwise_tail="fixed_double", io="opt"),
     "litert-ref": Engine("litert-ref", _modes(("fixed_double", "fixed_double", "fp64_away"),
                                               ("fixed_double", "fixed_double", "fp64_away"))),
     "tflm": Engine("tflm", _modes(("fixed_double",) * 3, ("fixed_double",) * 3)),

@@ -4,7 +4,11 @@ output comes from a DEQUANTIZE (both on the host, with the engine's rounding).""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
+
+from isa.quant import qrange
 
 from ..ir import ModelError
 from .context import TFLiteContext
@@ -35,7 +39,7 @@ def graph_inputs(ctx: TFLiteContext) -> None:
             q = ctx.out(users[0])
             ctx.consumed.add(users[0].index)
             g.inputs[t.name] = q.name
-            g.input_quantizers[t.name] = ctx.engine.quantize_input
+            g.input_quantizers[t.name] = partial(quantize_float, ctx.engine.io, images=ctx.batch)
         else:
             q = ctx.add(None, idx)
             g.inputs[t.name] = q.name
@@ -51,6 +55,7 @@ def graph_outputs(ctx: TFLiteContext) -> None:
         t = ctx.tensor(idx)
         if idx in ctx.dequantized:
             g.outputs[t.name] = ctx.dequantized[idx]
+            g.output_dequantizers[t.name] = partial(dequantize_codes, ctx.engine.io, images=ctx.batch)
         elif idx in ctx.q_of:
             g.outputs[t.name] = ctx.q_of[idx]
             g.code_io.add(t.name)
@@ -88,9 +93,74 @@ def dequantize(ctx: TFLiteContext, op: TOp) -> None:
     ctx.dequantized[op.outputs[0]] = ctx.q_of[op.inputs[0]]
 
 
-def dequantize_codes(q: np.ndarray, scale: np.float32, zero_point: int) -> np.ndarray:
-    """TFLite's DEQUANTIZE: float32(scale) * float32(q - z)."""
-    return np.float32(scale) * (np.asarray(q, np.int64) - zero_point).astype(np.float32)
+INT32_MIN = -(1 << 31)
+
+
+def _to_int32(v: np.ndarray, even: bool) -> np.ndarray:
+    """x86's float -> int32 conversion: truncation (C's cast) or ties to even (cvtps2dq); NaN and
+    values outside int32 become INT32_MIN."""
+    v = np.asarray(v, np.float64)
+    ok = np.isfinite(v) & (v > -2147483649.0) & (v < 2147483648.0)
+    r = np.rint(np.where(ok, v, 0)) if even else np.trunc(np.where(ok, v, 0))
+    return np.where(ok, r, INT32_MIN).astype(np.int64)
+
+
+def _round_away(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v)
+    t = np.trunc(v)
+    return t + np.where(np.abs(v - t) >= 0.5, np.sign(v), 0).astype(v.dtype)
+
+
+def _per_image(fn, x: np.ndarray, images: int) -> np.ndarray:
+    """``fn`` over each image's elements in the file's order (LiteRT runs one image per invocation)."""
+    flat = np.asarray(x).reshape(images, -1)
+    return np.stack([fn(row) for row in flat]).reshape(np.shape(x))
+
+
+def quantize_float(kernel: str, x: np.ndarray, t, images: int = 1) -> np.ndarray:
+    """A float input's QUANTIZE: ``ref`` round(float32(x / s)) halves away; ``opt`` (LiteRT's
+    optimized kernel) its 8-element blocks as ties-even(float32(x * (1 / s))), the tail
+    round(double(x) / s); ``xnn`` ties-even(float32(x * (1 / s))) clamped to the type first.
+    Conversions out of int32 give INT32_MIN and wrap with the zero point, as LiteRT does."""
+    lo, hi = qrange(t.dtype)
+    s, z = np.float32(t.scale), t.zero_point
+    inv = np.float32(np.float32(1) / s)
+
+    def wrap_clip(v: np.ndarray) -> np.ndarray:
+        return np.clip(((v + z + (1 << 31)) & 0xFFFFFFFF) - (1 << 31), lo, hi)
+
+    def one(row: np.ndarray) -> np.ndarray:
+        row = np.asarray(row, np.float32)
+        if kernel == "xnn":
+            v = np.clip((row * inv).astype(np.float32), np.float32(lo - z), np.float32(hi - z))
+            return np.rint(v).astype(np.int64) + z
+        if kernel == "opt":
+            k = row.size - row.size % 8
+            body = _to_int32((row[:k] * inv).astype(np.float32), even=True)
+            tail = _to_int32(_round_away(row[k:].astype(np.float64) / np.float64(s)), even=False)
+            return wrap_clip(np.concatenate([body, tail]))
+        return wrap_clip(_to_int32(_round_away((row / s).astype(np.float32)), even=False))
+
+    return _per_image(one, x, images)
+
+
+def dequantize_codes(kernel: str, q: np.ndarray, t, images: int = 1) -> np.ndarray:
+    """A float output's DEQUANTIZE: float32(double(s) * (q - z)) (``ref``, ``xnn``); the optimized
+    kernel's 8-element blocks float32(q * s) + float32(-z * s), two roundings."""
+    s, z = np.float32(t.scale), t.zero_point
+
+    def ref(row: np.ndarray) -> np.ndarray:
+        return (np.float64(s) * (np.asarray(row, np.int64) - z).astype(np.float64)).astype(np.float32)
+
+    def one(row: np.ndarray) -> np.ndarray:
+        if kernel != "opt":
+            return ref(row)
+        k = row.size - row.size % 8
+        zs = np.float32(-z * np.float64(s))
+        body = ((np.asarray(row[:k], np.int64).astype(np.float32) * s).astype(np.float32) + zs).astype(np.float32)
+        return np.concatenate([body, ref(row[k:])])
+
+    return _per_image(one, q, images).astype(np.float32)
 
 
 HANDLERS = {"QUANTIZE": quantize, "DEQUANTIZE": dequantize}
