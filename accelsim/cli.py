@@ -322,6 +322,22 @@ def _budgets(specs: list[str]) -> dict[str, float]:
     return out
 
 
+def _float_tflite(path: str):
+    """The float ONNX model a full-integer TFLite file stands for (co-design re-quantizes it)."""
+    from .compiler.tflite import load_tflite
+    from .compiler.tflite.to_onnx import float_onnx
+
+    return float_onnx(load_tflite(path))
+
+
+def _nchw_samples(a: np.ndarray, model, path: str) -> np.ndarray:
+    """Samples in a TFLite file's layout (NHWC, floats) in the float model's order."""
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if a.ndim != len(dims):
+        raise CliError(f"{path}: samples of rank {a.ndim}; the model's input has rank {len(dims)}")
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 else a
+
+
 def cmd_codesign(args: argparse.Namespace) -> None:
     import importlib.util
 
@@ -335,8 +351,9 @@ def cmd_codesign(args: argparse.Namespace) -> None:
     from .compiler import ModelError, load_model
     from .evaluate import load_data
 
+    tflite = is_tflite(args.model)
     try:
-        model = load_model(args.model)
+        model = _float_tflite(args.model) if tflite else load_model(args.model)
     except ModelError as e:
         raise CliError(f"{args.model}: {e}") from None
     calib = _load_array(args.calib)
@@ -344,6 +361,8 @@ def cmd_codesign(args: argparse.Namespace) -> None:
         x, y = load_data(args.data, args.labels, model.graph.input[0].name)
     except ValueError as e:
         raise CliError(str(e)) from None
+    if tflite:  # the file's NHWC samples, in the float model's NCHW order
+        calib, x = (_nchw_samples(a, model, path) for a, path in ((calib, args.calib), (x, args.data)))
     chip = _load_chip(args.chip)
     budgets = _budgets(args.budget or [])
     floor = budgets.pop("accuracy", None)

@@ -418,3 +418,48 @@ def float_io_model(rng: np.random.Generator, shape, out_c: int = 4) -> bytes:
     m.op(Op.DEQUANTIZE, [yq], [yf])
     m.inputs, m.outputs = [xf], [yf]
     return m.build()
+
+
+def small_cnn(rng: np.random.Generator, *, h=12, w=12, c=3, classes=5) -> bytes:
+    """conv 3x3 (relu6) -> depthwise 3x3 stride 2 (relu) -> conv 1x1 (relu) -> MEAN over H, W ->
+    fully connected -> SOFTMAX-free logits: a MobileNet-shaped int8 model, per-channel weights."""
+    m = Model()
+    s, z = np.float32(0.02), -10
+    x = m.tensor("x", (1, h, w, c), "int8", s, z)
+
+    def layer(kind, inp, shape_in, out_c, k, stride, act, s_in):
+        ws_shape = {"conv": (out_c, k, k, shape_in[3]), "dw": (1, k, k, shape_in[3])}[kind]
+        n_out = out_c if kind == "conv" else shape_in[3]
+        wt, ws = _weights(rng, ws_shape, n_out)
+        wi = m.tensor(f"w{len(m.tensors)}", wt.shape, "int8", ws, 0, axis=0 if kind == "conv" else 3, data=wt)
+        bi = m.tensor(f"b{len(m.tensors)}", (n_out,), "int32", (s_in * ws).astype(np.float32), 0,
+                      data=rng.integers(-300, 300, n_out).astype(np.int32))
+        oh, ow = (conv_out(shape_in[i], k, stride, 1, "same") for i in (1, 2))
+        depth = k * k * (shape_in[3] if kind == "conv" else 1)
+        s_out = np.float32(float(s_in) * float(ws.mean()) * 60 * np.sqrt(depth) * 70 / 100)
+        y = m.tensor(f"a{len(m.tensors)}", (1, oh, ow, n_out), "int8", s_out, -128 if act else 0)
+        if kind == "conv":
+            m.op(Op.CONV_2D, [inp, wi, bi], [y], *conv_options((stride, stride), "same", act))
+        else:
+            m.op(Op.DEPTHWISE_CONV_2D, [inp, wi, bi], [y], *depthwise_options((stride, stride), "same", act, 1))
+        return y, (1, oh, ow, n_out), s_out
+
+    a, shape, sa = layer("conv", x, (1, h, w, c), 8, 3, 1, "relu6", s)
+    a, shape, sa = layer("dw", a, shape, 8, 3, 2, "relu", sa)
+    a, shape, sa = layer("conv", a, shape, 16, 1, 1, "relu", sa)
+    axes = m.tensor("axes", (2,), "int32", data=np.array([1, 2], np.int32))
+    pooled = m.tensor("pooled", (1, 1, 1, 16), "int8", sa, -128)
+
+    def reducer(b):
+        tflite.ReducerOptionsStart(b)
+        tflite.ReducerOptionsAddKeepDims(b, True)
+        return tflite.ReducerOptionsEnd(b)
+
+    m.op(Op.MEAN, [a, axes], [pooled], Opt.ReducerOptions, reducer)
+    wt, ws = _weights(rng, (classes, 16), classes)
+    wi = m.tensor("fc_w", wt.shape, "int8", ws, 0, data=wt)
+    bi = m.tensor("fc_b", (classes,), "int32", (sa * ws).astype(np.float32), 0, data=np.zeros(classes, np.int32))
+    y = m.tensor("logits", (1, classes), "int8", np.float32(float(sa) * float(ws.mean()) * 400), 0)
+    m.op(Op.FULLY_CONNECTED, [pooled, wi, bi], [y], *fc_options(None))
+    m.inputs, m.outputs = [x], [y]
+    return m.build()
