@@ -126,3 +126,18 @@ def test_float_input_and_output_match_litert(engine):
         x.flat[0], x.flat[-1] = 1e10, -3e9
         want, got = reference(raw, {"x": x}, engine)["y"], chip(raw, {"x": x}, engine)["y"]
         assert got.dtype == np.float32 and np.array_equal(got, want), (engine, shape)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+def test_softmax_matches_litert(engine, dtype):
+    """Rows of 10 and 37 codes: the reference kernel's gemmlowp fixed point, the optimized kernel's
+    float table (XNNPACK takes no int8 softmax)."""
+    rng = np.random.default_rng(len(engine) * 11 + len(dtype))
+    bad = total = 0
+    for shape in [(4, 10), (1, 37), (2, 3, 5, 10), (1, 1, 1, 37)]:
+        for _ in range(4):
+            raw = unary_model("SOFTMAX", rng, shape, dtype=dtype)
+            d, n = differing(raw, random_codes(rng, raw), engine)
+            bad, total = bad + d, total + n
+    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"

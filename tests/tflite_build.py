@@ -361,7 +361,7 @@ def mean_model(rng: np.random.Generator, shape, axes, keep_dims: bool, *, dtype=
 
 
 def unary_model(op: str, rng: np.random.Generator, shape, *, dtype="int8", out_dtype=None, out_q=None) -> bytes:
-    """LOGISTIC (output scale 1/256 as TFLite wants it) or QUANTIZE (a requantization to
+    """LOGISTIC or SOFTMAX (output scale 1/256 as TFLite wants it) or QUANTIZE (a requantization to
     ``out_dtype``) of one activation."""
     m = Model()
     s, z = _qparams(rng, dtype)
@@ -369,12 +369,20 @@ def unary_model(op: str, rng: np.random.Generator, shape, *, dtype="int8", out_d
     x = m.tensor("x", shape, dtype, s, z)
     out_dtype = out_dtype or dtype
     if out_q is None:
-        if op == "LOGISTIC":
+        if op in ("LOGISTIC", "SOFTMAX"):
             out_q = (np.float32(1 / 256), -128 if out_dtype == "int8" else 0)
         else:
             out_q = (np.float32(s * rng.uniform(0.3, 3.0)), _qparams(rng, out_dtype)[1])
     y = m.tensor("y", shape, out_dtype, *out_q)
-    m.op(Op.LOGISTIC if op == "LOGISTIC" else Op.QUANTIZE, [x], [y])
+    if op == "SOFTMAX":
+        def make(b):
+            tflite.SoftmaxOptionsStart(b)
+            tflite.SoftmaxOptionsAddBeta(b, 1.0)
+            return tflite.SoftmaxOptionsEnd(b)
+
+        m.op(Op.SOFTMAX, [x], [y], Opt.SoftmaxOptions, make)
+    else:
+        m.op(Op.LOGISTIC if op == "LOGISTIC" else Op.QUANTIZE, [x], [y])
     m.inputs, m.outputs = [x], [y]
     return m.build()
 

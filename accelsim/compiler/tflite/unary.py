@@ -1,7 +1,9 @@
-"""Elementwise activations of 8-bit codes as tables on VLUT: LOGISTIC in each engine's
-arithmetic (tables.py)."""
+"""Activations: LOGISTIC as a table on VLUT in each engine's arithmetic (tables.py), SOFTMAX on the
+host (softmax.py)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..ir import QLut
 from .context import TFLiteContext
@@ -18,3 +20,30 @@ def logistic(ctx: TFLiteContext, op: TOp) -> None:
 
 
 HANDLERS = {"LOGISTIC": logistic}
+
+
+def softmax(ctx: TFLiteContext, op: TOp) -> None:
+    """SOFTMAX over the file's last axis, on the host; TFLite takes outputs of scale 1/256 and zero
+    point -128 (int8) or 0 (uint8)."""
+    from ..ir import QHost
+    from .softmax import softmax as host_softmax
+
+    x = ctx.q(op, 0)
+    y = ctx.out(op)
+    want = (np.float32(1 / 256), -128 if y.dtype == "s8" else 0)
+    if x.dtype not in ("s8", "u8") or y.dtype != x.dtype or (y.scale, y.zero_point) != want:
+        raise ctx.fail(op, f"takes 8-bit codes and gives scale 1/256, zero point {want[1]} (not {y.scale}, "
+                           f"{y.zero_point} of {y.dtype})")
+    beta = float(op.options.Beta()) if op.options is not None else 1.0
+    kernel = "opt" if ctx.engine.name in ("litert", "litert-builtin") else "ref"
+    rank = len(x.shape)
+
+    def fn(ins: list) -> np.ndarray:
+        codes = ins[0].transpose(0, 2, 3, 1) if rank == 4 else ins[0]  # the host gets NCHW; TFLite's axis is last
+        out = host_softmax(kernel, codes, float(x.scale), beta, float(y.scale), y.zero_point, y.dtype)
+        return out.transpose(0, 3, 1, 2) if rank == 4 else out
+
+    ctx.graph.nodes.append(QHost(y.name, op.op, (x.name,), y.name, fn))
+
+
+HANDLERS["SOFTMAX"] = softmax
