@@ -132,7 +132,9 @@ def test_float_input_and_output_match_litert(engine):
 @pytest.mark.parametrize("dtype", ["int8", "uint8"])
 def test_softmax_matches_litert(engine, dtype):
     """Rows of 10 and 37 codes: the reference kernel's gemmlowp fixed point, the optimized kernel's
-    float table (XNNPACK takes no int8 softmax)."""
+    float table (XNNPACK takes no int8 softmax).  The two rules round alike on almost every input
+    (they part only where p * 256 falls within ~1e-7 of a half): test_gemmlowp_softmax_pieces checks
+    the fixed-point one on its own."""
     rng = np.random.default_rng(len(engine) * 11 + len(dtype))
     bad = total = 0
     for shape in [(4, 10), (1, 37), (2, 3, 5, 10), (1, 1, 1, 37)]:
@@ -141,3 +143,18 @@ def test_softmax_matches_litert(engine, dtype):
             d, n = differing(raw, random_codes(rng, raw), engine)
             bad, total = bad + d, total + n
     assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+
+
+def test_gemmlowp_softmax_pieces():
+    """exp_on_negative_values of Q5.26 inputs is exp within 5e-7 (in Q0.31); one over one plus x
+    is 1 / (1 + x) within 1e-8 (Q0.31 both); rows of equal codes give 256 / n of the lowest code."""
+    from accelsim.compiler.tflite.softmax import _one_over_one_plus_x, exp_on_negative_values, softmax_ref
+
+    x = -np.linspace(0, 31, 2001)
+    e = exp_on_negative_values(np.round(x * 2**26).astype(np.int64)) / 2**31
+    assert np.abs(e - np.exp(np.round(x * 2**26) / 2**26)).max() < 5e-7
+    v = np.linspace(0, 0.999, 999)
+    r = _one_over_one_plus_x(np.round(v * 2**31).astype(np.int64)) / 2**31
+    assert np.abs(r - 1 / (1 + np.round(v * 2**31) / 2**31)).max() < 1e-8
+    for n in (2, 4, 8, 10):
+        assert (softmax_ref(np.zeros((1, n), np.int64), 0.05, 1.0, -128, 127) == round(256 / n) - 128).all()

@@ -56,7 +56,7 @@ def exp_on_negative_values(a: np.ndarray) -> np.ndarray:
 
 
 def _one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
-    """gemmlowp one_over_one_plus_x_for_x_in_0_1 (three Newton-Raphson steps), Q0.31 in, Q2.29 out."""
+    """gemmlowp one_over_one_plus_x_for_x_in_0_1 (three Newton-Raphson steps), Q0.31 in and out."""
     s = np.asarray(a, np.int64) + INT32_MAX
     half = np.where(s >= 0, (s + 1) // 2, -((1 - s) // 2))  # RoundingHalfSum, truncating
     x = 1515870810 + srdhm(half, -1010580540)
