@@ -55,5 +55,5 @@ def import_tflite(model: TFLiteFile, engine: str = DEFAULT_ENGINE, batch: int = 
     g.file_layout = True
     g.input_shapes = dict(g.input_shapes)
     if not g.outputs:
-        raise ModelError("", "", f"{model.path or 'the model'}: no output is a quantized tensor the chip makes")
+        raise ModelError("", "", "no output is a quantized tensor the chip makes")
     return g

@@ -152,7 +152,7 @@ def parse_tflite(raw: bytes, path: str = "") -> TFLiteFile:
     from tflite.TensorType import TensorType
 
     if len(raw) < 8 or raw[4:8] != b"TFL3":
-        raise ModelError("", "", f"{path or 'the model'} is not a TFLite flatbuffer (no TFL3 identifier)")
+        raise ModelError("", "", "not a TFLite flatbuffer (no TFL3 identifier)")
     try:
         model = tflite.Model.GetRootAsModel(raw, 0)
         op_names, type_names, option_names = _names(BuiltinOperator), _names(TensorType), _names(BuiltinOptions)
@@ -165,9 +165,9 @@ def parse_tflite(raw: bytes, path: str = "") -> TFLiteFile:
     except ModelError:
         raise
     except Exception as e:  # a truncated or corrupt flatbuffer
-        raise ModelError("", "", f"{path or 'the model'}: cannot read the flatbuffer ({type(e).__name__}: {e})") from None
+        raise ModelError("", "", f"cannot read the flatbuffer, truncated or corrupt ({type(e).__name__}: {e})") from None
     if not subgraphs:
-        raise ModelError("", "", f"{path or 'the model'} has no subgraph")
+        raise ModelError("", "", "the flatbuffer has no subgraph")
     desc = model.Description().decode(errors="replace") if model.Description() else ""
     return TFLiteFile(subgraphs, path, desc, raw)
 
@@ -177,5 +177,5 @@ def load_tflite(path: str | Path) -> TFLiteFile:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
-        raise ModelError("", "", f"cannot read {path}: {e.strerror or e}") from None
+        raise ModelError("", "", f"cannot read the file: {e.strerror or e}") from None
     return parse_tflite(raw, str(path))
