@@ -58,11 +58,15 @@ class _Gen:
         self.image[at:at + data.size] = data
 
     # ---- one instruction (or two) of each kind
+    def mode(self) -> str:
+        """A requant mode; fixed_shared (VADD's alone, a fault in REQUANT and VMUL) one time in ten."""
+        return "fixed_shared" if self.int(0, 9) == 0 else self.pick([m for m in REQUANT_MODES if m != "fixed_shared"])
+
     def config(self) -> list[Instruction]:
         o = self.pick(MAC_DTYPES)
         lo, hi = _range(o)
         return [Instruction("CONFIG", a=self.a, w=self.w, o=o, acc_bits=self.pick([32, 16, 48, 24]),
-                            mode=self.pick(REQUANT_MODES), a_zp=self.int(*_range(self.a)) // 4,
+                            mode=self.mode(), a_zp=self.int(*_range(self.a)) // 4,
                             w_zp=self.int(*_range(self.w)) // 4, o_zp=self.int(lo, hi) // 4,
                             clamp_min=lo, clamp_max=hi)]
 
