@@ -9,7 +9,8 @@ import pytest
 from accelsim.compiler.tflite import parse_tflite
 
 from .litert_ref import ENGINES, chip, differing, random_codes, reference
-from .tflite_build import binary_model, concat_model, float_io_model, mean_model, pool_model, unary_model
+from .tflite_build import (binary_model, concat_model, float_io_model, mean_model, pad_model, pool_model,
+                          unary_model)
 
 BINARY = [((2, 9, 7, 13), (2, 9, 7, 13)), ((1, 5, 6, 7), (1, 1, 1, 7)), ((3, 11), (1,)), ((1, 4, 4, 3), (3,))]
 
@@ -158,3 +159,36 @@ def test_gemmlowp_softmax_pieces():
     assert np.abs(r - 1 / (1 + np.round(v * 2**31) / 2**31)).max() < 1e-8
     for n in (2, 4, 8, 10):
         assert (softmax_ref(np.zeros((1, n), np.int64), 0.05, 1.0, -128, 127) == round(256 / n) - 128).all()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pad_matches_litert(engine):
+    rng = np.random.default_rng(len(engine) + 90)
+    for shape, paddings, dtype in [((1, 5, 7, 3), [[0, 0], [1, 2], [0, 3], [0, 0]], "int8"),
+                                   ((2, 3, 3, 4), [[0, 0], [2, 2], [1, 1], [0, 0]], "uint8"),
+                                   ((3, 7), [[0, 0], [4, 1]], "int8")]:
+        raw = pad_model(rng, shape, paddings, dtype=dtype)
+        assert differing(raw, random_codes(rng, raw), engine)[0] == 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_batch_runs_as_that_many_invocations(engine):
+    """At batch 3 every image rounds as LiteRT's invocation on it alone: the optimized kernels'
+    block-and-tail rules restart per image (a requantization of 37 codes by 1/4, ties everywhere:
+    32 in blocks, 5 in the tail; a float input of 45 values: 40 and 5)."""
+    from accelsim.compiler.tflite import TFLiteCompiler
+
+    rng = np.random.default_rng(len(engine) + 7)
+    ties = dict(in_q=(np.float32(0.05), 0), out_q=(np.float32(0.2), 128))  # s_x / s_y = 1/4: halves to round
+    for raw, dtype in [(unary_model("QUANTIZE", rng, (1, 37), dtype="int8", out_dtype="uint8", **ties), np.int8),
+                       (float_io_model(rng, (1, 3, 5, 3)), np.float32)]:
+        f = parse_tflite(raw)
+        shape = f.main.tensors[f.main.inputs[0]].shape
+        if dtype == np.int8:
+            x = rng.integers(-128, 128, size=(3,) + tuple(shape[1:])).astype(np.int8)
+        else:
+            x = ((rng.integers(-100, 100, size=(3,) + tuple(shape[1:])) + 0.5) *
+                 float(f.main.tensors[1].scale[0])).astype(np.float32)
+        got = next(iter(TFLiteCompiler(f, engine=engine).compile({"x": x.shape}).run({"x": x})[0].values()))
+        want = np.concatenate([next(iter(reference(raw, {"x": x[i:i + 1]}, engine).values())) for i in range(3)])
+        assert got.shape == want.shape and np.array_equal(got, want), engine

@@ -360,12 +360,13 @@ def mean_model(rng: np.random.Generator, shape, axes, keep_dims: bool, *, dtype=
     return m.build()
 
 
-def unary_model(op: str, rng: np.random.Generator, shape, *, dtype="int8", out_dtype=None, out_q=None) -> bytes:
+def unary_model(op: str, rng: np.random.Generator, shape, *, dtype="int8", out_dtype=None, out_q=None,
+                in_q=None) -> bytes:
     """LOGISTIC or SOFTMAX (output scale 1/256 as TFLite wants it) or QUANTIZE (a requantization to
     ``out_dtype``) of one activation."""
     m = Model()
     s, z = _qparams(rng, dtype)
-    s = np.float32(s * rng.uniform(0.5, 3.0))
+    s, z = in_q if in_q is not None else (np.float32(s * rng.uniform(0.5, 3.0)), z)
     x = m.tensor("x", shape, dtype, s, z)
     out_dtype = out_dtype or dtype
     if out_q is None:
@@ -469,5 +470,18 @@ def small_cnn(rng: np.random.Generator, *, h=12, w=12, c=3, classes=5) -> bytes:
     bi = m.tensor("fc_b", (classes,), "int32", (sa * ws).astype(np.float32), 0, data=np.zeros(classes, np.int32))
     y = m.tensor("logits", (1, classes), "int8", np.float32(float(sa) * float(ws.mean()) * 400), 0)
     m.op(Op.FULLY_CONNECTED, [pooled, wi, bi], [y], *fc_options(None))
+    m.inputs, m.outputs = [x], [y]
+    return m.build()
+
+
+def pad_model(rng: np.random.Generator, shape, paddings, *, dtype="int8") -> bytes:
+    """PAD with constant paddings (the fill is the zero point)."""
+    m = Model()
+    q = _qparams(rng, dtype)
+    x = m.tensor("x", shape, dtype, *q)
+    p = m.tensor("paddings", (len(shape), 2), "int32", data=np.asarray(paddings, np.int32))
+    out = tuple(d + a + b for d, (a, b) in zip(shape, paddings))
+    y = m.tensor("y", out, dtype, *q)
+    m.op(Op.PAD, [x, p], [y])
     m.inputs, m.outputs = [x], [y]
     return m.build()
