@@ -192,3 +192,17 @@ def test_a_batch_runs_as_that_many_invocations(engine):
         got = next(iter(TFLiteCompiler(f, engine=engine).compile({"x": x.shape}).run({"x": x})[0].values()))
         want = np.concatenate([next(iter(reference(raw, {"x": x[i:i + 1]}, engine).values())) for i in range(3)])
         assert got.shape == want.shape and np.array_equal(got, want), engine
+
+
+def test_mean_over_h_and_w_runs_on_the_chip_where_a_mode_expresses_it():
+    """The reference and optimized rules become SUMPOOL + REQUANT (the optimized one with its tail
+    of C mod 16 channels in fixed_double); XNNPACK's float rule stays on the host."""
+    from accelsim.compiler.ir import QGlobalAvgPool, QHost
+    from accelsim.compiler.tflite import import_tflite
+
+    raw = mean_model(np.random.default_rng(1), (1, 4, 4, 37), (1, 2), True, same_quant=True)
+    kinds = {e: import_tflite(parse_tflite(raw), e).nodes[0] for e in ("litert", "litert-builtin", "litert-ref")}
+    assert isinstance(kinds["litert"], QHost)
+    assert isinstance(kinds["litert-ref"], QGlobalAvgPool) and kinds["litert-ref"].requant == "fixed_double"
+    opt = kinds["litert-builtin"]
+    assert isinstance(opt, QGlobalAvgPool) and (opt.requant, opt.requant_tail) == ("fixed_double_up", (32, "fixed_double"))

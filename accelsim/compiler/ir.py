@@ -118,13 +118,22 @@ class QMaxPool(PoolWindow):
 
 @dataclass
 class QGlobalAvgPool:
-    """Global average pooling: y = requant_fp32(sum(x - z_in), s_in / (s_out * H * W)) + z_out."""
+    """Global average pooling: y = requant_fp32(sum(x - z_in), s_in / (s_out * H * W)) + z_out.
+
+    A fixed-point ``requant`` mode (TFLite's MEAN) takes ``multiplier`` (M0, shift) for every
+    channel, sums (x - ``sum_zero_point``) and adds ``out_offset`` after the requantization;
+    ``requant_tail`` (first channel, mode) rounds the last channels another way."""
 
     name: str
     op_type: str
     input: str
     output: str
     clamp: Optional[tuple[int, int]] = None
+    requant: str = "fp32"
+    multiplier: Optional[tuple[int, int]] = None
+    sum_zero_point: Optional[int] = None
+    out_offset: Optional[int] = None
+    requant_tail: Optional[tuple[int, str]] = None
 
 
 @dataclass

@@ -104,12 +104,16 @@ def lower_maxpool(node: QMaxPool, b: ProgramBuilder) -> None:
 
 # ------------------------------------------------------------------------------------------ global average
 def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config: dict, *, input_addr: int,
-                           param_addr: int, output_addr: int, credits: bool = True, images: int = 1) -> list[Instruction]:
+                           param_addr: int, output_addr: int, credits: bool = True, images: int = 1,
+                           tail: Optional[tuple[int, str]] = None) -> list[Instruction]:
     """Per image: SUMPOOL over chunks of at most 1023 positions (accumulating), then REQUANT and
     STORE of its C outputs (``pixels`` per image; images one after another in DRAM).
 
     The parameter table at ``param_addr`` holds bias[C] = 0, the fp32 scale s_in / (s_out * HW)
-    [C] and shift[C] = 0; CONFIG's a_zp makes SUMPOOL sum (x - z_in).
+    [C] and shift[C] = 0 (or a fixed mode's M0 and shift); CONFIG's a_zp makes SUMPOOL sum
+    (x - a_zp).  ``tail`` (first channel k, mode): two REQUANTs per image, channels [0, k) in
+    CONFIG's mode and [k, C) in the tail's (a CONFIG between them; the tables of the two runs lie
+    one after the other).
     """
     words = chip.buffer_words()
     config, a_mem, o_mem = dram_types(config)
@@ -130,8 +134,16 @@ def global_avgpool_program(pixels: int, channels: int, chip: ChipConfig, config:
             prog.append(Instruction("SUMPOOL", src_buf="INP", src=slot * slot_words, acc=0, m=1, r=r, c=channels,
                                     accumulate=int(i > 0), pop_prev=1, push_prev=1))
         out = (n % 2) * channels
-        prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=out, prm=0, m=1, n=channels, pop_next=1,
-                                push_next=1))
+        if tail is None:
+            prog.append(Instruction("REQUANT", src=0, dst_buf="OUT", dst=out, prm=0, m=1, n=channels, pop_next=1,
+                                    push_next=1))
+        else:
+            k, mode = tail
+            prog += [Instruction("REQUANT", src=0, dst_buf="OUT", dst=out, prm=0, m=1, n=k, pop_next=1),
+                     Instruction("CONFIG", **{**config, "mode": mode}),
+                     Instruction("REQUANT", src=k, dst_buf="OUT", dst=out + k, prm=3 * k, m=1, n=channels - k,
+                                 push_next=1),
+                     Instruction("CONFIG", **config)]
         prog.append(Instruction("STORE", buf="OUT", dtype=o_mem, dram=output_addr + n * channels * o_bits // 8, sram=out,
                                 x=channels, y=1, y_stride=0, pop_prev=1, push_prev=1))
     return prog
@@ -149,17 +161,29 @@ def _scale_table(channels: int, scale: np.float32) -> np.ndarray:
                            np.zeros(channels, np.int64)])
 
 
+def _fixed_tables(node: QGlobalAvgPool, c: int) -> np.ndarray:
+    """bias 0, M0 and shift for every channel: one table, or two (before and from the tail)."""
+    m0, shift = node.multiplier
+    k = node.requant_tail[0] if node.requant_tail else c
+    run = lambda n: np.concatenate([np.zeros(n, np.int64), np.full(n, m0, np.int64), np.full(n, shift, np.int64)])
+    return np.concatenate([run(k), run(c - k)]) if k < c else run(c)
+
+
 @lowers(QGlobalAvgPool)
 def lower_global_avgpool(node: QGlobalAvgPool, b: ProgramBuilder) -> None:
     x, y = b.tensor(node.input), b.tensor(node.output)
     n, c, h, wd = x.shape
-    scale = np.float32(x.scale) / (np.float32(y.scale) * np.float32(h * wd))  # ONNX Runtime's order
     param_addr = b.alloc(12 * c)
-    b.place_words(param_addr, _scale_table(c, scale))
+    config = _pool_config(x, y, b, node.clamp)
+    if node.requant == "fp32":
+        scale = np.float32(x.scale) / (np.float32(y.scale) * np.float32(h * wd))  # ONNX Runtime's order
+        b.place_words(param_addr, _scale_table(c, scale))
+    else:
+        b.place_words(param_addr, _fixed_tables(node, c))
+        config.update(mode=node.requant, a_zp=node.sum_zero_point, o_zp=node.out_offset)
     try:
-        body = global_avgpool_program(h * wd, c, b.chip, _pool_config(x, y, b, node.clamp),
-                                      input_addr=b.addr(x.name), param_addr=param_addr, output_addr=b.addr(y.name),
-                                      images=n)
+        body = global_avgpool_program(h * wd, c, b.chip, config, input_addr=b.addr(x.name), param_addr=param_addr,
+                                      output_addr=b.addr(y.name), images=n, tail=node.requant_tail)
     except ValueError as e:
         raise ModelError(node.name, node.op_type, str(e)) from None
     b.emit(body, _record(node, x, y))

@@ -1,4 +1,5 @@
-"""AVERAGE_POOL_2D and MAX_POOL_2D on the pooling unit, MEAN on the host (reduce.py).
+"""AVERAGE_POOL_2D and MAX_POOL_2D on the pooling unit; MEAN over H and W there too where a
+fixed-point mode expresses the engine's rule, else on the host (reduce.py).
 
 TFLite's int8 average pool divides the sum of the codes in the window's in-image taps by their
 count, ties away from zero, whatever the in and out quantization (only the activation bounds
@@ -6,9 +7,15 @@ come from the output's); no kernel set delegates it.  Max pooling never reads it
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import numpy as np
 
-from ..ir import QAvgPool, QHost, QLut, QMaxPool, QTensor
+from isa.quant import qrange
+from isa.requant import quantize_multiplier
+
+from ..ir import QAvgPool, QGlobalAvgPool, QHost, QLut, QMaxPool, QTensor
 from .context import TFLiteContext
 from .layers import pads_of
 from .load import TOp
@@ -61,14 +68,46 @@ def max_pool(ctx: TFLiteContext, op: TOp) -> None:
     ctx.graph.nodes.append(QLut(y.name, "fused activation", pooled.name, y.name, table))
 
 
+def _chip_mean(kernel: str, keep: bool, x: QTensor, y: QTensor) -> Optional[QGlobalAvgPool]:
+    """MEAN over H and W as SUMPOOL + REQUANT in a fixed mode (reduce.py's ref and opt rules), or
+    None where the chip cannot take it (XNNPACK's float rule; an output offset outside the type)."""
+    n, c, h, w = x.shape
+    count = h * w
+    if kernel == "opt" and keep:
+        temp = np.float32(np.float32(x.zero_point) * x.scale) / y.scale
+        temp = np.float32(temp + np.float32(0.5)) if temp > 0 else np.float32(temp - np.float32(0.5))
+        offset = y.zero_point - int(temp)
+        m0, shift = quantize_multiplier(float(np.float32(x.scale / np.float32(np.float32(count) * y.scale))))
+        blocks = c - c % 16
+        mode, tail = ("fixed_double_up", (blocks, "fixed_double") if 0 < blocks < c else None) if blocks else \
+            ("fixed_double", None)
+        lo, hi = qrange(y.dtype)
+        if not lo <= offset <= hi:
+            return None
+        return QGlobalAvgPool(y.name, "MEAN", x.name, y.name, requant=mode, multiplier=(m0, shift), sum_zero_point=0,
+                              out_offset=offset, requant_tail=tail)
+    if kernel == "xnn":
+        return None
+    m, sh = quantize_multiplier(float(np.float64(x.scale) / np.float64(y.scale)))
+    k = min(int(math.log2(count)), 32, 31 + sh)
+    return QGlobalAvgPool(y.name, "MEAN", x.name, y.name, requant="fixed_double", multiplier=((m << k) // count, sh - k),
+                          sum_zero_point=x.zero_point, out_offset=y.zero_point)
+
+
 def reduce_mean(ctx: TFLiteContext, op: TOp) -> None:
-    """MEAN over constant axes, on the host in the engine's arithmetic."""
+    """MEAN over constant axes in the engine's arithmetic: on the pooling unit over H and W of an
+    NHWC tensor where a fixed-point mode expresses it, else on the host."""
     x = ctx.q(op, 0)
     rank = len(x.shape)
     axes = tuple(sorted({int(a) % rank for a in np.asarray(ctx.const(op, 1, "axes")).ravel()}))
     keep = bool(op.options.KeepDims()) if op.options is not None else False
     y = ctx.out(op)
     kernel = _MEAN_KERNEL[ctx.engine.name] if ctx.engine.name in _MEAN_KERNEL else "ref"
+    if rank == 4 and axes == (1, 2) and x.dtype == y.dtype:
+        node = _chip_mean(kernel, keep, x, y)
+        if node is not None:
+            ctx.graph.nodes.append(node)
+            return
     xq, yq = x, y
 
     def fn(ins: list) -> np.ndarray:
