@@ -20,6 +20,8 @@ from .litert_ref import ENGINES
 from .test_real_models import model_path
 
 DATA = Path(__file__).resolve().parent / "data" / "wakeword"
+# LiteRT warns that keeping every tensor is for debugging: the test reads the state tensors so
+pytestmark = pytest.mark.filterwarnings("ignore:Warning. Enabling .experimental_preserve_all_tensors.:UserWarning")
 WAKEWORDS = ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")
 
 
