@@ -67,3 +67,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     assert main(["run", str(good), "--input", str(tmp_path / "x.npy"), "--output", str(y), "--engine", "tflm"]) == 0
     out = np.load(y)
     assert out.dtype == np.int8 and out.shape == (1, 7, 9, 6)
+
+
+def test_int8_concatenation_of_other_quantizations_is_refused_as_litert_does():
+    from .tflite_build import concat_model
+
+    raw = concat_model(np.random.default_rng(2), [(1, 3, 3, 2), (1, 3, 3, 4)], 3, dtype="int8", same_quant=False)
+    with pytest.raises(ModelError, match="CONCATENATION#0.*quantized apart from the output"):
+        _compile(raw)

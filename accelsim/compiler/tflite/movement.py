@@ -121,8 +121,12 @@ def concatenation(ctx: TFLiteContext, op: TOp) -> None:
         raise ctx.fail(op, f"axis {axis} of a rank-{rank} tensor")
     act = o.FusedActivationFunction() if o is not None else 0
     clamp = ctx.clamp(op, y, act)
+    for x in xs:
+        if x.dtype == "s8" and (x.scale, x.zero_point) != (y.scale, y.zero_point):
+            raise ctx.fail(op, f"int8 input {x.name!r} is quantized apart from the output (TFLite and every "
+                               "LiteRT kernel set refuse it: requantize it first)")
     tables = [None if (x.scale, x.zero_point) == (y.scale, y.zero_point) and act == 0
-              else concat_table(ctx.engine, x, y, clamp) for x in xs]
+              else concat_table(x, y, clamp) for x in xs]
     ctx.graph.nodes.append(QConcat(y.name, op.op, [x.name for x in xs], y.name, None, nchw_axis(axis, rank),
                                    tables=tables))
 

@@ -25,14 +25,13 @@ def _table(x: QTensor, values: np.ndarray) -> np.ndarray:
     return table
 
 
-def concat_table(engine: Engine, x: QTensor, y: QTensor, clamp: tuple[int, int]) -> np.ndarray:
+def concat_table(x: QTensor, y: QTensor, clamp: tuple[int, int]) -> np.ndarray:
     """TFLite's ConcatenationWithScaling of one input: round(q * scale + bias) + z_y in float32,
     scale = s_x * (1 / s_y), bias = -z_x * scale, halves away from zero; then the activation range."""
     q = codes_of(x).astype(np.float32)
     scale = np.float32(x.scale) * (np.float32(1.0) / np.float32(y.scale))
     bias = np.float32(-x.zero_point) * scale
-    v = q * scale + bias
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    r = _round_away((q * scale + bias).astype(np.float32))
     return _table(x, np.clip(r.astype(np.int64) + y.zero_point, *clamp))
 
 
