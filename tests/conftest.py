@@ -1,7 +1,7 @@
 """Shared test settings: hypothesis runs fewer (never zero) examples under CI=true, and fewer
 still when the kernels run as plain Python (NUMBA_DISABLE_JIT=1).  Under CI=true the reference
-engine and the test extra's other packages must be installed: a missing onnxruntime, ai-edge-litert, torch,
-scikit-learn or mlxtend fails the run instead of skipping its tests."""
+engine and the test extra's other packages must be installed: a missing onnxruntime, ai-edge-litert,
+tflite-micro, torch, scikit-learn or mlxtend fails the run instead of skipping its tests."""
 
 import importlib.util
 import os
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 def pytest_sessionstart(session):
     if os.environ.get("CI") != "true":
         return
-    missing = [m for m in ("onnxruntime", "torch", "sklearn", "mlxtend", "ai_edge_litert") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("onnxruntime", "torch", "sklearn", "mlxtend", "ai_edge_litert", "tflite_micro") if importlib.util.find_spec(m) is None]
     if missing:
         raise pytest.UsageError(f"CI=true: {', '.join(missing)} (in the 'test' extra) not installed; their tests "
                                 "would all be skipped")

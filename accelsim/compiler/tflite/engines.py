@@ -10,7 +10,8 @@ importer gives every layer the REQUANT mode (isa.requant.MODES) of that engine's
   channels take gemmlowp's rounding divide instead;
 - ``litert-ref``: BUILTIN_REF, the reference kernels: double rounding for conv and depthwise,
   round(double(acc) * multiplier) with ties away from zero for fully connected;
-- ``tflm``: tflite-micro's reference kernels, double rounding.
+- ``tflm``: tflite-micro's kernels, double rounding (int8 only: it has no uint8 kernels but
+  QUANTIZE's).
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ def _window(ctx: TFLiteContext, op: TOp):
 
 def average_pool(ctx: TFLiteContext, op: TOp) -> None:
     x, y, k, stride, pads, act = _window(ctx, op)
+    if ctx.engine.name == "tflm" and (x.scale, x.zero_point) != (y.scale, y.zero_point):
+        raise ctx.fail(op, "tflite-micro requires the same quantization in and out (LiteRT ignores the output's)")
     ctx.graph.nodes.append(QAvgPool(y.name, op.op, x.name, y.name, k, stride, pads, codes=True, away=True,
                                     clamp=ctx.clamp(op, y, act)))
 
