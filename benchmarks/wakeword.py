@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':12s} {'engine':15s} {'compile s':>9s} {'accelsim ms':>11s} {'LiteRT ms':>9s} {'ratio':>7s} "
           f"{'cycles':>8s} {'energy uJ':>9s}  equal")
     for r in rows:
-        print(f"{r['model']:12s} {r['engine']:15s} {r['compile_s']:9.2f} {r['accelsim_ms']:11.2f} {r['litert_ms']:9.3f} "
+        print(f"{r['model']:12s} {r['engine']:15s} {r['compile_s']:9.2f} {r['accelsim_ms']:11.2f} "
+              f"{r['litert_ms']:9.3f} "
               f"{r['ratio']:6.0f}x {r['cycles']:8.0f} {r['energy_uj']:9.3f}  {'yes' if r['equal'] else 'NO'}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -63,3 +63,14 @@ def differing(raw: bytes, feeds: dict, engine: str) -> tuple[int, int]:
         bad += int((g.astype(np.int64) != w.astype(np.int64)).sum())
         total += w.size
     return bad, total
+
+
+def assert_all_match(engine: str, rng: np.random.Generator, models, feeds=None) -> int:
+    """Every model (bytes) against the engine on random codes (or ``feeds(raw)``): 0 differing
+    codes over all of them.  Returns the codes compared."""
+    bad = total = 0
+    for raw in models:
+        d, n = differing(raw, feeds(raw) if feeds else random_codes(rng, raw), engine)
+        bad, total = bad + d, total + n
+    assert bad == 0, f"{bad} of {total} codes differ from {engine}"
+    return total

@@ -8,7 +8,7 @@ import pytest
 
 from accelsim.compiler.tflite import parse_tflite
 
-from .litert_ref import ENGINES, chip, differing, random_codes, reference
+from .litert_ref import ENGINES, assert_all_match, chip, differing, random_codes, reference
 from .tflite_build import (binary_model, concat_model, float_io_model, mean_model, pad_model, pool_model,
                           unary_model)
 
@@ -22,14 +22,8 @@ def test_add_and_mul_match_litert(engine, op, dtype):
     """Each kernel set's own arithmetic (XNNPACK's add rounds once; the built-in ones three times):
     over these models the sets disagree with one another on some codes, accelsim on none."""
     rng = np.random.default_rng(len(engine) * 7 + len(op) + len(dtype))
-    bad = total = 0
-    for act in (None, "relu", "relu6"):
-        for shape_a, shape_b in BINARY:
-            for const_b in (False, True):
-                raw = binary_model(op, rng, shape_a, shape_b, dtype=dtype, act=act, const_b=const_b)
-                d, n = differing(raw, random_codes(rng, raw), engine)
-                bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    assert_all_match(engine, rng, (binary_model(op, rng, a, b, dtype=dtype, act=act, const_b=const_b)
+                                   for act in (None, "relu", "relu6") for a, b in BINARY for const_b in (False, True)))
 
 
 POOLS = [((1, 7, 9, 5), (3, 3), (2, 2), "same"), ((2, 5, 3, 11), (2, 2), (2, 2), "valid"),
@@ -43,14 +37,9 @@ def test_pools_match_litert(engine, op, dtype):
     """TFLite's average pool divides the codes' sum by the in-image taps, ties away, and ignores a
     change of quantization but for the activation bounds; max pooling never reads padding."""
     rng = np.random.default_rng(len(engine) * 3 + len(op) + len(dtype))
-    bad = total = 0
-    for shape, filt, stride, padding in POOLS:
-        for act in (None, "relu", "relu6"):
-            raw = pool_model(op, rng, shape, filt, stride, padding, act=act, dtype=dtype,
-                             same_quant=op == "max" or act is None)
-            d, n = differing(raw, random_codes(rng, raw), engine)
-            bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    assert_all_match(engine, rng, (pool_model(op, rng, shape, filt, stride, padding, act=act, dtype=dtype,
+                                              same_quant=op == "max" or act is None)
+                                   for shape, filt, stride, padding in POOLS for act in (None, "relu", "relu6")))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -58,14 +47,10 @@ def test_pools_match_litert(engine, op, dtype):
 def test_mean_matches_litert(engine, dtype):
     """The three kernel sets' MEAN differ on 2-16% of codes; each is matched."""
     rng = np.random.default_rng(len(engine) + len(dtype))
-    bad = total = 0
-    for shape in [(1, 7, 9, 5), (2, 5, 3, 11), (1, 7, 7, 16), (1, 4, 4, 37)]:
-        for axes, keep in [((1, 2), True), ((1, 2), False), ((2, 1), True), ((3,), True)]:
-            for same in (False, True):
-                raw = mean_model(rng, shape, axes, keep, dtype=dtype, same_quant=same)
-                d, n = differing(raw, random_codes(rng, raw), engine)
-                bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    assert_all_match(engine, rng, (mean_model(rng, shape, axes, keep, dtype=dtype, same_quant=same)
+                                   for shape in [(1, 7, 9, 5), (2, 5, 3, 11), (1, 7, 7, 16), (1, 4, 4, 37)]
+                                   for axes, keep in [((1, 2), True), ((1, 2), False), ((2, 1), True), ((3,), True)]
+                                   for same in (False, True)))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -74,13 +59,9 @@ def test_logistic_matches_litert(engine, dtype):
     """Every code of random input quantizations: XNNPACK's table (a double exp, ties even) and the
     built-in one (expf, ties away)."""
     rng = np.random.default_rng(len(engine) * 5 + len(dtype))
-    bad = total = 0
-    for _ in range(12):
-        raw = unary_model("LOGISTIC", rng, (1, 16, 16), dtype=dtype)
-        feeds = {"x": np.arange(256).reshape(1, 16, 16).astype(np.int16) + (-128 if dtype == "int8" else 0)}
-        d, n = differing(raw, {"x": feeds["x"].astype(dtype)}, engine)
-        bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    every_code = {"x": (np.arange(256).reshape(1, 16, 16) + (-128 if dtype == "int8" else 0)).astype(dtype)}
+    assert_all_match(engine, rng, (unary_model("LOGISTIC", rng, (1, 16, 16), dtype=dtype) for _ in range(12)),
+                     feeds=lambda raw: every_code)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -89,13 +70,8 @@ def test_requantize_matches_litert(engine, types):
     """QUANTIZE of an integer tensor: the optimized kernel rounds its blocks of 16 half up and its
     tail half away (37 and 45 elements have tails, 32 none), XNNPACK by its own 8-bit multiplier."""
     rng = np.random.default_rng(len(engine) + len(types[0]) * 3 + len(types[1]))
-    bad = total = 0
-    for shape in [(1, 37), (1, 3, 5, 3), (2, 16), (1, 1, 45)]:
-        for _ in range(4):
-            raw = unary_model("QUANTIZE", rng, shape, dtype=types[0], out_dtype=types[1])
-            d, n = differing(raw, random_codes(rng, raw), engine)
-            bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    assert_all_match(engine, rng, (unary_model("QUANTIZE", rng, shape, dtype=types[0], out_dtype=types[1])
+                                   for shape in [(1, 37), (1, 3, 5, 3), (2, 16), (1, 1, 45)] for _ in range(4)))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -103,14 +79,11 @@ def test_concatenation_matches_litert(engine):
     """Equal quantization: a copy on any axis; uint8 inputs quantized apart: TFLite's float32
     requantization, ties away (int8 must share the output's quantization: LiteRT refuses others)."""
     rng = np.random.default_rng(len(engine))
-    bad = total = 0
-    for shapes, axis in [([(1, 4, 5, 3), (1, 4, 5, 7)], 3), ([(1, 2, 5, 3), (1, 3, 5, 3)], 1),
-                         ([(2, 7), (2, 9), (2, 1)], 1), ([(1, 4, 2, 3), (1, 4, 3, 3)], 2)]:
-        for dtype, same in [("int8", True), ("uint8", True), ("uint8", False)]:
-            raw = concat_model(rng, shapes, axis, dtype=dtype, same_quant=same)
-            d, n = differing(raw, random_codes(rng, raw), engine)
-            bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    cases = [([(1, 4, 5, 3), (1, 4, 5, 7)], 3), ([(1, 2, 5, 3), (1, 3, 5, 3)], 1), ([(2, 7), (2, 9), (2, 1)], 1),
+             ([(1, 4, 2, 3), (1, 4, 3, 3)], 2)]
+    kinds = [("int8", True), ("uint8", True), ("uint8", False)]
+    assert_all_match(engine, rng, (concat_model(rng, shapes, axis, dtype=dtype, same_quant=same)
+                                   for shapes, axis in cases for dtype, same in kinds))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -137,13 +110,8 @@ def test_softmax_matches_litert(engine, dtype):
     (they part only where p * 256 falls within ~1e-7 of a half): test_gemmlowp_softmax_pieces checks
     the fixed-point one on its own."""
     rng = np.random.default_rng(len(engine) * 11 + len(dtype))
-    bad = total = 0
-    for shape in [(4, 10), (1, 37), (2, 3, 5, 10), (1, 1, 1, 37)]:
-        for _ in range(4):
-            raw = unary_model("SOFTMAX", rng, shape, dtype=dtype)
-            d, n = differing(raw, random_codes(rng, raw), engine)
-            bad, total = bad + d, total + n
-    assert bad == 0, f"{bad} of {total} codes differ from LiteRT ({engine})"
+    assert_all_match(engine, rng, (unary_model("SOFTMAX", rng, shape, dtype=dtype)
+                                   for shape in [(4, 10), (1, 37), (2, 3, 5, 10), (1, 1, 1, 37)] for _ in range(4)))
 
 
 def test_gemmlowp_softmax_pieces():
@@ -205,4 +173,5 @@ def test_mean_over_h_and_w_runs_on_the_chip_where_a_mode_expresses_it():
     assert isinstance(kinds["litert"], QHost)
     assert isinstance(kinds["litert-ref"], QGlobalAvgPool) and kinds["litert-ref"].requant == "fixed_double"
     opt = kinds["litert-builtin"]
-    assert isinstance(opt, QGlobalAvgPool) and (opt.requant, opt.requant_tail) == ("fixed_double_up", (32, "fixed_double"))
+    assert isinstance(opt, QGlobalAvgPool)
+    assert (opt.requant, opt.requant_tail) == ("fixed_double_up", (32, "fixed_double"))

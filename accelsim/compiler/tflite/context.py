@@ -4,12 +4,12 @@ activations)."""
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 
 from isa.quant import qrange
+from isa.requant import round_half_away
 
 from ..ir import ModelError, QGraph, QTensor
 from .engines import Engine
@@ -35,7 +35,7 @@ def nchw_axis(axis: int, rank: int) -> int:
 
 def tflite_round(v: float) -> int:
     """C's ``round`` (TfLiteRound): halves away from zero."""
-    return int(math.copysign(math.floor(abs(v) + 0.5), v))
+    return int(round_half_away(np.float64(v)))
 
 
 class TFLiteContext:
@@ -49,6 +49,8 @@ class TFLiteContext:
         self.dequantized: dict[int, str] = {}  # float model output -> the QTensor its DEQUANTIZE reads
         self.consumed: set[int] = set()     # ops imported with the op before them (by index)
         self.batch = 1                      # images per run: the file's leading dim times this
+        self.handles: dict[int, str] = {}   # resource tensor -> its variable (state.prepare)
+        self.initial: dict[str, np.ndarray] = {}  # variable -> the constant CALL_ONCE assigns it
 
     def tensor(self, idx: int) -> TTensor:
         return self.sg.tensors[idx]
@@ -145,3 +147,22 @@ class TFLiteContext:
         if f_hi is not None:
             hi = min(hi, y.zero_point + tflite_round(float(np.float32(f_hi) / y.scale)))
         return lo, hi
+
+    # ---- host steps
+    def host_step(self, op: TOp, x: QTensor, y: QTensor, fn) -> None:
+        """A QHost computing ``y = fn(codes of x)`` with both in the file's layout (the host hands
+        4-D tensors over in the QGraph's NCHW reading: transposed here, both ways)."""
+        from ..ir import QHost
+
+        def call(ins: list) -> np.ndarray:
+            codes = ins[0].transpose(0, 2, 3, 1) if len(x.shape) == 4 else ins[0]
+            out = np.asarray(fn(codes)).reshape(file_shape(y))
+            return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
+
+        self.graph.nodes.append(QHost(y.name, op.op, (x.name,), y.name, call))
+
+
+def file_shape(q: QTensor) -> tuple:
+    """A QTensor's shape in the file's layout (NHWC for 4-D)."""
+    s = q.shape
+    return (s[0], s[2], s[3], s[1]) if len(s) == 4 else tuple(s)

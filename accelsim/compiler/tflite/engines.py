@@ -34,7 +34,14 @@ class Engine:
     add: str = "fixed_double"              # ADD (VADD mode)
     mul: str = "fixed_double"              # MUL (VMUL mode)
     xnnpack: bool = False                  # the XNNPACK delegate takes the ops it supports
-    io: str = "ref"                        # the QUANTIZE / DEQUANTIZE kernels at the model's edges
+    kernels: str = "ref"                   # whose QUANTIZE, DEQUANTIZE, MEAN and SOFTMAX: xnn (XNNPACK's where
+    #                                        it takes them), opt (the optimized built-in ones) or ref
+    micro: bool = False                    # tflite-micro: no uint8 kernels, no requantizing average pool
+
+    @property
+    def optimized(self) -> bool:
+        """The optimized built-in kernels run what XNNPACK does not take."""
+        return self.kernels in ("xnn", "opt")
 
     def mode(self, kind: str, dtype: str) -> str:
         """The REQUANT mode of a ``kind`` layer on ``dtype`` activations (s8 or u8)."""
@@ -58,13 +65,13 @@ def _modes(s8: tuple[str, str, str], u8: tuple[str, str, str]) -> dict:
 # path rounds twice (gemmlowp) with no tail rule.
 ENGINES: dict[str, Engine] = {
     "litert": Engine("litert", _modes(("fp32", "fp32", "fp32"), ("fp32", "fixed_double", "fp32")), add="fixed_shared",
-                     mul="fp32", xnnpack=True, io="xnn"),
+                     mul="fp32", xnnpack=True, kernels="xnn"),
     "litert-builtin": Engine("litert-builtin",
                              _modes(("fixed_double_up",) * 3, ("fixed_double_up", "fixed_double", "fixed_double_up")),
-                             depthwise_tail="fixed_double", io="opt"),
+                             depthwise_tail="fixed_double", kernels="opt"),
     "litert-ref": Engine("litert-ref", _modes(("fixed_double", "fixed_double", "fp64_away"),
                                               ("fixed_double", "fixed_double", "fp64_away"))),
-    "tflm": Engine("tflm", _modes(("fixed_double",) * 3, ("fixed_double",) * 3)),
+    "tflm": Engine("tflm", _modes(("fixed_double",) * 3, ("fixed_double",) * 3), micro=True),
 }
 DEFAULT_ENGINE = "litert"
 

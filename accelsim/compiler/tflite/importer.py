@@ -35,7 +35,7 @@ def _handler(ctx: TFLiteContext, op: TOp) -> Handler:
     if h is None:
         raise ctx.fail(op, "unsupported op (runs on neither the chip nor the host yet)")
     types = {ctx.tensor(i).type for i in op.inputs + op.outputs if i >= 0}
-    if ctx.engine.name == "tflm" and "UINT8" in types and (op.op != "QUANTIZE" or types == {"UINT8"}):
+    if ctx.engine.micro and "UINT8" in types and (op.op != "QUANTIZE" or types == {"UINT8"}):
         raise ctx.fail(op, "tflite-micro has no uint8 kernel for this op (only QUANTIZE converts to and from int8)")
     return h
 

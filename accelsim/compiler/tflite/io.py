@@ -9,10 +9,12 @@ from functools import partial
 import numpy as np
 
 from isa.quant import qrange
+from isa.requant import round_half_away
 
-from ..ir import ModelError
+from ..ir import ModelError, QLut
 from .context import TFLiteContext
 from .load import TOp
+from .tables import requantize_tables
 
 
 def _consumers(ctx: TFLiteContext, idx: int) -> list[TOp]:
@@ -39,7 +41,7 @@ def graph_inputs(ctx: TFLiteContext) -> None:
             q = ctx.out(users[0])
             ctx.consumed.add(users[0].index)
             g.inputs[t.name] = q.name
-            g.input_quantizers[t.name] = partial(quantize_float, ctx.engine.io, images=ctx.batch)
+            g.input_quantizers[t.name] = partial(quantize_float, ctx.engine.kernels, images=ctx.batch)
         else:
             q = ctx.add(None, idx)
             g.inputs[t.name] = q.name
@@ -55,7 +57,7 @@ def graph_outputs(ctx: TFLiteContext) -> None:
         t = ctx.tensor(idx)
         if idx in ctx.dequantized:
             g.outputs[t.name] = ctx.dequantized[idx]
-            g.output_dequantizers[t.name] = partial(dequantize_codes, ctx.engine.io, images=ctx.batch)
+            g.output_dequantizers[t.name] = partial(dequantize_codes, ctx.engine.kernels, images=ctx.batch)
         elif idx in ctx.q_of:
             g.outputs[t.name] = ctx.q_of[idx]
             g.code_io.add(t.name)
@@ -67,9 +69,6 @@ def graph_outputs(ctx: TFLiteContext) -> None:
 
 def quantize(ctx: TFLiteContext, op: TOp) -> None:
     """QUANTIZE inside the graph: an integer tensor requantized (a table); a float one is refused."""
-    from ..ir import QLut
-    from .tables import requantize_tables
-
     src = ctx.tensor(op.inputs[0])
     if src.type == "FLOAT32":
         raise ctx.fail(op, "quantizes a float tensor inside the graph (the chip holds integers only)")
@@ -105,12 +104,6 @@ def _to_int32(v: np.ndarray, even: bool) -> np.ndarray:
     return np.where(ok, r, INT32_MIN).astype(np.int64)
 
 
-def _round_away(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v)
-    t = np.trunc(v)
-    return t + np.where(np.abs(v - t) >= 0.5, np.sign(v), 0).astype(v.dtype)
-
-
 def _per_image(fn, x: np.ndarray, images: int) -> np.ndarray:
     """``fn`` over each image's elements in the file's order (LiteRT runs one image per invocation)."""
     flat = np.asarray(x).reshape(images, -1)
@@ -137,9 +130,9 @@ def quantize_float(kernel: str, x: np.ndarray, t, images: int = 1) -> np.ndarray
         if kernel == "opt":
             k = row.size - row.size % 8
             body = _to_int32((row[:k] * inv).astype(np.float32), even=True)
-            tail = _to_int32(_round_away(row[k:].astype(np.float64) / np.float64(s)), even=False)
+            tail = _to_int32(round_half_away(row[k:].astype(np.float64) / np.float64(s)), even=False)
             return wrap_clip(np.concatenate([body, tail]))
-        return wrap_clip(_to_int32(_round_away((row / s).astype(np.float32)), even=False))
+        return wrap_clip(_to_int32(round_half_away((row / s).astype(np.float32)), even=False))
 
     return _per_image(one, x, images)
 

@@ -165,7 +165,8 @@ def parse_tflite(raw: bytes, path: str = "") -> TFLiteFile:
     except ModelError:
         raise
     except Exception as e:  # a truncated or corrupt flatbuffer
-        raise ModelError("", "", f"cannot read the flatbuffer, truncated or corrupt ({type(e).__name__}: {e})") from None
+        reason = f"cannot read the flatbuffer, truncated or corrupt ({type(e).__name__}: {e})"
+        raise ModelError("", "", reason) from None
     if not subgraphs:
         raise ModelError("", "", "the flatbuffer has no subgraph")
     desc = model.Description().decode(errors="replace") if model.Description() else ""

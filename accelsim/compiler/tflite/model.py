@@ -34,7 +34,8 @@ class TFLiteCompiler:
         batches = set()
         for name, shape in given.items():
             if name not in self.declared:
-                raise ModelError("", "input", f"the model has no input {name!r} (its inputs: {', '.join(self.declared)})")
+                raise ModelError("", "input", f"the model has no input {name!r} "
+                                              f"(its inputs: {', '.join(self.declared)})")
             file = self.declared[name]
             shape = tuple(shape)
             if len(shape) != len(file) or shape[1:] != tuple(file[1:]) or not file or shape[0] % file[0]:

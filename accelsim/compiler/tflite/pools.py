@@ -15,15 +15,12 @@ import numpy as np
 from isa.quant import qrange
 from isa.requant import quantize_multiplier
 
-from ..ir import QAvgPool, QGlobalAvgPool, QHost, QLut, QMaxPool, QTensor
+from ..ir import QAvgPool, QGlobalAvgPool, QLut, QMaxPool, QTensor
 from .context import TFLiteContext
 from .layers import pads_of
 from .load import TOp
 from .reduce import mean
 from .tables import codes_of
-
-#: MEAN: the kernel each engine runs
-_MEAN_KERNEL = {"litert": "xnn", "litert-builtin": "opt", "litert-ref": "ref", "tflm": "ref"}
 
 
 def _window(ctx: TFLiteContext, op: TOp):
@@ -46,7 +43,7 @@ def _window(ctx: TFLiteContext, op: TOp):
 
 def average_pool(ctx: TFLiteContext, op: TOp) -> None:
     x, y, k, stride, pads, act = _window(ctx, op)
-    if ctx.engine.name == "tflm" and (x.scale, x.zero_point) != (y.scale, y.zero_point):
+    if ctx.engine.micro and (x.scale, x.zero_point) != (y.scale, y.zero_point):
         raise ctx.fail(op, "tflite-micro requires the same quantization in and out (LiteRT ignores the output's)")
     ctx.graph.nodes.append(QAvgPool(y.name, op.op, x.name, y.name, k, stride, pads, codes=True, away=True,
                                     clamp=ctx.clamp(op, y, act)))
@@ -92,8 +89,8 @@ def _chip_mean(kernel: str, keep: bool, x: QTensor, y: QTensor) -> Optional[QGlo
         return None
     m, sh = quantize_multiplier(float(np.float64(x.scale) / np.float64(y.scale)))
     k = min(int(math.log2(count)), 32, 31 + sh)
-    return QGlobalAvgPool(y.name, "MEAN", x.name, y.name, requant="fixed_double", multiplier=((m << k) // count, sh - k),
-                          sum_zero_point=x.zero_point, out_offset=y.zero_point)
+    return QGlobalAvgPool(y.name, "MEAN", x.name, y.name, requant="fixed_double",
+                          multiplier=((m << k) // count, sh - k), sum_zero_point=x.zero_point, out_offset=y.zero_point)
 
 
 def reduce_mean(ctx: TFLiteContext, op: TOp) -> None:
@@ -104,22 +101,13 @@ def reduce_mean(ctx: TFLiteContext, op: TOp) -> None:
     axes = tuple(sorted({int(a) % rank for a in np.asarray(ctx.const(op, 1, "axes")).ravel()}))
     keep = bool(op.options.KeepDims()) if op.options is not None else False
     y = ctx.out(op)
-    kernel = _MEAN_KERNEL[ctx.engine.name] if ctx.engine.name in _MEAN_KERNEL else "ref"
+    kernel = ctx.engine.kernels
     if rank == 4 and axes == (1, 2) and x.dtype == y.dtype:
         node = _chip_mean(kernel, keep, x, y)
         if node is not None:
             ctx.graph.nodes.append(node)
             return
-    xq, yq = x, y
-
-    def fn(ins: list) -> np.ndarray:
-        codes = ins[0].transpose(0, 2, 3, 1) if rank == 4 else ins[0]  # the host gets NCHW; TFLite is NHWC
-        out = mean(kernel, codes, axes, keep, xq, yq).reshape(ctx_shape)
-        return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
-
-    t = ctx.tensor(op.outputs[0])
-    ctx_shape = (t.shape[0] * ctx.batch,) + tuple(t.shape[1:]) if t.shape else ()
-    ctx.graph.nodes.append(QHost(y.name, op.op, (x.name,), y.name, fn))
+    ctx.host_step(op, x, y, lambda codes: mean(kernel, codes, axes, keep, x, y))
 
 
 HANDLERS = {"AVERAGE_POOL_2D": average_pool, "MAX_POOL_2D": max_pool, "MEAN": reduce_mean}

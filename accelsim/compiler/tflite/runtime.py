@@ -21,7 +21,8 @@ def interpreter(model: TFLiteFile, engine: str, preserve: bool = False):
         raise ValueError(f"engine {engine!r} has no LiteRT kernel set (LiteRT runs {', '.join(KERNEL_SETS)})")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=model.raw, experimental_op_resolver_type=getattr(OpResolverType, KERNEL_SETS[engine]),
+    kernels = getattr(OpResolverType, KERNEL_SETS[engine])
+    it = Interpreter(model_content=model.raw, experimental_op_resolver_type=kernels,
                      experimental_preserve_all_tensors=preserve)
     it.allocate_tensors()
     return it

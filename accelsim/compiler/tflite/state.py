@@ -44,7 +44,6 @@ def _initial_values(ctx: TFLiteContext, model: TFLiteFile, sg: TSubgraph) -> dic
 def prepare(ctx: TFLiteContext, model: TFLiteFile) -> None:
     """Find the variables (their handles and initial values); CALL_ONCE and VAR_HANDLE are done
     here, READ_VARIABLE and ASSIGN_VARIABLE where they come in the graph."""
-    ctx.handles, ctx.initial = {}, {}
     for op in model.main.ops:
         if op.op == "CALL_ONCE":
             k = op.options.InitSubgraphIndex() if op.options is not None else -1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from isa.quant import qrange
-from isa.requant import multiply_by_quantized_multiplier, quantize_multiplier
+from isa.requant import multiply_by_quantized_multiplier, quantize_multiplier, round_half_away
 
 from ..ir import QTensor
 from .engines import Engine
@@ -31,7 +31,7 @@ def concat_table(x: QTensor, y: QTensor, clamp: tuple[int, int]) -> np.ndarray:
     q = codes_of(x).astype(np.float32)
     scale = np.float32(x.scale) * (np.float32(1.0) / np.float32(y.scale))
     bias = np.float32(-x.zero_point) * scale
-    r = _round_away((q * scale + bias).astype(np.float32))
+    r = round_half_away((q * scale + bias).astype(np.float32))
     return _table(x, np.clip(r.astype(np.int64) + y.zero_point, *clamp))
 
 
@@ -39,12 +39,6 @@ def _expf(v: np.ndarray) -> np.ndarray:
     """float32 exp, correctly rounded (glibc's expf is within 0.502 ulp: the same on these inputs)."""
     with np.errstate(over="ignore"):
         return np.exp(np.asarray(v, np.float32).astype(np.float64)).astype(np.float32)
-
-
-def _round_away(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v)
-    t = np.trunc(v)
-    return t + np.where(np.abs(v - t) >= 0.5, np.sign(v), 0).astype(v.dtype)
 
 
 def logistic_table(engine: Engine, x: QTensor, y: QTensor) -> np.ndarray:
@@ -62,7 +56,7 @@ def logistic_table(engine: Engine, x: QTensor, y: QTensor) -> np.ndarray:
     else:
         d = (x.scale * (q - x.zero_point).astype(np.float32)).astype(np.float32)
         t = (f(1) / (f(1) + _expf(-d))).astype(np.float32)
-        out = _round_away((t * (f(1) / y.scale)).astype(np.float32)) + f(y.zero_point)
+        out = round_half_away((t * (f(1) / y.scale)).astype(np.float32)) + y.zero_point
     return _table(x, np.clip(out.astype(np.int64), *qrange(y.dtype)))
 
 
@@ -86,7 +80,7 @@ def requantize_tables(engine: Engine, x: QTensor, y: QTensor, elements: int) -> 
         m = int(np.rint(np.float32(256.0) * ratio))
         v = ((y.zero_point << 8) - m * x.zero_point + 0x80 + codes_of(x) * m) >> 8
         return _table(x, np.clip(v, *qrange(y.dtype))), None
-    if engine.name in ("litert", "litert-builtin"):
+    if engine.optimized:
         blocks = elements - elements % 16
         return _requant_codes(x, y, up=True), (blocks, _requant_codes(x, y, up=False))
     return _requant_codes(x, y, up=False), None

@@ -25,7 +25,6 @@ HANDLERS = {"LOGISTIC": logistic}
 def softmax(ctx: TFLiteContext, op: TOp) -> None:
     """SOFTMAX over the file's last axis, on the host; TFLite takes outputs of scale 1/256 and zero
     point -128 (int8) or 0 (uint8)."""
-    from ..ir import QHost
     from .softmax import softmax as host_softmax
 
     x = ctx.q(op, 0)
@@ -35,15 +34,9 @@ def softmax(ctx: TFLiteContext, op: TOp) -> None:
         raise ctx.fail(op, f"takes 8-bit codes and gives scale 1/256, zero point {want[1]} (not {y.scale}, "
                            f"{y.zero_point} of {y.dtype})")
     beta = float(op.options.Beta()) if op.options is not None else 1.0
-    kernel = "opt" if ctx.engine.name in ("litert", "litert-builtin") else "ref"
-    rank = len(x.shape)
-
-    def fn(ins: list) -> np.ndarray:
-        codes = ins[0].transpose(0, 2, 3, 1) if rank == 4 else ins[0]  # the host gets NCHW; TFLite's axis is last
-        out = host_softmax(kernel, codes, float(x.scale), beta, float(y.scale), y.zero_point, y.dtype)
-        return out.transpose(0, 3, 1, 2) if rank == 4 else out
-
-    ctx.graph.nodes.append(QHost(y.name, op.op, (x.name,), y.name, fn))
+    kernel = "opt" if ctx.engine.optimized else "ref"  # XNNPACK takes no int8 softmax
+    ctx.host_step(op, x, y, lambda codes: host_softmax(kernel, codes, float(x.scale), beta, float(y.scale),
+                                                       y.zero_point, y.dtype))
 
 
 HANDLERS["SOFTMAX"] = softmax
